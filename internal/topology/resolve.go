@@ -1,0 +1,942 @@
+package topology
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+const (
+	maxNameLen         = 15 // node and segment names are interface names
+	maxTopologyNameLen = 24
+	maxVIPNameLen      = 63
+	maxCount           = 999
+	defaultASN         = 65000
+	defaultP2PPool     = "100.64.0.0/16"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+
+// reservedName reports names that would clash with interfaces or sysctl
+// directories that exist in every namespace.
+func reservedName(s string) bool {
+	switch s {
+	case "lo", "all", "default", "tunl0", "ip6tnl0", "sit0", "gre0", "gretap0",
+		"erspan0", "ip6gre0", "ip6gretap0":
+		return true
+	}
+	return false
+}
+
+// resolver turns a decoded rawFile into a Topology, reporting every problem.
+type resolver struct {
+	c     *collector
+	file  string
+	root  *yaml.Node
+	raw   rawFile
+	cfg   *rawConfigs
+	once  map[*yaml.Node]bool
+	defs  map[string]*def
+	pool  netip.Prefix
+	poolN *yaml.Node
+
+	segs    []*segEntry
+	entries []*nodeEntry
+	members []*member
+	links   []*p2pLink
+}
+
+type segEntry struct {
+	name    string
+	key     *yaml.Node
+	prefix  netip.Prefix // invalid when the prefix is wrong
+	prefixN *yaml.Node
+	members []*member
+}
+
+type nodeEntry struct {
+	name     string
+	key      *yaml.Node
+	node     *yaml.Node
+	raw      rawNode
+	path     string
+	role     Role // "" when wrong
+	group    bool
+	members  []*member
+	items    []*linkItem
+	loopback []netip.Addr
+	settings Settings
+}
+
+// linkItem is one resolved item of a node entry's links.
+type linkItem struct {
+	v      value
+	target string
+	seg    *segEntry // set for a segment
+	peer   *member   // set for a point-to-point link
+	pin    netip.Addr
+	pinN   *yaml.Node
+}
+
+type member struct {
+	e      *nodeEntry
+	index  int // within its group, from 0
+	name   string
+	ifaces []*iface
+	routes []Route
+}
+
+type iface struct {
+	item *linkItem // nil for a link declared by the peer only
+	seg  *segEntry
+	peer *member
+	link *p2pLink
+	addr netip.Prefix
+}
+
+type p2pLink struct {
+	a, b     *member
+	aIf, bIf *iface
+	item     *linkItem // where the link was first declared
+}
+
+type defKind int
+
+const (
+	defSegment defKind = iota
+	defNode
+	defGroup
+	defMember
+)
+
+// def is what a name stands for.
+type def struct {
+	kind defKind
+	line int
+	seg  *segEntry
+	e    *nodeEntry
+	m    *member
+}
+
+func (d *def) String() string {
+	switch d.kind {
+	case defSegment:
+		return "segment " + d.seg.name
+	case defGroup:
+		return "group " + d.e.name
+	case defMember:
+		return fmt.Sprintf("member %s of group %s", d.m.name, d.e.name)
+	}
+	return "node " + d.e.name
+}
+
+func (m *member) ifaceOn(s *segEntry) *iface {
+	for _, f := range m.ifaces {
+		if f.seg == s {
+			return f
+		}
+	}
+	return nil
+}
+
+// resolve parses and resolves a topology file. It returns nil when the file
+// is not even a mapping; otherwise a topology that is valid only if c holds
+// no problems.
+func resolve(c *collector, file string, data []byte, cfg *rawConfigs) *Topology {
+	root := document(c, file, data)
+	if root == nil {
+		return nil
+	}
+	if root = deref(root); root == nil || isNull(root) {
+		c.at(root, "empty topology (want a mapping with name and nodes)")
+		return nil
+	}
+	r := &resolver{c: c, file: file, root: root, cfg: cfg, once: map[*yaml.Node]bool{}, defs: map[string]*def{}}
+	decode(c, file, root, &r.raw)
+	if root.Kind != yaml.MappingNode {
+		return nil // The checker said so.
+	}
+	t := &Topology{File: file}
+	t.Name = r.name()
+	t.BGP.ASN = r.asn()
+	t.VIPs = r.vips()
+	r.p2pPool()
+	r.segments()
+	r.nodes()
+	r.register()
+	r.linkItems()
+	r.interfaces()
+	r.pins()
+	r.allocateSegments()
+	r.allocateLinks()
+	r.loopbacks()
+	r.settings()
+	r.routes()
+	t.BGP.RouteReflectors = r.reflectors()
+	r.fill(t)
+	return t
+}
+
+// atOnce reports a problem at n unless one was already reported there.
+func (r *resolver) atOnce(n *yaml.Node, format string, args ...any) {
+	if r.once[n] {
+		return
+	}
+	r.once[n] = true
+	r.c.at(n, format, args...)
+}
+
+// keyNode returns the key node of a top-level key, or the root.
+func (r *resolver) keyNode(key string) *yaml.Node {
+	for i := 0; i+1 < len(r.root.Content); i += 2 {
+		if k := deref(r.root.Content[i]); k != nil && k.Value == key {
+			return k
+		}
+	}
+	return r.root
+}
+
+// valueOf returns the value of a top-level key node, or nil.
+func (r *resolver) valueOf(key *yaml.Node) *yaml.Node {
+	for i := 0; i+1 < len(r.root.Content); i += 2 {
+		if deref(r.root.Content[i]) == key {
+			return deref(r.root.Content[i+1])
+		}
+	}
+	return nil
+}
+
+// required returns the scalar of v, reporting it missing at parent.
+func (r *resolver) required(v value, parent *yaml.Node, field string) (string, bool) {
+	s, ok := v.str()
+	if !ok && v.Node == nil {
+		r.c.atField(parent, field, "required")
+	}
+	return s, ok
+}
+
+func (r *resolver) name() string {
+	s, ok := r.required(r.raw.Name, r.root, "name")
+	switch {
+	case !ok:
+	case !nameRE.MatchString(s):
+		r.c.at(r.raw.Name.Node, "bad name %q (want [a-z][a-z0-9-]*)", s)
+	case len(s) > maxTopologyNameLen:
+		r.c.at(r.raw.Name.Node, "name %q is longer than %d characters", s, maxTopologyNameLen)
+	}
+	return s
+}
+
+// checkName reports a bad node, group or segment name written at key.
+func (r *resolver) checkName(key *yaml.Node, name string) {
+	switch {
+	case !nameRE.MatchString(name):
+		r.c.at(key, "bad name %q (want [a-z][a-z0-9-]*)", name)
+	case len(name) > maxNameLen:
+		r.c.at(key, "name %q is longer than %d characters", name, maxNameLen)
+	case reservedName(name):
+		r.c.at(key, "name %q is reserved (an interface or sysctl directory has it)", name)
+	}
+}
+
+func (r *resolver) asn() uint32 {
+	v := r.raw.BGP.V.ASN
+	s, ok := v.str()
+	if !ok {
+		return defaultASN
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 0 {
+		r.c.at(v.Node, "%q is not an AS number (want 1-4294967295)", s)
+	}
+	return uint32(n)
+}
+
+func (r *resolver) vips() []VIP {
+	type key struct {
+		addr  netip.Addr
+		port  uint16
+		proto string
+	}
+	var vips []VIP
+	names := map[string]int{}
+	keys := map[key]int{}
+	for i, it := range r.raw.VIPs {
+		if it.Node == nil {
+			continue
+		}
+		raw, path := it.V, fmt.Sprintf("vips[%d]", i)
+		v := VIP{Name: fmt.Sprintf("vip%d", i+1), Port: 80, Protocol: "tcp", Scheduler: "mh"}
+		if s, ok := raw.Name.str(); ok {
+			switch {
+			case !nameRE.MatchString(s):
+				r.c.at(raw.Name.Node, "bad name %q (want [a-z][a-z0-9-]*)", s)
+			case len(s) > maxVIPNameLen:
+				r.c.at(raw.Name.Node, "name %q is longer than %d characters", s, maxVIPNameLen)
+			}
+			v.Name = s
+		}
+		if j, dup := names[v.Name]; dup {
+			r.c.atField(cmp.Or(raw.Name.Node, it.Node), path+".name", "name %q is already used by vips[%d]", v.Name, j)
+		} else {
+			names[v.Name] = i
+		}
+		if s, ok := r.required(raw.Address, it.Node, path+".address"); ok {
+			a, problem := parseAddr(s)
+			if problem != "" {
+				r.c.at(raw.Address.Node, "%s", problem)
+			}
+			v.Address = a
+		}
+		if s, ok := raw.Port.str(); ok {
+			n, err := strconv.ParseUint(s, 10, 16)
+			if err != nil || n == 0 {
+				r.c.at(raw.Port.Node, "%q is not a port (want 1-65535)", s)
+			}
+			v.Port = uint16(n)
+		}
+		if s, ok := raw.Protocol.str(); ok {
+			if s != "tcp" && s != "udp" {
+				r.c.at(raw.Protocol.Node, "unknown protocol %q (want tcp or udp)", s)
+			}
+			v.Protocol = s
+		}
+		if s, ok := raw.Scheduler.str(); ok {
+			if !slices.Contains([]string{"mh", "sh", "wlc", "rr"}, s) {
+				r.c.at(raw.Scheduler.Node, "unknown scheduler %q (want mh, sh, wlc or rr)", s)
+			}
+			v.Scheduler = s
+		}
+		hashing := v.Scheduler == "mh" || v.Scheduler == "sh"
+		switch {
+		case raw.Flags == nil && hashing:
+			v.Flags = []string{"port"}
+		case raw.Flags == nil:
+			v.Flags = []string{}
+		default:
+			v.Flags = []string{}
+			for _, f := range raw.Flags {
+				s, ok := f.str()
+				switch {
+				case !ok:
+				case s != "port" && s != "fallback":
+					r.c.at(f.Node, "unknown flag %q (want port or fallback)", s)
+				case slices.Contains(v.Flags, s):
+					r.c.at(f.Node, "flag %q is listed twice", s)
+				case !hashing:
+					r.c.at(f.Node, "flag %q applies to the mh and sh schedulers only", s)
+				default:
+					v.Flags = append(v.Flags, s)
+				}
+			}
+		}
+		if v.Address.IsValid() {
+			k := key{v.Address, v.Port, v.Protocol}
+			if j, dup := keys[k]; dup {
+				r.c.atField(it.Node, path, "%s port %d/%s is already used by vips[%d]", v.Address, v.Port, v.Protocol, j)
+			} else {
+				keys[k] = i
+			}
+		}
+		vips = append(vips, v)
+	}
+	return vips
+}
+
+func (r *resolver) p2pPool() {
+	s, ok := r.raw.P2PPool.str()
+	if !ok {
+		r.pool, _ = parsePrefix(defaultP2PPool)
+		return
+	}
+	r.poolN = r.raw.P2PPool.Node
+	p, problem := parsePrefix(s)
+	switch {
+	case problem != "":
+		r.c.at(r.poolN, "%s", problem)
+		return
+	case hostBits(p) < 1:
+		r.c.at(r.poolN, "%s is too small for a point-to-point link (want /%d or shorter)", p, p.Addr().BitLen()-1)
+		return
+	}
+	r.pool = p
+}
+
+func (r *resolver) segments() {
+	for _, e := range r.raw.Segments {
+		s := &segEntry{name: e.Key.Value, key: e.Key}
+		r.segs = append(r.segs, s)
+		r.checkName(e.Key, s.name)
+		str, ok := r.required(e.V.Prefix, e.Key, "segments."+s.name+".prefix")
+		if !ok {
+			continue
+		}
+		s.prefixN = e.V.Prefix.Node
+		p, problem := parsePrefix(str)
+		if problem != "" {
+			r.c.at(s.prefixN, "%s", problem)
+			continue
+		}
+		s.prefix = p
+		for _, o := range r.segs {
+			if o != s && o.prefix.IsValid() && o.prefix.Overlaps(p) {
+				r.c.at(s.prefixN, "%s overlaps segment %s (%s)", p, o.name, o.prefix)
+				break
+			}
+		}
+	}
+}
+
+func (r *resolver) nodes() {
+	if len(r.raw.Nodes) == 0 {
+		key := r.keyNode("nodes")
+		if v := r.valueOf(key); v == nil || isNull(v) || v.Kind == yaml.MappingNode {
+			r.c.atField(key, "nodes", "required: at least one node")
+		}
+	}
+	for _, en := range r.raw.Nodes {
+		e := &nodeEntry{name: en.Key.Value, key: en.Key, node: en.Node, raw: en.V, path: "nodes." + en.Key.Value}
+		r.entries = append(r.entries, e)
+		r.checkName(en.Key, e.name)
+		if s, ok := r.required(e.raw.Role, en.Key, e.path+".role"); ok {
+			if knownRole(s) {
+				e.role = Role(s)
+			} else {
+				r.c.at(e.raw.Role.Node, "unknown role %q (want %s)", s, roleList())
+			}
+		}
+		count := 0
+		if s, ok := e.raw.Count.str(); ok {
+			n, err := strconv.Atoi(s)
+			switch {
+			case err != nil || n < 1 || n > maxCount:
+				r.c.at(e.raw.Count.Node, "%q is not a count (want 1-%d)", s, maxCount)
+			case len(e.name)+1+len(strconv.Itoa(n)) > maxNameLen && len(e.name) <= maxNameLen:
+				r.c.at(e.raw.Count.Node, "member names run up to %q, longer than %d characters", fmt.Sprintf("%s-%d", e.name, n), maxNameLen)
+				count = n
+			default:
+				count = n
+			}
+		}
+		if count == 0 {
+			e.members = []*member{{e: e, name: e.name}}
+		} else {
+			e.group = true
+			for i := range count {
+				e.members = append(e.members, &member{e: e, index: i, name: fmt.Sprintf("%s-%d", e.name, i+1)})
+			}
+		}
+		r.members = append(r.members, e.members...)
+	}
+}
+
+// register records every segment, node, group and member name, reporting
+// a name used twice at its later declaration.
+func (r *resolver) register() {
+	var defs []*def
+	for _, s := range r.segs {
+		defs = append(defs, &def{kind: defSegment, line: s.key.Line, seg: s})
+	}
+	for _, e := range r.entries {
+		if !e.group {
+			defs = append(defs, &def{kind: defNode, line: e.key.Line, e: e, m: e.members[0]})
+			continue
+		}
+		defs = append(defs, &def{kind: defGroup, line: e.key.Line, e: e})
+		for _, m := range e.members {
+			defs = append(defs, &def{kind: defMember, line: e.key.Line, e: e, m: m})
+		}
+	}
+	slices.SortStableFunc(defs, func(a, b *def) int { return cmp.Compare(a.line, b.line) })
+	for _, d := range defs {
+		name, key := "", (*yaml.Node)(nil)
+		switch d.kind {
+		case defSegment:
+			name, key = d.seg.name, d.seg.key
+		case defMember:
+			name, key = d.m.name, d.e.key
+		default:
+			name, key = d.e.name, d.e.key
+		}
+		o, taken := r.defs[name]
+		switch {
+		case !taken:
+			r.defs[name] = d
+		case d.kind == defMember:
+			r.atOnce(key, "member name %q is already used by %s (line %d)", name, o, o.line)
+		default:
+			r.c.at(key, "name %q is already used by %s (line %d)", name, o, o.line)
+		}
+	}
+}
+
+func (r *resolver) linkItems() {
+	for _, e := range r.entries {
+		seen := map[string]int{}
+		for i, v := range e.raw.Links {
+			s, ok := v.str()
+			if !ok {
+				continue
+			}
+			if j, dup := seen[s]; dup {
+				r.c.at(v.Node, "%q is listed twice (also links[%d])", s, j)
+				continue
+			}
+			seen[s] = i
+			it := &linkItem{v: v, target: s}
+			e.items = append(e.items, it)
+			switch d := r.defs[s]; {
+			case d == nil:
+				r.c.at(v.Node, "unknown segment or node %q", s)
+			case d.kind == defSegment:
+				it.seg = d.seg
+			case d.kind == defGroup:
+				r.c.at(v.Node, "%q is a group: link to a segment, or to one member such as %s", s, d.e.members[0].name)
+			default:
+				it.peer = d.m
+			}
+		}
+	}
+}
+
+// interfaces gives every member its interfaces: its own links in order,
+// then the point-to-point links that only its peers declared.
+func (r *resolver) interfaces() {
+	pairs := map[[2]string]*p2pLink{}
+	for _, m := range r.members {
+		for _, it := range m.e.items {
+			switch {
+			case it.seg != nil:
+				m.ifaces = append(m.ifaces, &iface{item: it, seg: it.seg})
+				it.seg.members = append(it.seg.members, m)
+			case it.peer == m:
+				r.atOnce(it.v.Node, "%s cannot link to itself", m.name)
+			case it.peer != nil:
+				f := &iface{item: it, peer: it.peer}
+				m.ifaces = append(m.ifaces, f)
+				k := [2]string{m.name, it.peer.name}
+				slices.Sort(k[:])
+				l := pairs[k]
+				if l == nil {
+					l = &p2pLink{a: m, b: it.peer, aIf: f, item: it}
+					pairs[k] = l
+					r.links = append(r.links, l)
+				} else {
+					l.bIf = f
+				}
+				f.link = l
+			}
+		}
+	}
+	for _, l := range r.links {
+		if l.bIf == nil {
+			l.bIf = &iface{peer: l.a, link: l}
+			l.b.ifaces = append(l.b.ifaces, l.bIf)
+		}
+	}
+}
+
+// pins reads the pinned addresses of every node entry.
+func (r *resolver) pins() {
+	for _, e := range r.entries {
+		for _, a := range e.raw.Addresses {
+			i := slices.IndexFunc(e.items, func(it *linkItem) bool { return it.target == a.Key.Value })
+			if i < 0 {
+				r.c.at(a.Key, "%q is not in links", a.Key.Value)
+				continue
+			}
+			it := e.items[i]
+			if it.peer != nil {
+				r.c.at(a.Key, "point-to-point addresses come from p2p-pool; pin segment addresses only")
+				continue
+			}
+			s, ok := a.V.str()
+			if !ok || it.seg == nil {
+				continue
+			}
+			addr, problem := parseAddr(s)
+			if problem != "" {
+				r.c.at(a.V.Node, "%s", problem)
+				continue
+			}
+			it.pin, it.pinN = addr, a.V.Node
+		}
+	}
+}
+
+// allocateSegments checks the pinned addresses of every segment, then gives
+// the other members the lowest free addresses.
+func (r *resolver) allocateSegments() {
+	for _, s := range r.segs {
+		if !s.prefix.IsValid() {
+			continue
+		}
+		var pinned []netip.Addr
+		var ifs []*iface
+		var ms []*member
+		owner := map[netip.Addr]*member{}
+		for _, m := range s.members {
+			f := m.ifaceOn(s)
+			if !f.item.pin.IsValid() {
+				pinned, ifs, ms = append(pinned, netip.Addr{}), append(ifs, f), append(ms, m)
+				continue
+			}
+			a := addN(f.item.pin, m.index)
+			subject := a.String()
+			if m.index > 0 {
+				subject = fmt.Sprintf("%s gets %s, which", m.name, a)
+			}
+			if !a.IsValid() {
+				r.atOnce(f.item.pinN, "%s runs past the end of the address space", m.name)
+				continue
+			}
+			if problem := hostProblem(s.prefix, a); problem != "" {
+				r.atOnce(f.item.pinN, "%s %s segment %s (%s)", subject, problem, s.name, s.prefix)
+				continue
+			}
+			if o := owner[a]; o != nil {
+				r.atOnce(f.item.pinN, "%s is also pinned for %s (line %d)", subject, o.name, o.ifaceOn(s).item.pinN.Line)
+				continue
+			}
+			owner[a] = m
+			pinned, ifs, ms = append(pinned, a), append(ifs, f), append(ms, m)
+		}
+		addrs, missing := allocate(s.prefix, pinned)
+		first := ""
+		for i, f := range ifs {
+			if addrs[i].IsValid() {
+				f.addr = netip.PrefixFrom(addrs[i], s.prefix.Bits())
+			} else if first == "" {
+				first = ms[i].name
+			}
+		}
+		if missing > 0 {
+			more := ""
+			if missing > 1 {
+				more = fmt.Sprintf(" and %d more", missing-1)
+			}
+			r.c.at(s.prefixN, "%s is exhausted: no address left for %s%s", s.prefix, first, more)
+		}
+	}
+}
+
+// allocateLinks gives point-to-point links consecutive pairs from the pool.
+func (r *resolver) allocateLinks() {
+	if len(r.links) == 0 || !r.pool.IsValid() {
+		return
+	}
+	for _, s := range r.segs {
+		if !s.prefix.IsValid() || !s.prefix.Overlaps(r.pool) {
+			continue
+		}
+		if r.poolN != nil {
+			r.c.at(r.poolN, "%s overlaps segment %s (%s)", r.pool, s.name, s.prefix)
+		} else {
+			r.c.at(s.prefixN, "%s overlaps p2p-pool %s (the default; set p2p-pool to move it)", s.prefix, r.pool)
+		}
+	}
+	room := p2pCapacity(r.pool, len(r.links))
+	for i, l := range r.links {
+		if i >= room {
+			at := r.poolN
+			if at == nil {
+				at = l.item.v.Node
+			}
+			r.c.at(at, "p2p-pool %s is exhausted: room for %d point-to-point links, %d declared", r.pool, room, len(r.links))
+			return
+		}
+		l.aIf.addr, l.bIf.addr = p2pAddrs(r.pool, i)
+	}
+}
+
+func (r *resolver) loopbacks() {
+	for _, e := range r.entries {
+		seen := map[netip.Addr]bool{}
+	items:
+		for _, v := range e.raw.Loopback {
+			s, ok := v.str()
+			if !ok {
+				continue
+			}
+			addrs, problem := expandLoopback(s, maxLoopback)
+			if problem != "" {
+				r.c.at(v.Node, "%s", problem)
+				continue
+			}
+			for _, a := range addrs {
+				if seen[a] {
+					r.c.at(v.Node, "%s is already on lo (listed earlier)", a)
+					continue items
+				}
+			}
+			if len(e.loopback)+len(addrs) > maxLoopback {
+				r.c.at(v.Node, "too many loopback addresses: %d so far, at most %d per node", len(e.loopback)+len(addrs), maxLoopback)
+				break
+			}
+			for _, a := range addrs {
+				seen[a] = true
+			}
+			e.loopback = append(e.loopback, addrs...)
+		}
+	}
+}
+
+// settings merges the settings of every node entry. Every block is also
+// checked on its own, so that a value that no node uses is still checked.
+func (r *resolver) settings() {
+	checkRoles(r.c, r.raw.Roles)
+	for _, b := range settingsBlocks(r.raw.Defaults, r.raw.Roles) {
+		decodeSettings(r.c, b, false)
+	}
+	for _, e := range r.entries {
+		inline := inlineSettings(e.node)
+		if e.role == "" {
+			decodeSettings(r.c, inline, false)
+			continue
+		}
+		e.settings = decodeSettings(r.c, merge(
+			r.cfg.Defaults.Node, roleBlock(r.cfg.Roles, e.role),
+			r.raw.Defaults.Node, roleBlock(r.raw.Roles, e.role),
+			inline), true)
+	}
+}
+
+func (r *resolver) routes() {
+	for _, m := range r.members {
+		for i, it := range m.e.raw.Routes {
+			if it.Node == nil {
+				continue
+			}
+			path := fmt.Sprintf("%s.routes[%d]", m.e.path, i)
+			toS, okTo := r.required(it.V.To, it.Node, path+".to")
+			viaS, okVia := r.required(it.V.Via, it.Node, path+".via")
+			if !okTo || !okVia {
+				continue
+			}
+			to, toOK := r.routeTo(it.V.To.Node, toS)
+			via, viaOK := r.routeVia(m, it.V.Via.Node, viaS, to)
+			if !toOK || !viaOK {
+				continue
+			}
+			if !to.IsValid() {
+				to = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+				if via.Is6() {
+					to = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+				}
+			}
+			if to.Addr().Is4() != via.Is4() {
+				r.c.at(it.V.Via.Node, "%s and %s are not of the same IP family", to, via)
+				continue
+			}
+			rt := Route{To: to, Via: via}
+			if slices.Contains(m.routes, rt) {
+				r.atOnce(it.Node, "route to %s via %s is listed twice", to, via)
+				continue
+			}
+			m.routes = append(m.routes, rt)
+		}
+	}
+}
+
+// routeTo parses a route destination; the zero prefix means default.
+func (r *resolver) routeTo(n *yaml.Node, s string) (netip.Prefix, bool) {
+	switch {
+	case s == "default":
+		return netip.Prefix{}, true
+	case strings.Contains(s, "/"):
+		p, problem := parsePrefix(s)
+		if problem != "" {
+			r.c.at(n, "%s", problem)
+			return p, false
+		}
+		return p, true
+	}
+	a, problem := parseAddr(s)
+	if problem != "" {
+		r.c.at(n, "%q is not a prefix, an address or \"default\"", s)
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(a, a.BitLen()), true
+}
+
+// routeVia resolves the next hop of a route of m: a node that shares a
+// segment or link with m, or an address on a subnet m is connected to.
+func (r *resolver) routeVia(m *member, n *yaml.Node, s string, to netip.Prefix) (netip.Addr, bool) {
+	d := r.defs[s]
+	if d == nil {
+		a, problem := parseAddr(s)
+		if problem != "" {
+			r.c.at(n, "%q is neither a node nor an IP address", s)
+			return a, false
+		}
+		complete := true
+		for _, f := range m.ifaces {
+			switch {
+			case !f.addr.IsValid():
+				complete = false
+			case f.addr.Addr() == a:
+				r.atOnce(n, "%s is an address of %s itself", a, m.name)
+				return a, false
+			case f.addr.Contains(a):
+				return a, true
+			}
+		}
+		if complete {
+			r.atOnce(n, "%s is not on a subnet directly connected to %s", a, m.name)
+		}
+		return a, false
+	}
+	switch d.kind {
+	case defSegment:
+		r.c.at(n, "%q is a segment (want a node or an address)", s)
+		return netip.Addr{}, false
+	case defGroup:
+		r.c.at(n, "%q is a group (want one node, such as %s, or an address)", s, d.e.members[0].name)
+		return netip.Addr{}, false
+	}
+	p := d.m
+	if p == m {
+		r.atOnce(n, "%s cannot route via itself", m.name)
+		return netip.Addr{}, false
+	}
+	shared, pending := false, false
+	for _, f := range m.ifaces {
+		var pf *iface
+		switch {
+		case f.seg != nil:
+			pf = p.ifaceOn(f.seg)
+		case f.peer == p && f.link.aIf == f:
+			pf = f.link.bIf
+		case f.peer == p:
+			pf = f.link.aIf
+		}
+		if pf == nil {
+			continue
+		}
+		shared = true
+		a := pf.addr.Addr()
+		switch {
+		case !pf.addr.IsValid():
+			pending = true
+		case !to.IsValid() || to.Addr().Is4() == a.Is4():
+			return a, true
+		}
+	}
+	switch {
+	case pending:
+	case !shared:
+		r.atOnce(n, "%s shares no segment or link with %s", p.name, m.name)
+	default:
+		r.atOnce(n, "%s has no %s address on a segment or link shared with %s", p.name, family(to.Addr()), m.name)
+	}
+	return netip.Addr{}, false
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// reflectors expands bgp.route-reflectors; when absent, it is every node
+// with role rr.
+func (r *resolver) reflectors() []string {
+	names := []string{}
+	if r.raw.BGP.V.RouteReflectors == nil {
+		for _, m := range r.members {
+			if m.e.role == RoleRR {
+				names = append(names, m.name)
+			}
+		}
+		return names
+	}
+	for _, v := range r.raw.BGP.V.RouteReflectors {
+		s, ok := v.str()
+		if !ok {
+			continue
+		}
+		d := r.defs[s]
+		var ms []*member
+		switch {
+		case d == nil:
+			r.c.at(v.Node, "unknown node or group %q", s)
+			continue
+		case d.kind == defSegment:
+			r.c.at(v.Node, "%q is a segment (want a node or group with role rr)", s)
+			continue
+		case d.kind == defGroup:
+			ms = d.e.members
+		default:
+			ms = []*member{d.m}
+		}
+		if role := d.e.role; role != RoleRR {
+			if role != "" {
+				r.c.at(v.Node, "%q has role %s (want rr)", s, role)
+			}
+			continue
+		}
+		for _, m := range ms {
+			if slices.Contains(names, m.name) {
+				r.c.at(v.Node, "%s is listed twice", m.name)
+				break
+			}
+			names = append(names, m.name)
+		}
+	}
+	return names
+}
+
+// fill copies the resolved state into t. Empty lists are empty, not nil.
+func (r *resolver) fill(t *Topology) {
+	t.Segments, t.Links, t.Nodes = []Segment{}, []Link{}, []Node{}
+	if t.VIPs == nil {
+		t.VIPs = []VIP{}
+	}
+	for _, s := range r.segs {
+		seg := Segment{Name: s.name, Prefix: s.prefix, Members: []string{}}
+		for _, m := range s.members {
+			seg.Members = append(seg.Members, m.name)
+		}
+		t.Segments = append(t.Segments, seg)
+	}
+	for _, l := range r.links {
+		t.Links = append(t.Links, Link{A: l.a.name, B: l.b.name, AAddr: l.aIf.addr, BAddr: l.bIf.addr})
+	}
+	for _, m := range r.members {
+		// Members of a group share one loopback array: a group of 999 with
+		// 4096 addresses each would otherwise take hundreds of megabytes.
+		// Clipped, an append by one node never writes into another's.
+		loopback := slices.Clip(m.e.loopback)
+		if loopback == nil {
+			loopback = []netip.Addr{}
+		}
+		n := Node{
+			Name:       m.name,
+			Role:       m.e.role,
+			Interfaces: []Interface{},
+			Loopback:   loopback,
+			Routes:     append([]Route{}, m.routes...),
+			Settings:   m.e.settings.clone(),
+		}
+		if m.e.group {
+			n.Group = m.e.name
+		}
+		for _, f := range m.ifaces {
+			i := Interface{Address: f.addr}
+			if f.seg != nil {
+				i.Name, i.Segment = f.seg.name, f.seg.name
+			} else {
+				i.Name, i.Peer = f.peer.name, f.peer.name
+			}
+			n.Interfaces = append(n.Interfaces, i)
+		}
+		t.Nodes = append(t.Nodes, n)
+	}
+}

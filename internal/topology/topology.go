@@ -1,0 +1,195 @@
+// Package topology loads a lab topology from YAML.
+//
+// Load reads a file; Parse does the work: it merges the shipped settings of
+// configs/defaults.yaml with the topology's own, expands groups into nodes,
+// allocates addresses and validates the whole file in one pass. The result is
+// a pure value that nothing here ever applies to a kernel. On failure the
+// error is an *Errors that lists every problem as FILE:LINE: FIELD: MESSAGE,
+// sorted by line.
+//
+// Settings resolve in this order, later levels winning (mappings merge key by
+// key, scalars replace): configs defaults, configs roles[ROLE], topology
+// defaults, topology roles[ROLE], then the node or group entry itself.
+package topology
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+)
+
+// Topology is a resolved lab: every default applied, every group expanded and
+// every address allocated.
+type Topology struct {
+	Name     string
+	File     string // the path given to Load, or the file given to Parse
+	BGP      BGP
+	VIPs     []VIP
+	Segments []Segment // in declaration order
+	Links    []Link    // point-to-point links in declaration order, each once
+	Nodes    []Node    // in declaration order, groups expanded in place
+}
+
+// BGP is the lab-wide BGP setup: one AS, all iBGP.
+type BGP struct {
+	ASN uint32
+	// RouteReflectors names the route reflector nodes, groups expanded. When
+	// the topology does not list them, it is every node with role rr.
+	RouteReflectors []string
+}
+
+// VIP is a virtual service that the LB4 tier announces and balances.
+type VIP struct {
+	Name      string
+	Address   netip.Addr
+	Port      uint16
+	Protocol  string   // tcp or udp
+	Scheduler string   // mh, sh, wlc or rr
+	Flags     []string // scheduler flags: port and fallback, for mh and sh
+}
+
+// Segment is an L2 segment (a bridge) and the nodes attached to it.
+type Segment struct {
+	Name    string
+	Prefix  netip.Prefix
+	Members []string // node names in node order
+}
+
+// Link is a point-to-point veth pair between two nodes. A is the node that
+// declared the link first and has the even address.
+type Link struct {
+	A, B         string
+	AAddr, BAddr netip.Prefix
+}
+
+// Role is what a node does in the lab.
+type Role string
+
+// The roles a node can have.
+const (
+	RoleClient Role = "client"
+	RoleHost   Role = "host"
+	RoleRouter Role = "router"
+	RoleRR     Role = "rr"
+	RoleLB4    Role = "lb4"
+	RoleLB7    Role = "lb7"
+	RoleServer Role = "server"
+)
+
+// roles lists the known roles in the order messages name them.
+func roles() []Role {
+	return []Role{RoleClient, RoleHost, RoleRouter, RoleRR, RoleLB4, RoleLB7, RoleServer}
+}
+
+// Node is one network namespace of the lab.
+type Node struct {
+	Name       string
+	Role       Role
+	Group      string      // the group entry it comes from, "" for a single node
+	Interfaces []Interface // in links order, then links declared by peers
+	// Loopback holds the extra addresses on lo, ranges expanded. The members
+	// of a group share its backing array: do not modify its elements.
+	Loopback []netip.Addr
+	Routes   []Route
+	Settings Settings
+}
+
+// Interface is one interface of a node.
+type Interface struct {
+	// Name is the interface name inside the node: the segment name, or the
+	// peer node's name for a point-to-point link.
+	Name    string
+	Segment string       // "" for a point-to-point link
+	Peer    string       // "" for a segment
+	Address netip.Prefix // with the segment's prefix length, or /31 (/127)
+}
+
+// Route is a static route. Several routes of a node with the same To form
+// one multipath (ECMP) route.
+type Route struct {
+	To  netip.Prefix // "default" is 0.0.0.0/0 or ::/0, by the family of Via
+	Via netip.Addr
+}
+
+// Settings are the tunables of a node after every level is merged.
+type Settings struct {
+	Sysctls map[string]string
+	BGP     BGPTimers
+	Health  Health
+	HAProxy HAProxy
+}
+
+// BGPTimers are the BGP session timers.
+type BGPTimers struct {
+	HoldTime     time.Duration
+	Keepalive    time.Duration
+	ConnectRetry time.Duration
+}
+
+// Health is how an LB4 checks its LB7s.
+type Health struct {
+	Interval time.Duration
+	Timeout  time.Duration
+	Rise     int
+	Fall     int
+}
+
+// HAProxy holds the LB7 HAProxy tunables.
+type HAProxy struct {
+	Maxconn        int
+	TimeoutConnect time.Duration
+	TimeoutClient  time.Duration
+	TimeoutServer  time.Duration
+	CheckInterval  time.Duration // backend server checks
+	AgentInterval  time.Duration
+	Rise           int
+	Fall           int
+	AgentPort      int
+	SendProxy      bool
+}
+
+// Node returns the node with the given name.
+func (t *Topology) Node(name string) (*Node, bool) {
+	for i := range t.Nodes {
+		if t.Nodes[i].Name == name {
+			return &t.Nodes[i], true
+		}
+	}
+	return nil, false
+}
+
+// NodesByRole returns the nodes with role r, in node order.
+func (t *Topology) NodesByRole(r Role) []*Node {
+	var nodes []*Node
+	for i := range t.Nodes {
+		if t.Nodes[i].Role == r {
+			nodes = append(nodes, &t.Nodes[i])
+		}
+	}
+	return nodes
+}
+
+// Load reads and resolves the topology file at path.
+func Load(path string) (*Topology, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load topology: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse resolves a topology from data; file is used in messages and in
+// Topology.File only. The error, if any, is an *Errors.
+func Parse(file string, data []byte) (*Topology, error) {
+	c := newCollector(file)
+	cfg := parseConfigs(c)
+	t := resolve(c, file, data, cfg)
+	if t == nil && len(c.list) == 0 {
+		c.add(file, 0, 0, "", "no topology found") // Not expected; never return nothing.
+	}
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
