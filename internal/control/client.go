@@ -1,0 +1,156 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Endpoint says where a control API listens: "unix:///path" or
+// "tcp://host:port".
+type Endpoint string
+
+// Client talks to a supervisor or an agent.
+type Client struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+// NewClient returns a client for endpoint; token is sent as a bearer token
+// when not empty.
+func NewClient(ep Endpoint, token string) (*Client, error) {
+	u, err := url.Parse(string(ep))
+	if err != nil {
+		return nil, fmt.Errorf("parse endpoint %q: %w", ep, err)
+	}
+	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4}
+	switch u.Scheme {
+	case "unix":
+		path := u.Path
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}
+		return &Client{base: "http://lab", token: token, hc: &http.Client{Transport: tr}}, nil
+	case "tcp":
+		return &Client{base: "http://" + u.Host, token: token, hc: &http.Client{Transport: tr}}, nil
+	default:
+		return nil, fmt.Errorf("endpoint %q: want unix:// or tcp://", ep)
+	}
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("%s %s: %s", method, path, strings.TrimSpace(string(msg)))
+	}
+	return resp, nil
+}
+
+// GetJSON decodes the JSON document at path into v.
+func (c *Client) GetJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// Post sends a POST with an optional JSON body and discards the answer.
+func (c *Client) Post(ctx context.Context, path string, v any) error {
+	var body io.Reader
+	if v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		body = strings.NewReader(string(b))
+	}
+	resp, err := c.do(ctx, http.MethodPost, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
+
+// Status returns the lab's status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var st Status
+	if err := c.GetJSON(ctx, "/v1/status", &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Exec runs argv on node, streaming stdin to it and its output back, and
+// returns its exit status. path is "/v1/nodes/NODE/exec" on a supervisor,
+// "/exec" on an agent.
+func (c *Client) Exec(ctx context.Context, path string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	q := url.Values{"arg": argv}
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	resp, err := c.do(ctx, http.MethodPost, path+"?"+q.Encode(), io.NopCloser(stdin))
+	if err != nil {
+		return -1, err
+	}
+	defer resp.Body.Close()
+	return ReadFrames(resp.Body, stdout, stderr)
+}
+
+// Stream copies the body at path to w until it ends or ctx is done.
+func (c *Client) Stream(ctx context.Context, path string, w io.Writer) error {
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// WaitReachable polls until the API answers or the deadline passes.
+func (c *Client) WaitReachable(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		var v map[string]any
+		err := c.GetJSON(ctx, "/v1/ping", &v)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("control API not reachable: %w", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,71 @@
+// Package control is the lab's control API: the JSON documents the
+// supervisor serves, the framing of streamed command output, and a client.
+//
+// A lab's supervisor serves HTTP on a unix socket readable by root only
+// (native mode), or on TCP over the VM's management link with a bearer token
+// known only to root (VM mode). Node agents serve the same exec framing on a
+// unix socket of their own, which the supervisor proxies.
+package control
+
+import (
+	"time"
+)
+
+// Mode is how a lab runs.
+type Mode string
+
+// The run modes.
+const (
+	ModeNative Mode = "native" // namespaces on the host kernel
+	ModeVM     Mode = "vm"     // namespaces inside a user-mode Linux kernel
+)
+
+// Status is the state of a lab, as `lab status -o json` prints it.
+type Status struct {
+	Name     string        `json:"name"`
+	Mode     Mode          `json:"mode"`
+	Topology string        `json:"topology"`
+	Kernel   string        `json:"kernel"`
+	Started  time.Time     `json:"started"`
+	Phase    string        `json:"phase"` // building, ready, stopping
+	// SupervisorPID is the supervisor's process id in the lab's kernel
+	// (the VM's, in VM mode).
+	SupervisorPID int `json:"supervisor_pid"`
+	Nodes    []NodeStatus  `json:"nodes"`
+	UpTime   time.Duration `json:"up_time_ns"` // how long `up` took
+}
+
+// NodeStatus is one node.
+type NodeStatus struct {
+	Name       string            `json:"name"`
+	Role       string            `json:"role"`
+	Netns      string            `json:"netns"`
+	Interfaces []InterfaceStatus `json:"interfaces"`
+	Loopback   int               `json:"loopback_addresses"`
+	Agent      AgentStatus       `json:"agent"`
+}
+
+// InterfaceStatus is one interface of a node.
+type InterfaceStatus struct {
+	Name    string `json:"name"`
+	Address string `json:"address,omitempty"`
+	Segment string `json:"segment,omitempty"`
+	Peer    string `json:"peer,omitempty"`
+}
+
+// AgentStatus is what a node's agent says of itself.
+type AgentStatus struct {
+	State   string    `json:"state"` // running, unreachable
+	PID     int       `json:"pid,omitempty"`
+	Started time.Time `json:"started,omitzero"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// Frame is one message of a streamed command: output on a stream, or the
+// final exit status (or an error that kept the command from running).
+type Frame struct {
+	Stream string `json:"s,omitempty"` // "stdout" or "stderr"
+	Data   []byte `json:"d,omitempty"`
+	Exit   *int   `json:"x,omitempty"`
+	Error  string `json:"e,omitempty"`
+}

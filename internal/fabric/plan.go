@@ -1,0 +1,164 @@
+// Package fabric builds a lab's network out of kernel objects: one named
+// network namespace per node, one bridge per L2 segment (all bridges live in
+// a namespace of their own, so nothing is created in the host's namespace),
+// veth pairs, addresses, loopback addresses, static routes and per-namespace
+// sysctls, all through netlink.
+//
+// Building is split in two: NewPlan derives a Plan, a pure value, from a
+// resolved topology (testable without root, printed by `lab up --dry-run`);
+// Apply creates the plan's objects and records each namespace in a journal
+// before creating it. Everything else lives inside those namespaces, so
+// deleting the namespaces (journal.Undo) removes every link, address and
+// route the lab made, and the host's own routes, links and sysctls are
+// never touched.
+package fabric
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"net/netip"
+	"strings"
+
+	"github.com/lab-lb/lab/internal/topology"
+)
+
+// NetnsPrefix starts the name of every namespace a lab creates.
+const NetnsPrefix = "lab-"
+
+// NodeNetns is the name of a node's network namespace.
+func NodeNetns(lab, node string) string { return NetnsPrefix + lab + "." + node }
+
+// BridgeNetns is the name of the namespace holding a lab's bridges.
+func BridgeNetns(lab string) string { return NetnsPrefix + lab }
+
+// Plan lists the kernel objects of a lab, in creation order.
+type Plan struct {
+	Lab        string
+	Namespaces []string // the bridge namespace first, then one per node
+	Bridges    []Bridge
+	Veths      []Veth
+	Addrs      []Addr
+	Routes     []Route
+	Sysctls    []Sysctl
+}
+
+// Bridge is an L2 segment.
+type Bridge struct {
+	NS   string
+	Name string
+}
+
+// Veth is a veth pair created straight into two namespaces.
+type Veth struct {
+	NS, Name         string // the node's end
+	PeerNS, PeerName string // the other node's end, or a bridge port
+	Master           string // bridge the peer end joins, "" for point-to-point
+	Alias            string // set on the peer end: which node and interface it serves
+}
+
+// Addr is an address on a device.
+type Addr struct {
+	NS, Dev string
+	Prefix  netip.Prefix
+}
+
+// Route is a static route; several next hops make a multipath (ECMP) route.
+type Route struct {
+	NS  string
+	To  netip.Prefix
+	Via []netip.Addr
+}
+
+// Sysctl is a per-namespace sysctl such as net.ipv4.ip_forward.
+type Sysctl struct {
+	NS, Key, Value string
+}
+
+// NewPlan derives the kernel objects of topology t run as lab.
+func NewPlan(t *topology.Topology, lab string) *Plan {
+	p := &Plan{Lab: lab}
+	brNS := BridgeNetns(lab)
+	p.Namespaces = append(p.Namespaces, brNS)
+	for _, s := range t.Segments {
+		p.Bridges = append(p.Bridges, Bridge{NS: brNS, Name: s.Name})
+	}
+	port := 0
+	for _, n := range t.Nodes {
+		ns := NodeNetns(lab, n.Name)
+		p.Namespaces = append(p.Namespaces, ns)
+		for _, a := range n.Loopback {
+			p.Addrs = append(p.Addrs, Addr{NS: ns, Dev: "lo", Prefix: netip.PrefixFrom(a, a.BitLen())})
+		}
+		for _, ifc := range n.Interfaces {
+			if ifc.Segment != "" {
+				port++
+				p.Veths = append(p.Veths, Veth{
+					NS: ns, Name: ifc.Name,
+					PeerNS: brNS, PeerName: fmt.Sprintf("p%d", port),
+					Master: ifc.Segment,
+					Alias:  n.Name + ":" + ifc.Name,
+				})
+			}
+			if ifc.Address.IsValid() {
+				p.Addrs = append(p.Addrs, Addr{NS: ns, Dev: ifc.Name, Prefix: ifc.Address})
+			}
+		}
+		// Routes of a node to the same destination are one multipath route.
+		first := len(p.Routes)
+	routes:
+		for _, r := range n.Routes {
+			for i := first; i < len(p.Routes); i++ {
+				if p.Routes[i].To == r.To {
+					p.Routes[i].Via = append(p.Routes[i].Via, r.Via)
+					continue routes
+				}
+			}
+			p.Routes = append(p.Routes, Route{NS: ns, To: r.To, Via: []netip.Addr{r.Via}})
+		}
+		for _, k := range slices.Sorted(maps.Keys(n.Settings.Sysctls)) {
+			p.Sysctls = append(p.Sysctls, Sysctl{NS: ns, Key: k, Value: n.Settings.Sysctls[k]})
+		}
+	}
+	for _, l := range t.Links {
+		// The interface in each node is named after the node at the other
+		// end, as the topology resolves it.
+		p.Veths = append(p.Veths, Veth{
+			NS: NodeNetns(lab, l.A), Name: l.B,
+			PeerNS: NodeNetns(lab, l.B), PeerName: l.A,
+		})
+	}
+	return p
+}
+
+// String prints the plan one object a line, as `lab up --dry-run` shows it.
+func (p *Plan) String() string {
+	var b strings.Builder
+	for _, ns := range p.Namespaces {
+		fmt.Fprintf(&b, "netns   %s\n", ns)
+	}
+	for _, br := range p.Bridges {
+		fmt.Fprintf(&b, "bridge  %s in %s\n", br.Name, br.NS)
+	}
+	for _, v := range p.Veths {
+		fmt.Fprintf(&b, "veth    %s/%s <-> %s/%s", v.NS, v.Name, v.PeerNS, v.PeerName)
+		if v.Master != "" {
+			fmt.Fprintf(&b, " (bridge %s)", v.Master)
+		}
+		b.WriteByte('\n')
+	}
+	for _, a := range p.Addrs {
+		fmt.Fprintf(&b, "addr    %s/%s %s\n", a.NS, a.Dev, a.Prefix)
+	}
+	for _, r := range p.Routes {
+		fmt.Fprintf(&b, "route   %s %s via", r.NS, r.To)
+		for _, v := range r.Via {
+			fmt.Fprintf(&b, " %s", v)
+		}
+		b.WriteByte('\n')
+	}
+	for _, s := range p.Sysctls {
+		fmt.Fprintf(&b, "sysctl  %s %s=%s\n", s.NS, s.Key, s.Value)
+	}
+	return b.String()
+}

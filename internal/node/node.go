@@ -1,0 +1,158 @@
+// Package node is the agent that runs in every lab node: one long-lived
+// process per node, born inside the node's network namespace and in a mount
+// namespace of its own, where it gives the node a private /etc/lb. It serves
+// a small HTTP API on a unix socket (its status, and commands run inside the
+// node for `lab exec`), and it is where each tier's services (BGP speakers,
+// IPVS, HAProxy, agent-check and HTTP servers) run.
+//
+// The agent exits when its supervisor dies: the supervisor hands it the read
+// end of a pipe (file descriptor 3) and the agent leaves when that pipe
+// reports end of file.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/lab-lb/lab/internal/control"
+)
+
+// Config says which node an agent serves.
+type Config struct {
+	Lab  string
+	Node string
+	Role string
+	// Dir is the node's state directory on the host: its /etc/lb lives in
+	// Dir/lb, its socket at Dir/agent.sock.
+	Dir string
+	// Lifeline is the read end of the pipe from the supervisor; nil for none.
+	Lifeline *os.File
+}
+
+// Paths inside a node's state directory.
+const (
+	SocketName = "agent.sock"
+	LogName    = "agent.log"
+	LBDirName  = "lb"
+	etcName    = "host-etc"
+)
+
+// Run sets up the node's mount namespace and serves the agent API until ctx
+// is done or the supervisor goes away.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if cfg.Lifeline != nil {
+		go func() {
+			var b [1]byte
+			_, _ = cfg.Lifeline.Read(b[:]) // returns at EOF: the supervisor is gone
+			log.Info("supervisor gone, exiting")
+			cancel()
+		}()
+	}
+	if err := privateEtc(cfg.Dir); err != nil {
+		return fmt.Errorf("set up private /etc/lb: %w", err)
+	}
+	if err := netnsSysfs(); err != nil {
+		return fmt.Errorf("mount sysfs: %w", err)
+	}
+	sock := filepath.Join(cfg.Dir, SocketName)
+	_ = os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	a := &agent{cfg: cfg, log: log, started: time.Now()}
+	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+		defer c()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("agent ready", "node", cfg.Node, "role", cfg.Role, "pid", os.Getpid())
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+type agent struct {
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
+}
+
+func (a *agent) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", a.status)
+	mux.HandleFunc("POST /exec", a.exec)
+	return mux
+}
+
+func (a *agent) status(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(control.AgentStatus{State: "running", PID: os.Getpid(), Started: a.started})
+}
+
+// exec runs a command inside the node, streaming the request body to its
+// standard input and its output back as frames.
+func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
+	argv := r.URL.Query()["arg"]
+	if len(argv) == 0 {
+		http.Error(w, "no command given", http.StatusBadRequest)
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.EnableFullDuplex()
+	fw := control.NewFrameWriter(w)
+	cmd := exec.CommandContext(r.Context(), argv[0], argv[1:]...)
+	// The request body feeds the command's standard input through a pipe
+	// of ours, so that the handler can make sure nothing still reads the
+	// body when it returns (the server reads it afterwards).
+	pr, pw := io.Pipe()
+	copied := make(chan struct{})
+	go func() {
+		_, err := io.Copy(pw, r.Body)
+		pw.CloseWithError(err)
+		close(copied)
+	}()
+	defer func() {
+		_ = rc.SetReadDeadline(time.Now()) // ends a read blocked on the client
+		pr.Close()                         // ends a write blocked on the command
+		<-copied
+	}()
+	cmd.Stdin = pr
+	cmd.Stdout = fw.Stream("stdout")
+	cmd.Stderr = fw.Stream("stderr")
+	cmd.Env = append(os.Environ(), "LAB_NODE="+a.cfg.Node, "LAB_NAME="+a.cfg.Lab)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			_ = fw.Write(control.Frame{Error: fmt.Sprintf("run %s on %s: %v", argv[0], a.cfg.Node, err)})
+			return
+		}
+		code = ee.ExitCode()
+		if code < 0 { // killed by a signal: report it the way shells do
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			}
+		}
+	}
+	_ = fw.Write(control.Frame{Exit: &code})
+}

@@ -1,0 +1,172 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/lab-lb/lab/internal/fabric"
+	"github.com/lab-lb/lab/internal/node"
+	"github.com/lab-lb/lab/internal/topology"
+)
+
+// agentProc is one node's agent process.
+type agentProc struct {
+	node   string
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error // set when exited is closed
+}
+
+func (s *Supervisor) nodeDir(name string) string {
+	return filepath.Join(s.cfg.Dir, "nodes", name)
+}
+
+// startAgents starts every node's agent in parallel and waits until each
+// serves its socket.
+func (s *Supervisor) startAgents(ctx context.Context) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("create lifeline pipe: %w", err)
+	}
+	s.lifelineR, s.lifelineW = r, w
+	var wg sync.WaitGroup
+	errs := make([]error, len(s.topo.Nodes))
+	sem := make(chan struct{}, 16)
+	for i := range s.topo.Nodes {
+		n := &s.topo.Nodes[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = s.startAgent(ctx, n)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.log.Info("progress", "step", "agents", "count", len(s.topo.Nodes))
+	return nil
+}
+
+func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
+	dir := s.nodeDir(n.Name)
+	if err := os.MkdirAll(filepath.Join(dir, node.LBDirName), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, node.LogName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(s.cfg.Executable, "_agent",
+		"--lab", s.cfg.Name, "--node", n.Name, "--role", string(n.Role), "--dir", dir, "--topology", s.cfg.Topology)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{s.lifelineR}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Setpgid: true}
+	ns, err := netns.GetFromName(fabric.NodeNetns(s.cfg.Name, n.Name))
+	if err != nil {
+		return fmt.Errorf("open netns of %s: %w", n.Name, err)
+	}
+	defer ns.Close()
+	// The child is born in the namespace of the thread that forks it.
+	if err := fabric.InNetns(ns, cmd.Start); err != nil {
+		return fmt.Errorf("start agent of %s: %w", n.Name, err)
+	}
+	if err := s.jr.AddProcess(cmd.Process.Pid); err != nil {
+		_ = cmd.Process.Kill()
+		return err
+	}
+	a := &agentProc{node: n.Name, dir: dir, cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		a.err = cmd.Wait()
+		close(a.exited)
+		s.mu.Lock()
+		stopping := s.phase == "stopping"
+		s.mu.Unlock()
+		if !stopping {
+			s.log.Warn("agent exited", "node", n.Name, "err", a.err)
+		}
+	}()
+	s.mu.Lock()
+	s.agents[n.Name] = a
+	s.mu.Unlock()
+	return waitAgent(ctx, a)
+}
+
+// waitAgent waits until the agent accepts connections on its socket.
+func waitAgent(ctx context.Context, a *agentProc) error {
+	sock := filepath.Join(a.dir, node.SocketName)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-a.exited:
+			return fmt.Errorf("agent of %s exited (%v): %s", a.node, a.err, lastLines(filepath.Join(a.dir, node.LogName), 5))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("agent of %s not ready after 30s: %s", a.node, lastLines(filepath.Join(a.dir, node.LogName), 5))
+		}
+	}
+}
+
+// stopAgents ends every agent: closing the lifeline tells them all at once,
+// SIGKILL to the process group follows for any that linger.
+func (s *Supervisor) stopAgents() {
+	if s.lifelineW != nil {
+		s.lifelineW.Close()
+		s.lifelineR.Close()
+	}
+	s.mu.Lock()
+	agents := make([]*agentProc, 0, len(s.agents))
+	for _, a := range s.agents {
+		agents = append(agents, a)
+	}
+	s.mu.Unlock()
+	for _, a := range agents {
+		_ = unix.Kill(-a.cmd.Process.Pid, unix.SIGTERM)
+	}
+	deadline := time.After(3 * time.Second)
+	for _, a := range agents {
+		select {
+		case <-a.exited:
+		case <-deadline:
+		}
+		_ = unix.Kill(-a.cmd.Process.Pid, unix.SIGKILL)
+	}
+	for _, a := range agents {
+		<-a.exited
+	}
+}
+
+func lastLines(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "no log"
+	}
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("; ")))
+}

@@ -1,0 +1,186 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/fabric"
+	"github.com/lab-lb/lab/internal/node"
+)
+
+func (s *Supervisor) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, map[string]bool{"ok": true}) })
+	mux.HandleFunc("GET /v1/status", s.handleStatus)
+	mux.HandleFunc("POST /v1/nodes/{node}/exec", s.handleExec)
+	mux.HandleFunc("GET /v1/nodes/{node}/logs", s.handleLogs)
+	mux.HandleFunc("POST /v1/down", s.handleDown)
+	return s.auth(mux)
+}
+
+func (s *Supervisor) auth(h http.Handler) http.Handler {
+	if s.cfg.Token == "" {
+		return h
+	}
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	st := control.Status{
+		Name: s.cfg.Name, Mode: s.cfg.Mode, Topology: s.cfg.Topology,
+		Kernel: kernelRelease(), Started: s.started, Phase: s.phase, UpTime: s.upTime,
+		SupervisorPID: os.Getpid(),
+	}
+	s.mu.Unlock()
+	if s.topo == nil {
+		writeJSON(w, st)
+		return
+	}
+	st.Nodes = make([]control.NodeStatus, len(s.topo.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range s.topo.Nodes {
+		ns := control.NodeStatus{Name: n.Name, Role: string(n.Role), Netns: fabric.NodeNetns(s.cfg.Name, n.Name), Loopback: len(n.Loopback)}
+		for _, ifc := range n.Interfaces {
+			is := control.InterfaceStatus{Name: ifc.Name, Segment: ifc.Segment, Peer: ifc.Peer}
+			if ifc.Address.IsValid() {
+				is.Address = ifc.Address.String()
+			}
+			ns.Interfaces = append(ns.Interfaces, is)
+		}
+		st.Nodes[i] = ns
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.Nodes[i].Agent = s.agentStatus(r.Context(), n.Name)
+		}()
+	}
+	wg.Wait()
+	writeJSON(w, st)
+}
+
+func (s *Supervisor) agentClient(name string) (*control.Client, error) {
+	return control.NewClient(control.Endpoint("unix://"+filepath.Join(s.nodeDir(name), node.SocketName)), "")
+}
+
+func (s *Supervisor) agentStatus(ctx context.Context, name string) control.AgentStatus {
+	c, err := s.agentClient(name)
+	if err != nil {
+		return control.AgentStatus{State: "unreachable", Error: err.Error()}
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var as control.AgentStatus
+	if err := c.GetJSON(ctx, "/status", &as); err != nil {
+		return control.AgentStatus{State: "unreachable", Error: err.Error()}
+	}
+	return as
+}
+
+// knownNode answers 404 for a node the lab does not have.
+func (s *Supervisor) knownNode(w http.ResponseWriter, name string) bool {
+	if s.topo != nil {
+		if _, ok := s.topo.Node(name); ok {
+			return true
+		}
+	}
+	http.Error(w, "no node "+name+" in lab "+s.cfg.Name, http.StatusNotFound)
+	return false
+}
+
+// handleExec hands the request to the node's agent, streaming both ways.
+func (s *Supervisor) handleExec(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("node")
+	if !s.knownNode(w, name) {
+		return
+	}
+	sock := filepath.Join(s.nodeDir(name), node.SocketName)
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL = &url.URL{Scheme: "http", Host: "agent", Path: "/exec", RawQuery: r.URL.RawQuery}
+			pr.Out.Header.Del("Authorization")
+		},
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}},
+		FlushInterval: -1,
+	}
+	proxy.ServeHTTP(w, r)
+}
+
+func (s *Supervisor) handleLogs(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("node")
+	if !s.knownNode(w, name) {
+		return
+	}
+	f, err := os.Open(filepath.Join(s.nodeDir(name), node.LogName))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.Copy(w, f)
+	if r.URL.Query().Get("follow") == "" {
+		return
+	}
+	rc := http.NewResponseController(w)
+	for {
+		_ = rc.Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if _, err := io.Copy(w, f); err != nil {
+			return
+		}
+	}
+}
+
+// handleDown takes the lab down and answers when it is gone.
+func (s *Supervisor) handleDown(w http.ResponseWriter, _ *http.Request) {
+	err := s.teardown()
+	s.stop()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, map[string]bool{"down": true})
+}
+
+func kernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return ""
+	}
+	return string(b[:len(b)-1])
+}

@@ -1,0 +1,195 @@
+// Package supervisor runs one lab: it builds the lab's fabric, starts an
+// agent process in every node, serves the lab's control API, and takes
+// everything down again, in reverse order, on request, on a signal or when
+// building fails half-way.
+//
+// The supervisor is the same code in both run modes: natively it is a
+// detached `lab` process on the host; in VM mode it runs inside the
+// user-mode Linux kernel, started by the VM's init.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/fabric"
+	"github.com/lab-lb/lab/internal/journal"
+	"github.com/lab-lb/lab/internal/topology"
+)
+
+// Config says which lab to run and where to serve its API.
+type Config struct {
+	Name     string
+	Topology string // path of the topology file
+	Mode     control.Mode
+	// Dir is the lab's state directory (journal, node directories, logs).
+	Dir string
+	// Listen is "unix:///path" or "tcp://addr:port".
+	Listen control.Endpoint
+	// Token, when set, must be presented as a bearer token.
+	Token string
+	// Executable is the lab binary, re-executed as each node's agent.
+	Executable string
+}
+
+// Messages the supervisor logs that `lab up` waits for.
+const (
+	MsgReady  = "lab ready"
+	MsgFailed = "lab failed"
+)
+
+// Supervisor is a running lab.
+type Supervisor struct {
+	cfg     Config
+	log     *slog.Logger
+	topo    *topology.Topology
+	jr      *journal.Journal
+	started time.Time
+	upTime  time.Duration
+
+	mu     sync.Mutex
+	phase  string
+	agents map[string]*agentProc
+
+	lifelineW *os.File
+	lifelineR *os.File
+	downOnce  sync.Once
+	downErr   error
+	stopOnce  sync.Once
+	done      chan struct{} // closed when a client asked for down
+
+}
+
+// Run builds the lab, serves its API until ctx is done or a client asks
+// for `down`, then takes the lab down. A build failure is rolled back and
+// returned.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	s := &Supervisor{cfg: cfg, log: log, started: time.Now(), phase: "building", agents: map[string]*agentProc{}, done: make(chan struct{})}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "nodes"), 0o700); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	jr, err := journal.Open(filepath.Join(cfg.Dir, "journal"), log)
+	if err != nil {
+		return err
+	}
+	s.jr = jr
+	srv, err := s.serve()
+	if err != nil {
+		s.fail(err)
+		return err
+	}
+	defer func() {
+		// Let a pending `down` request get its answer.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+
+	if err := s.build(ctx); err != nil {
+		s.fail(err)
+		if derr := s.teardown(); derr != nil {
+			log.Error("roll back failed", "err", derr)
+		}
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("signal received, taking the lab down")
+	case <-s.done:
+	}
+	return s.teardown()
+}
+
+// stop ends Run's wait.
+func (s *Supervisor) stop() { s.stopOnce.Do(func() { close(s.done) }) }
+
+func (s *Supervisor) fail(err error) {
+	s.log.Error(MsgFailed, "err", err.Error())
+}
+
+func (s *Supervisor) setPhase(p string) {
+	s.mu.Lock()
+	s.phase = p
+	s.mu.Unlock()
+}
+
+func (s *Supervisor) build(ctx context.Context) error {
+	t, err := topology.Load(s.cfg.Topology)
+	if err != nil {
+		return err
+	}
+	s.topo = t
+	s.log.Info("progress", "step", "topology", "nodes", len(t.Nodes), "segments", len(t.Segments), "mode", string(s.cfg.Mode))
+	plan := fabric.NewPlan(t, s.cfg.Name)
+	if err := fabric.Apply(ctx, plan, s.jr, s.log); err != nil {
+		return fmt.Errorf("build fabric: %w", err)
+	}
+	if err := s.startAgents(ctx); err != nil {
+		return err
+	}
+	s.upTime = time.Since(s.started)
+	s.setPhase("ready")
+	s.log.Info(MsgReady, "nodes", len(t.Nodes), "elapsed", s.upTime.Round(time.Millisecond).String())
+	return nil
+}
+
+// teardown stops the agents and undoes the journal; safe to call twice.
+func (s *Supervisor) teardown() error {
+	s.downOnce.Do(func() {
+		s.setPhase("stopping")
+		s.stopAgents()
+		s.downErr = journal.Undo(s.jr.Path(), s.log)
+		_ = s.jr.Close()
+		if s.downErr == nil {
+			s.log.Info("lab down")
+		}
+	})
+	return s.downErr
+}
+
+// serve starts the control API.
+func (s *Supervisor) serve() (*http.Server, error) {
+	ln, err := listen(s.cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("control API stopped", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+func listen(ep control.Endpoint) (net.Listener, error) {
+	e := string(ep)
+	switch {
+	case len(e) > 7 && e[:7] == "unix://":
+		path := e[7:]
+		_ = os.Remove(path)
+		old := umask(0o077)
+		ln, err := net.Listen("unix", path)
+		umask(old)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", path, err)
+		}
+		return ln, nil
+	case len(e) > 6 && e[:6] == "tcp://":
+		ln, err := net.Listen("tcp", e[6:])
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", e[6:], err)
+		}
+		return ln, nil
+	}
+	return nil, fmt.Errorf("bad listen endpoint %q", ep)
+}
