@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+type globals struct {
+	name    string
+	output  string
+	verbose bool
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "lab",
+		Short:         "Build and study three-tier load-balancer labs (BGP/ECMP, IPVS, HAProxy) in network namespaces",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.name, "name", "", "lab to act on (optional when only one lab is up)")
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log what lab does")
+	root.AddCommand(
+		newUpCmd(g), newDownCmd(g), newStatusCmd(g), newListCmd(g),
+		newExecCmd(g), newLogsCmd(g),
+	)
+	return root
+}
+
+func (g *globals) logger() *slog.Logger {
+	if !g.verbose {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// addOutputFlag adds -o text|json to a command that prints state.
+func (g *globals) addOutputFlag(c *cobra.Command) {
+	c.Flags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+}
+
+// print writes v as JSON with -o json, or calls text otherwise.
+func (g *globals) print(w io.Writer, v any, text func(io.Writer)) error {
+	switch g.output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "text", "":
+		text(w)
+		return nil
+	}
+	return fmt.Errorf("-o %q: want text or json", g.output)
+}

@@ -1,0 +1,192 @@
+// Package lab is the public Go API of `lab`: bring a three-tier
+// load-balancer lab up from a topology file, run commands in its nodes,
+// read its status and take it down. The `lab` command is a thin layer over
+// this package, and Go tests can use it directly:
+//
+//	l, err := lab.Up(ctx, "topologies/minimal.yaml", lab.Options{})
+//	if err != nil { ... }
+//	defer l.Down(context.Background())
+//	code, err := l.Exec(ctx, "client1", []string{"ping", "-c1", "192.0.2.1"}, nil, os.Stdout, os.Stderr)
+//
+// A lab runs natively (network namespaces on the host kernel) when the host
+// kernel has IPVS and IPIP, and otherwise inside a user-mode Linux kernel;
+// both behave the same and are reached the same way.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/journal"
+)
+
+// StateDir holds one directory per lab on the host.
+const StateDir = "/run/lab"
+
+// Info is what the host keeps about a lab (StateDir/NAME/lab.json).
+type Info struct {
+	Name     string           `json:"name"`
+	Mode     control.Mode     `json:"mode"`
+	Reason   string           `json:"reason"` // why this mode
+	Topology string           `json:"topology"`
+	Created  time.Time        `json:"created"`
+	Endpoint control.Endpoint `json:"endpoint"`
+	Token    string           `json:"token,omitempty"`
+	// PID and Start identify the supervisor process (native) or the VM's
+	// kernel process (vm) on the host.
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
+	TAP   string `json:"tap,omitempty"`
+}
+
+// Lab is a running lab.
+type Lab struct {
+	Info
+	dir    string
+	client *control.Client
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,23}$`)
+
+func checkName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("lab name %q: want a lower-case letter then letters, digits or '-', at most 24 characters", name)
+	}
+	return nil
+}
+
+func labDir(name string) string { return filepath.Join(StateDir, name) }
+
+func readInfo(name string) (*Info, error) {
+	b, err := os.ReadFile(filepath.Join(labDir(name), "lab.json"))
+	if err != nil {
+		return nil, err
+	}
+	var in Info
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("read state of lab %s: %w", name, err)
+	}
+	return &in, nil
+}
+
+func writeInfo(dir string, in *Info) error {
+	b, err := json.MarshalIndent(in, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "lab.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "lab.json"))
+}
+
+// Alive reports whether the lab's supervisor (or VM) process still runs.
+func (in *Info) Alive() bool { return in.PID > 0 && journal.Alive(in.PID, in.Start) }
+
+// Names lists the labs that have state on this host.
+func Names() ([]string, error) {
+	ents, err := os.ReadDir(StateDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && nameRE.MatchString(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// List returns what the host knows of every lab.
+func List() ([]Info, error) {
+	names, err := Names()
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, n := range names {
+		in, err := readInfo(n)
+		if err != nil {
+			out = append(out, Info{Name: n})
+			continue
+		}
+		out = append(out, *in)
+	}
+	return out, nil
+}
+
+// Open connects to the running lab name; with name "" and exactly one lab
+// on the host, to that one.
+func Open(name string) (*Lab, error) {
+	if name == "" {
+		names, err := Names()
+		if err != nil {
+			return nil, err
+		}
+		switch len(names) {
+		case 0:
+			return nil, errors.New("no lab is up (start one with `lab up FILE`)")
+		case 1:
+			name = names[0]
+		default:
+			return nil, fmt.Errorf("%d labs are up (%v): say which with --name", len(names), names)
+		}
+	}
+	in, err := readInfo(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no lab named %s is up", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !in.Alive() {
+		return nil, fmt.Errorf("lab %s is not running (its process is gone): clean it with `lab down %s`", name, name)
+	}
+	c, err := control.NewClient(in.Endpoint, in.Token)
+	if err != nil {
+		return nil, err
+	}
+	return &Lab{Info: *in, dir: labDir(name), client: c}, nil
+}
+
+// Close releases the connection to the lab; the lab keeps running.
+func (l *Lab) Close() { l.client.Close() }
+
+// Status returns the lab's status.
+func (l *Lab) Status(ctx context.Context) (*control.Status, error) {
+	return l.client.Status(ctx)
+}
+
+// Exec runs argv inside node and returns its exit status. stdin may be nil.
+func (l *Lab) Exec(ctx context.Context, node string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	if len(argv) == 0 {
+		return -1, errors.New("exec: no command given")
+	}
+	return l.client.Exec(ctx, "/v1/nodes/"+node+"/exec", argv, stdin, stdout, stderr)
+}
+
+// Logs copies node's agent log to w; with follow, it keeps copying until
+// ctx is done.
+func (l *Lab) Logs(ctx context.Context, node string, follow bool, w io.Writer) error {
+	path := "/v1/nodes/" + node + "/logs"
+	if follow {
+		path += "?follow=1"
+	}
+	return l.client.Stream(ctx, path, w)
+}
