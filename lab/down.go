@@ -81,6 +81,14 @@ func askDown(ctx context.Context, in *Info) error {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	// A lab that dies meanwhile (a VM powering off) never answers: stop
+	// asking as soon as its process is gone.
+	go func() {
+		for in.Alive() && ctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+	}()
 	return c.Post(ctx, "/v1/down", nil)
 }
 

@@ -40,6 +40,7 @@ func NewClient(ep Endpoint, token string) (*Client, error) {
 		}
 		return &Client{base: "http://lab", token: token, hc: &http.Client{Transport: tr}}, nil
 	case "tcp":
+		tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 5 * time.Second}).DialContext
 		return &Client{base: "http://" + u.Host, token: token, hc: &http.Client{Transport: tr}}, nil
 	default:
 		return nil, fmt.Errorf("endpoint %q: want unix:// or tcp://", ep)
