@@ -13,6 +13,7 @@ import (
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/supervisor"
+	"github.com/lab-lb/lab/internal/topology"
 	"github.com/lab-lb/lab/internal/vm"
 	"github.com/lab-lb/lab/internal/vminit"
 )
@@ -100,6 +101,11 @@ func runAgent(args []string) error {
 		return err
 	}
 	cfg.Lifeline = os.NewFile(3, "lifeline")
+	t, err := topology.Load(topo)
+	if err != nil {
+		return err
+	}
+	cfg.Topology = t
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return node.Run(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.Node))

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,6 +29,8 @@ import (
 
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/journal"
+	"github.com/lab-lb/lab/internal/node"
+	"github.com/lab-lb/lab/internal/topology"
 )
 
 // StateDir holds one directory per lab on the host.
@@ -189,4 +192,37 @@ func (l *Lab) Logs(ctx context.Context, node string, follow bool, w io.Writer) e
 		path += "?follow=1"
 	}
 	return l.client.Stream(ctx, path, w)
+}
+
+// HTTPResult is the answer to one HTTP request made from inside a node.
+type HTTPResult = node.HTTPResult
+
+// Get makes one HTTP GET of url from inside node (from source, one of the
+// node's addresses, when given) and returns the answer. A failed request
+// is reported in HTTPResult.Error, not as an error.
+func (l *Lab) Get(ctx context.Context, nodeName, url, source string, timeout time.Duration) (*HTTPResult, error) {
+	q := neturl.Values{"url": {url}}
+	if source != "" {
+		q.Set("source", source)
+	}
+	if timeout > 0 {
+		q.Set("timeout", timeout.String())
+	}
+	var res HTTPResult
+	if err := l.client.GetJSON(ctx, "/v1/nodes/"+nodeName+"/http?"+q.Encode(), &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Events returns the lab's event log, oldest first.
+func (l *Lab) Events(ctx context.Context) ([]control.Event, error) {
+	var evs []control.Event
+	err := l.client.GetJSON(ctx, "/v1/events", &evs)
+	return evs, err
+}
+
+// Topology loads the lab's topology file.
+func (l *Lab) Topology() (*topology.Topology, error) {
+	return topology.Load(l.Info.Topology)
 }

@@ -28,7 +28,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log what lab does")
 	root.AddCommand(
 		newUpCmd(g), newDownCmd(g), newStatusCmd(g), newListCmd(g),
-		newExecCmd(g), newLogsCmd(g),
+		newExecCmd(g), newLogsCmd(g), newCurlCmd(g), newEventsCmd(g),
 	)
 	return root
 }

@@ -8,6 +8,7 @@
 package control
 
 import (
+	"encoding/json"
 	"time"
 )
 
@@ -59,6 +60,21 @@ type AgentStatus struct {
 	PID     int       `json:"pid,omitempty"`
 	Started time.Time `json:"started,omitzero"`
 	Error   string    `json:"error,omitempty"`
+	// Ready says whether the node's tier has converged; Waiting says on
+	// what when it has not.
+	Ready   bool   `json:"ready"`
+	Waiting string `json:"waiting,omitempty"`
+	// Tier is the role's own state: BGP sessions and routes on routers,
+	// IPVS services and LB7 health on LB4s, HAProxy servers on LB7s.
+	Tier json.RawMessage `json:"tier,omitempty"`
+}
+
+// Event is one entry of a lab's event log.
+type Event struct {
+	Time time.Time `json:"time"`
+	Node string    `json:"node"`
+	Kind string    `json:"kind"` // route, health, ipvs, bgp, maintenance, inject...
+	Msg  string    `json:"msg"`
 }
 
 // Frame is one message of a streamed command: output on a stream, or the

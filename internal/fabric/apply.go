@@ -70,11 +70,25 @@ func Apply(ctx context.Context, p *Plan, rec Recorder, log *slog.Logger) error {
 		}
 	}
 	log.Info("progress", "step", "namespaces", "count", len(p.Namespaces))
+	// Sysctls go in before the links, so that defaults such as
+	// net.ipv4.conf.default.rp_filter reach the interfaces made next;
+	// those naming an interface wait until it exists.
+	var later []Sysctl
+	for _, s := range p.Sysctls {
+		if strings.Contains(s.Key, ".conf.") && !strings.Contains(s.Key, ".conf.all.") && !strings.Contains(s.Key, ".conf.default.") {
+			later = append(later, s)
+			continue
+		}
+		if err := setSysctl(nss[s.NS], s.Key, s.Value); err != nil {
+			return fmt.Errorf("set %s=%s in %s: %w", s.Key, s.Value, s.NS, err)
+		}
+	}
 
 	for _, br := range p.Bridges {
 		h := hs[br.NS]
 		la := netlink.NewLinkAttrs()
 		la.Name = br.Name
+		la.MTU = br.MTU
 		if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil {
 			return fmt.Errorf("create bridge %s: %w", br.Name, err)
 		}
@@ -90,7 +104,18 @@ func Apply(ctx context.Context, p *Plan, rec Recorder, log *slog.Logger) error {
 			return err
 		}
 	}
-	log.Info("progress", "step", "links", "bridges", len(p.Bridges), "veths", len(p.Veths))
+	for _, tu := range p.Tunnels {
+		h := hs[tu.NS]
+		la := netlink.NewLinkAttrs()
+		la.Name = tu.Name
+		if err := h.LinkAdd(&netlink.Iptun{LinkAttrs: la, Local: tu.Local.AsSlice(), Remote: tu.Remote.AsSlice(), PMtuDisc: 1}); err != nil {
+			return fmt.Errorf("create ipip tunnel %s in %s: %w", tu.Name, tu.NS, err)
+		}
+		if err := setUp(h, tu.Name); err != nil {
+			return fmt.Errorf("set tunnel %s up in %s: %w", tu.Name, tu.NS, err)
+		}
+	}
+	log.Info("progress", "step", "links", "bridges", len(p.Bridges), "veths", len(p.Veths), "tunnels", len(p.Tunnels))
 
 	for _, a := range p.Addrs {
 		h := hs[a.NS]
@@ -122,7 +147,7 @@ func Apply(ctx context.Context, p *Plan, rec Recorder, log *slog.Logger) error {
 	}
 	log.Info("progress", "step", "addresses", "addresses", len(p.Addrs), "routes", len(p.Routes))
 
-	for _, s := range p.Sysctls {
+	for _, s := range later {
 		if err := setSysctl(nss[s.NS], s.Key, s.Value); err != nil {
 			return fmt.Errorf("set %s=%s in %s: %w", s.Key, s.Value, s.NS, err)
 		}
@@ -134,6 +159,7 @@ func addVeth(hs map[string]*netlink.Handle, nss map[string]netns.NsHandle, v Vet
 	h, ph := hs[v.NS], hs[v.PeerNS]
 	la := netlink.NewLinkAttrs()
 	la.Name = v.Name
+	la.MTU = v.MTU
 	veth := &netlink.Veth{LinkAttrs: la, PeerName: v.PeerName, PeerNamespace: netlink.NsFd(nss[v.PeerNS])}
 	if err := h.LinkAdd(veth); err != nil {
 		return fmt.Errorf("create veth %s/%s <-> %s/%s: %w", v.NS, v.Name, v.PeerNS, v.PeerName, err)

@@ -16,8 +16,8 @@ package fabric
 import (
 	"fmt"
 	"maps"
-	"slices"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/lab-lb/lab/internal/topology"
@@ -38,6 +38,7 @@ type Plan struct {
 	Namespaces []string // the bridge namespace first, then one per node
 	Bridges    []Bridge
 	Veths      []Veth
+	Tunnels    []Tunnel
 	Addrs      []Addr
 	Routes     []Route
 	Sysctls    []Sysctl
@@ -47,6 +48,7 @@ type Plan struct {
 type Bridge struct {
 	NS   string
 	Name string
+	MTU  int
 }
 
 // Veth is a veth pair created straight into two namespaces.
@@ -55,6 +57,15 @@ type Veth struct {
 	PeerNS, PeerName string // the other node's end, or a bridge port
 	Master           string // bridge the peer end joins, "" for point-to-point
 	Alias            string // set on the peer end: which node and interface it serves
+	MTU              int    // both ends; 0 for the kernel's default
+}
+
+// Tunnel is an IPIP tunnel that accepts encapsulated packets from one
+// remote only. An LB7 gets one per LB4; the catch-all tunl0 stays down, so
+// IPIP from anyone else is dropped.
+type Tunnel struct {
+	NS, Name      string
+	Local, Remote netip.Addr
 }
 
 // Addr is an address on a device.
@@ -80,8 +91,10 @@ func NewPlan(t *topology.Topology, lab string) *Plan {
 	p := &Plan{Lab: lab}
 	brNS := BridgeNetns(lab)
 	p.Namespaces = append(p.Namespaces, brNS)
+	mtu := map[string]int{}
 	for _, s := range t.Segments {
-		p.Bridges = append(p.Bridges, Bridge{NS: brNS, Name: s.Name})
+		p.Bridges = append(p.Bridges, Bridge{NS: brNS, Name: s.Name, MTU: s.MTU})
+		mtu[s.Name] = s.MTU
 	}
 	port := 0
 	for _, n := range t.Nodes {
@@ -89,6 +102,22 @@ func NewPlan(t *topology.Topology, lab string) *Plan {
 		p.Namespaces = append(p.Namespaces, ns)
 		for _, a := range n.Loopback {
 			p.Addrs = append(p.Addrs, Addr{NS: ns, Dev: "lo", Prefix: netip.PrefixFrom(a, a.BitLen())})
+		}
+		// LB4s and LB7s hold the VIPs locally; the LB7s' ARP settings keep
+		// them from answering for them on the wire.
+		if n.Role == topology.RoleLB4 || n.Role == topology.RoleLB7 {
+			for _, v := range t.VIPAddresses() {
+				p.Addrs = append(p.Addrs, Addr{NS: ns, Dev: "lo", Prefix: netip.PrefixFrom(v, v.BitLen())})
+			}
+		}
+		if n.Role == topology.RoleLB7 {
+			for _, lb4 := range t.NodesByRole(topology.RoleLB4) {
+				remote, ok1 := t.AddressFacing(n.Name, lb4.Name)
+				local, ok2 := t.AddressFacing(lb4.Name, n.Name)
+				if ok1 && ok2 && remote.Is4() {
+					p.Tunnels = append(p.Tunnels, Tunnel{NS: ns, Name: lb4.Name, Local: local, Remote: remote})
+				}
+			}
 		}
 		for _, ifc := range n.Interfaces {
 			if ifc.Segment != "" {
@@ -98,6 +127,7 @@ func NewPlan(t *topology.Topology, lab string) *Plan {
 					PeerNS: brNS, PeerName: fmt.Sprintf("p%d", port),
 					Master: ifc.Segment,
 					Alias:  n.Name + ":" + ifc.Name,
+					MTU:    mtu[ifc.Segment],
 				})
 			}
 			if ifc.Address.IsValid() {
@@ -145,7 +175,13 @@ func (p *Plan) String() string {
 		if v.Master != "" {
 			fmt.Fprintf(&b, " (bridge %s)", v.Master)
 		}
+		if v.MTU != 0 {
+			fmt.Fprintf(&b, " mtu %d", v.MTU)
+		}
 		b.WriteByte('\n')
+	}
+	for _, tu := range p.Tunnels {
+		fmt.Fprintf(&b, "ipip    %s/%s local %s remote %s\n", tu.NS, tu.Name, tu.Local, tu.Remote)
 	}
 	for _, a := range p.Addrs {
 		fmt.Fprintf(&b, "addr    %s/%s %s\n", a.NS, a.Dev, a.Prefix)

@@ -22,10 +22,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/topology"
 )
 
 // Config says which node an agent serves.
@@ -38,6 +41,8 @@ type Config struct {
 	Dir string
 	// Lifeline is the read end of the pipe from the supervisor; nil for none.
 	Lifeline *os.File
+	// Topology is the whole lab; the node is Topology.Node(Node).
+	Topology *topology.Topology
 }
 
 // Paths inside a node's state directory.
@@ -67,13 +72,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := netnsSysfs(); err != nil {
 		return fmt.Errorf("mount sysfs: %w", err)
 	}
+	n, ok := cfg.Topology.Node(cfg.Node)
+	if !ok {
+		return fmt.Errorf("node %s is not in the topology", cfg.Node)
+	}
+	a := &agent{cfg: cfg, log: log, started: time.Now(), topo: cfg.Topology, node: n}
+	a.role = newRole(a)
+	if err := a.role.Start(ctx); err != nil {
+		return fmt.Errorf("start %s services: %w", n.Role, err)
+	}
 	sock := filepath.Join(cfg.Dir, SocketName)
 	_ = os.Remove(sock)
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", sock, err)
 	}
-	a := &agent{cfg: cfg, log: log, started: time.Now()}
 	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -92,18 +105,52 @@ type agent struct {
 	cfg     Config
 	log     *slog.Logger
 	started time.Time
+	topo    *topology.Topology
+	node    *topology.Node
+	role    role
+
+	mu     sync.Mutex
+	events []control.Event
+}
+
+// maxEvents bounds the in-memory event log of a node.
+const maxEvents = 10000
+
+// event records something that happened in the node for `lab events`.
+func (a *agent) event(kind, msg string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.events) >= maxEvents {
+		a.events = a.events[1:]
+	}
+	a.events = append(a.events, control.Event{Time: time.Now(), Node: a.node.Name, Kind: kind, Msg: msg})
 }
 
 func (a *agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", a.status)
 	mux.HandleFunc("POST /exec", a.exec)
+	mux.HandleFunc("GET /http", a.httpGet)
+	mux.HandleFunc("GET /events", a.eventsHandler)
 	return mux
 }
 
 func (a *agent) status(w http.ResponseWriter, _ *http.Request) {
+	st := control.AgentStatus{State: "running", PID: os.Getpid(), Started: a.started}
+	st.Ready, st.Waiting = a.role.Ready()
+	if tier := a.role.Status(); tier != nil {
+		st.Tier, _ = json.Marshal(tier)
+	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(control.AgentStatus{State: "running", PID: os.Getpid(), Started: a.started})
+	_ = json.NewEncoder(w).Encode(st)
+}
+
+func (a *agent) eventsHandler(w http.ResponseWriter, _ *http.Request) {
+	a.mu.Lock()
+	evs := slices.Clone(a.events)
+	a.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(evs)
 }
 
 // exec runs a command inside the node, streaming the request body to its

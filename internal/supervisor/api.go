@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -23,7 +24,9 @@ func (s *Supervisor) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, map[string]bool{"ok": true}) })
 	mux.HandleFunc("GET /v1/status", s.handleStatus)
-	mux.HandleFunc("POST /v1/nodes/{node}/exec", s.handleExec)
+	mux.HandleFunc("POST /v1/nodes/{node}/exec", s.proxy("/exec"))
+	mux.HandleFunc("GET /v1/nodes/{node}/http", s.proxy("/http"))
+	mux.HandleFunc("GET /v1/events", s.handleEvents)
 	mux.HandleFunc("GET /v1/nodes/{node}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/down", s.handleDown)
 	return s.auth(mux)
@@ -112,26 +115,59 @@ func (s *Supervisor) knownNode(w http.ResponseWriter, name string) bool {
 	return false
 }
 
-// handleExec hands the request to the node's agent, streaming both ways.
-func (s *Supervisor) handleExec(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("node")
-	if !s.knownNode(w, name) {
-		return
+// proxy hands a request to the node's agent at path, streaming both ways
+// (commands run by `lab exec` read their input while they write output).
+func (s *Supervisor) proxy(path string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("node")
+		if !s.knownNode(w, name) {
+			return
+		}
+		sock := filepath.Join(s.nodeDir(name), node.SocketName)
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		rp := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.Out.URL = &url.URL{Scheme: "http", Host: "agent", Path: path, RawQuery: r.URL.RawQuery}
+				pr.Out.Header.Del("Authorization")
+			},
+			Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", sock)
+			}},
+			FlushInterval: -1,
+		}
+		rp.ServeHTTP(w, r)
 	}
-	sock := filepath.Join(s.nodeDir(name), node.SocketName)
-	_ = http.NewResponseController(w).EnableFullDuplex()
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL = &url.URL{Scheme: "http", Host: "agent", Path: "/exec", RawQuery: r.URL.RawQuery}
-			pr.Out.Header.Del("Authorization")
-		},
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		}},
-		FlushInterval: -1,
+}
+
+// handleEvents merges every node's event log, oldest first.
+func (s *Supervisor) handleEvents(w http.ResponseWriter, r *http.Request) {
+	var all []control.Event
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, n := range s.topo.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := s.agentClient(n.Name)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			var evs []control.Event
+			if c.GetJSON(r.Context(), "/events", &evs) == nil {
+				mu.Lock()
+				all = append(all, evs...)
+				mu.Unlock()
+			}
+		}()
 	}
-	proxy.ServeHTTP(w, r)
+	wg.Wait()
+	s.mu.Lock()
+	all = append(all, s.events...)
+	s.mu.Unlock()
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
+	writeJSON(w, all)
 }
 
 func (s *Supervisor) handleLogs(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,7 @@ type Supervisor struct {
 	mu     sync.Mutex
 	phase  string
 	agents map[string]*agentProc
+	events []control.Event // the supervisor's own: injections, lifecycle
 
 	lifelineW *os.File
 	lifelineR *os.File
@@ -136,6 +138,9 @@ func (s *Supervisor) build(ctx context.Context) error {
 	if err := s.startAgents(ctx); err != nil {
 		return err
 	}
+	if err := s.waitConverged(ctx, convergeTimeout); err != nil {
+		return err
+	}
 	s.upTime = time.Since(s.started)
 	s.setPhase("ready")
 	s.log.Info(MsgReady, "nodes", len(t.Nodes), "elapsed", s.upTime.Round(time.Millisecond).String())
@@ -192,4 +197,44 @@ func listen(ep control.Endpoint) (net.Listener, error) {
 		return ln, nil
 	}
 	return nil, fmt.Errorf("bad listen endpoint %q", ep)
+}
+
+// convergeTimeout bounds how long up waits for BGP, ECMP and health checks
+// to settle.
+const convergeTimeout = 3 * time.Minute
+
+// waitConverged waits until every agent says its tier is ready: BGP
+// sessions up, one ECMP next hop per LB4 on the routers, every LB7
+// healthy, HAProxy serving.
+func (s *Supervisor) waitConverged(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	lastReport := time.Time{}
+	for {
+		var waiting []string
+		for _, n := range s.topo.Nodes {
+			as := s.agentStatus(ctx, n.Name)
+			if as.State != "running" {
+				return fmt.Errorf("agent of %s: %s %s", n.Name, as.State, as.Error)
+			}
+			if !as.Ready {
+				waiting = append(waiting, n.Name+": "+as.Waiting)
+			}
+		}
+		if len(waiting) == 0 {
+			s.log.Info("progress", "step", "converged")
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab not converged after %s: %s", timeout, strings.Join(waiting, "; "))
+		}
+		if time.Since(lastReport) > 2*time.Second {
+			s.log.Info("progress", "step", "converging", "waiting", len(waiting), "first", waiting[0])
+			lastReport = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

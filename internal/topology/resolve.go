@@ -17,6 +17,7 @@ const (
 	maxTopologyNameLen = 24
 	maxVIPNameLen      = 63
 	maxCount           = 999
+	minMTU, maxMTU     = 1280, 9000
 	defaultASN         = 65000
 	defaultP2PPool     = "100.64.0.0/16"
 )
@@ -57,6 +58,7 @@ type segEntry struct {
 	key     *yaml.Node
 	prefix  netip.Prefix // invalid when the prefix is wrong
 	prefixN *yaml.Node
+	mtu     int
 	members []*member
 }
 
@@ -378,6 +380,14 @@ func (r *resolver) segments() {
 			continue
 		}
 		s.prefixN = e.V.Prefix.Node
+		if m, ok := e.V.MTU.str(); ok {
+			n, err := strconv.Atoi(m)
+			if err != nil || n < minMTU || n > maxMTU {
+				r.c.at(e.V.MTU.Node, "%q is not an MTU (want %d-%d)", m, minMTU, maxMTU)
+			} else {
+				s.mtu = n
+			}
+		}
 		p, problem := parsePrefix(str)
 		if problem != "" {
 			r.c.at(s.prefixN, "%s", problem)
@@ -900,7 +910,7 @@ func (r *resolver) fill(t *Topology) {
 		t.VIPs = []VIP{}
 	}
 	for _, s := range r.segs {
-		seg := Segment{Name: s.name, Prefix: s.prefix, Members: []string{}}
+		seg := Segment{Name: s.name, Prefix: s.prefix, MTU: s.mtu, Members: []string{}}
 		for _, m := range s.members {
 			seg.Members = append(seg.Members, m.name)
 		}

@@ -51,6 +51,7 @@ type rawBGP struct {
 
 type rawSegment struct {
 	Prefix value `yaml:"prefix"`
+	MTU    value `yaml:"mtu"`
 }
 
 type rawNode struct {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -51,8 +52,12 @@ type VIP struct {
 
 // Segment is an L2 segment (a bridge) and the nodes attached to it.
 type Segment struct {
-	Name    string
-	Prefix  netip.Prefix
+	Name   string
+	Prefix netip.Prefix
+	// MTU of the segment's interfaces; 0 leaves the kernel's default
+	// (1500). Segments that carry IPIP-encapsulated traffic (LB4 to LB7)
+	// need 20 bytes more than the clients' MTU to avoid fragmentation.
+	MTU     int
 	Members []string // node names in node order
 }
 
@@ -157,6 +162,38 @@ func (t *Topology) Node(name string) (*Node, bool) {
 		}
 	}
 	return nil, false
+}
+
+// AddressFacing returns the address of node to on a segment or
+// point-to-point link it shares with node from: where from reaches to
+// directly. The first shared segment in to's interface order wins.
+func (t *Topology) AddressFacing(from, to string) (netip.Addr, bool) {
+	a, okA := t.Node(from)
+	b, okB := t.Node(to)
+	if !okA || !okB {
+		return netip.Addr{}, false
+	}
+	for _, ib := range b.Interfaces {
+		for _, ia := range a.Interfaces {
+			shared := (ib.Segment != "" && ib.Segment == ia.Segment) || (ib.Peer == from && ia.Peer == to)
+			if shared && ib.Address.IsValid() {
+				return ib.Address.Addr(), true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// VIPAddresses lists the VIP addresses once each (an address may serve
+// several ports), in declaration order.
+func (t *Topology) VIPAddresses() []netip.Addr {
+	var out []netip.Addr
+	for _, v := range t.VIPs {
+		if !slices.Contains(out, v.Address) {
+			out = append(out, v.Address)
+		}
+	}
+	return out
 }
 
 // NodesByRole returns the nodes with role r, in node order.

@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lab-lb/lab/lab"
+)
+
+func newCurlCmd(g *globals) *cobra.Command {
+	var from, source string
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "curl --from NODE [--source ADDR] [URL|VIP]",
+		Short: "Make an HTTP request from inside a node and print the body (exit 1 on failure or a non-2xx answer)",
+		Long: `Make an HTTP request from inside a node, like the reference lab's
+curl --interface 203.0.113.184 198.51.100.1. With no target, the lab's first
+VIP; a bare address or address:port means http://ADDR/.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := lab.Open(g.name)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			target := ""
+			if len(args) == 1 {
+				target = args[0]
+			}
+			url, err := curlURL(l, target)
+			if err != nil {
+				return err
+			}
+			res, err := l.Get(cmd.Context(), from, url, source, timeout)
+			if err != nil {
+				return err
+			}
+			err = g.print(cmd.OutOrStdout(), res, func(w io.Writer) { io.WriteString(w, res.Body) })
+			if err != nil {
+				return err
+			}
+			if res.Error != "" {
+				return fmt.Errorf("GET %s from %s: %s", url, from, res.Error)
+			}
+			if res.Status < 200 || res.Status > 299 {
+				return fmt.Errorf("GET %s from %s: status %d", url, from, res.Status)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&from, "from", "", "node to send the request from (required)")
+	c.Flags().StringVar(&source, "source", "", "source address (one of the node's addresses, e.g. a client loopback address)")
+	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
+	_ = c.MarkFlagRequired("from")
+	g.addOutputFlag(c)
+	return c
+}
+
+// curlURL turns a target (empty, an address, address:port or a URL) into
+// a URL; empty means the lab's first VIP.
+func curlURL(l *lab.Lab, target string) (string, error) {
+	if target == "" {
+		st, err := l.Topology()
+		if err != nil {
+			return "", err
+		}
+		if len(st.VIPs) == 0 {
+			return "", fmt.Errorf("lab %s has no VIP: give a URL", l.Name)
+		}
+		v := st.VIPs[0]
+		return "http://" + netip.AddrPortFrom(v.Address, v.Port).String() + "/", nil
+	}
+	if strings.Contains(target, "://") {
+		return target, nil
+	}
+	if a, err := netip.ParseAddr(target); err == nil {
+		return "http://" + netip.AddrPortFrom(a, 80).String() + "/", nil
+	}
+	return "http://" + target + "/", nil
+}
+
+func newEventsCmd(g *globals) *cobra.Command {
+	var follow bool
+	c := &cobra.Command{
+		Use:   "events",
+		Short: "Print the lab's event log: routes, health, IPVS and BGP changes, maintenance, injections",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := lab.Open(g.name)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			var last time.Time
+			for {
+				evs, err := l.Events(cmd.Context())
+				if err != nil {
+					if cmd.Context().Err() != nil {
+						return nil
+					}
+					return err
+				}
+				var fresh = evs[:0]
+				for _, e := range evs {
+					if e.Time.After(last) {
+						fresh = append(fresh, e)
+					}
+				}
+				if len(fresh) > 0 {
+					last = fresh[len(fresh)-1].Time
+				}
+				if err := g.print(cmd.OutOrStdout(), fresh, func(w io.Writer) {
+					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+					for _, e := range fresh {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format("15:04:05.000"), e.Node, e.Kind, e.Msg)
+					}
+					tw.Flush()
+				}); err != nil {
+					return err
+				}
+				if !follow {
+					return nil
+				}
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events")
+	g.addOutputFlag(c)
+	return c
+}

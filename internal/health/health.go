@@ -1,0 +1,144 @@
+// Package health checks HTTP targets periodically and reports when one
+// changes state, with rise and fall counts as in keepalived or HAProxy: a
+// target becomes healthy after Rise successes in a row and unhealthy after
+// Fall failures in a row. LB4s use it to check their LB7s'
+// /healthcheck.
+package health
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Config tunes a Checker.
+type Config struct {
+	Interval time.Duration // between checks of one target
+	Timeout  time.Duration // of one check
+	Rise     int           // successes in a row to become healthy
+	Fall     int           // failures in a row to become unhealthy
+}
+
+// Target is something to check: GET URL must answer 200.
+type Target struct {
+	Name string
+	URL  string
+}
+
+// State is a target's current view.
+type State struct {
+	Name      string    `json:"name"`
+	Healthy   bool      `json:"healthy"`
+	Since     time.Time `json:"since"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// Checker checks targets until its context ends. Targets start unhealthy.
+type Checker struct {
+	cfg      Config
+	log      *slog.Logger
+	onChange func(State)
+	client   *http.Client
+
+	mu     sync.Mutex
+	states map[string]*tracked
+}
+
+type tracked struct {
+	State
+	ok, fail int // consecutive results
+}
+
+// New returns a checker calling onChange (from its own goroutines, one at
+// a time) whenever a target turns healthy or unhealthy.
+func New(cfg Config, log *slog.Logger, onChange func(State)) *Checker {
+	tr := &http.Transport{DisableKeepAlives: true}
+	return &Checker{
+		cfg: cfg, log: log, onChange: onChange,
+		client: &http.Client{Transport: tr, Timeout: cfg.Timeout},
+		states: map[string]*tracked{},
+	}
+}
+
+// Run checks every target every Interval until ctx is done.
+func (c *Checker) Run(ctx context.Context, targets []Target) {
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		c.mu.Lock()
+		c.states[t.Name] = &tracked{State: State{Name: t.Name, Since: time.Now()}}
+		c.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(c.cfg.Interval)
+			defer tick.Stop()
+			for {
+				c.record(t, c.check(ctx, t))
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (c *Checker) check(ctx context.Context, t Target) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// record counts a result and reports a change of state.
+func (c *Checker) record(t Target, err error) {
+	c.mu.Lock()
+	s := c.states[t.Name]
+	changed := false
+	if err == nil {
+		s.ok, s.fail = s.ok+1, 0
+		s.LastError = ""
+		if !s.Healthy && s.ok >= c.cfg.Rise {
+			s.Healthy, s.Since, changed = true, time.Now(), true
+		}
+	} else {
+		s.ok, s.fail = 0, s.fail+1
+		s.LastError = err.Error()
+		if s.Healthy && s.fail >= c.cfg.Fall {
+			s.Healthy, s.Since, changed = false, time.Now(), true
+		}
+	}
+	st := s.State
+	c.mu.Unlock()
+	if changed {
+		c.log.Info("health changed", "target", st.Name, "healthy", st.Healthy, "err", st.LastError)
+		c.onChange(st)
+	}
+}
+
+// States returns every target's state, in no particular order.
+func (c *Checker) States() []State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]State, 0, len(c.states))
+	for _, s := range c.states {
+		out = append(out, s.State)
+	}
+	return out
+}

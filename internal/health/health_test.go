@@ -1,0 +1,82 @@
+package health
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestRiseFall drives a target through healthy and unhealthy with a server
+// whose answer the test switches, and checks each change is reported once
+// and only after Rise/Fall results.
+func TestRiseFall(t *testing.T) {
+	var status atomic.Int32
+	status.Store(http.StatusOK)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer srv.Close()
+
+	var mu sync.Mutex
+	var changes []bool
+	c := New(Config{Interval: 10 * time.Millisecond, Timeout: time.Second, Rise: 3, Fall: 2}, slog.New(slog.DiscardHandler), func(s State) {
+		mu.Lock()
+		changes = append(changes, s.Healthy)
+		mu.Unlock()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx, []Target{{Name: "lb7-1", URL: srv.URL + "/healthcheck"}}); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor := func(want []bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mu.Lock()
+			got := append([]bool(nil), changes...)
+			mu.Unlock()
+			if len(got) == len(want) {
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("changes %v, want %v", got, want)
+					}
+				}
+				return
+			}
+			if len(got) > len(want) || time.Now().After(deadline) {
+				t.Fatalf("changes %v, want %v", got, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor([]bool{true})
+	status.Store(http.StatusServiceUnavailable)
+	waitFor([]bool{true, false})
+	if st := c.States(); len(st) != 1 || st[0].Healthy || st[0].LastError != "status 503" {
+		t.Errorf("states %+v, want lb7-1 unhealthy with status 503", st)
+	}
+	status.Store(http.StatusOK)
+	waitFor([]bool{true, false, true})
+}
+
+// TestUnreachable checks that a target nobody answers never turns healthy.
+func TestUnreachable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	c := New(Config{Interval: 5 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 1, Fall: 1}, slog.New(slog.DiscardHandler), func(s State) {
+		t.Errorf("unexpected change %+v", s)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	c.Run(ctx, []Target{{Name: "gone", URL: url}})
+	if st := c.States(); st[0].Healthy || st[0].LastError == "" {
+		t.Errorf("state %+v, want unhealthy with an error", st[0])
+	}
+}

@@ -1,0 +1,228 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/lab-lb/lab/internal/bgp"
+	"github.com/lab-lb/lab/internal/health"
+	"github.com/lab-lb/lab/internal/ipvs"
+	"github.com/lab-lb/lab/internal/topology"
+)
+
+// DisableFile on an LB4 withdraws its VIPs from BGP while it exists.
+const DisableFile = "disable"
+
+// lb4 is tier 2: IPVS spreads the VIPs' flows over the LB7s (IPIP
+// tunnels), health checks keep failed LB7s at weight 0, and BGP announces
+// the VIPs while at least one LB7 is healthy and /etc/lb/disable does not
+// exist.
+//
+// Every LB4 lists the LB7s in topology order, so all LB4s program the same
+// destination list and so the same Maglev table (see package ipvs). A failed
+// LB7 keeps its place with weight 0: with the fallback flag only its own
+// flows move, consistently on every LB4.
+type lb4 struct {
+	a       *agent
+	speaker *bgp.Speaker
+	table   *ipvs.Table
+	checker *health.Checker
+	nextHop netip.Addr
+	lb7s    []lb7Target
+
+	mu        sync.Mutex
+	healthy   map[string]bool
+	disabled  bool
+	announced bool
+	changes   []ipvs.Change
+}
+
+type lb7Target struct {
+	name string
+	addr netip.Addr
+}
+
+func (l *lb4) Start(ctx context.Context) error {
+	t := l.a.topo
+	table, err := ipvs.Open("")
+	if err != nil {
+		return err
+	}
+	l.table = table
+	for _, n := range t.NodesByRole(topology.RoleLB7) {
+		addr, err := l.a.facing(n.Name)
+		if err != nil {
+			return err
+		}
+		l.lb7s = append(l.lb7s, lb7Target{n.Name, addr})
+	}
+	l.healthy = map[string]bool{}
+	// The next hop the LB4 announces: its own address as the routers see it.
+	for _, r := range t.NodesByRole(topology.RoleRouter) {
+		if addr, ok := t.AddressFacing(r.Name, l.a.node.Name); ok {
+			l.nextHop = addr
+			break
+		}
+	}
+	if !l.nextHop.IsValid() {
+		return fmt.Errorf("lb4 %s shares no segment with a router", l.a.node.Name)
+	}
+	cfg, err := l.a.bgpConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.Neighbors, err = l.a.upstreams(topology.RoleRouter, false); err != nil {
+		return err
+	}
+	l.speaker = bgp.New(cfg, l.a.log)
+	if err := l.speaker.Start(ctx); err != nil {
+		return fmt.Errorf("start bgp: %w", err)
+	}
+	l.disabled = l.disableExists()
+	if err := l.reconcile(); err != nil {
+		return err
+	}
+
+	h := l.a.node.Settings.Health
+	l.checker = health.New(health.Config{Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}, l.a.log, func(s health.State) {
+		l.mu.Lock()
+		l.healthy[s.Name] = s.Healthy
+		l.mu.Unlock()
+		l.a.event("health", fmt.Sprintf("%s healthy=%v %s", s.Name, s.Healthy, s.LastError))
+		if err := l.reconcile(); err != nil {
+			l.a.log.Error("reconcile", "err", err)
+		}
+	})
+	var targets []health.Target
+	for _, d := range l.lb7s {
+		targets = append(targets, health.Target{Name: d.name, URL: "http://" + netip.AddrPortFrom(d.addr, 80).String() + "/healthcheck"})
+	}
+	go l.checker.Run(ctx, targets)
+	go l.watchDisable(ctx)
+	go func() { <-ctx.Done(); l.speaker.Stop(); l.table.Close() }()
+	return nil
+}
+
+func (l *lb4) disableExists() bool {
+	_, err := os.Stat(filepath.Join("/etc/lb", DisableFile))
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// watchDisable polls /etc/lb/disable; a stat every 100 ms is cheap and
+// reacts well within the one second the design asks.
+func (l *lb4) watchDisable(ctx context.Context) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		d := l.disableExists()
+		l.mu.Lock()
+		changed := d != l.disabled
+		l.disabled = d
+		l.mu.Unlock()
+		if changed {
+			l.a.event("maintenance", fmt.Sprintf("/etc/lb/disable %s", map[bool]string{true: "created", false: "removed"}[d]))
+			if err := l.reconcile(); err != nil {
+				l.a.log.Error("reconcile", "err", err)
+			}
+		}
+	}
+}
+
+// reconcile programs IPVS from the LB7s' health and announces or
+// withdraws the VIPs. It is safe to call at any time and repeatedly.
+func (l *lb4) reconcile() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var want []ipvs.Desired
+	anyHealthy := false
+	for _, v := range l.a.topo.VIPs {
+		d := ipvs.Desired{Service: ipvs.Service{Address: v.Address, Port: v.Port, Protocol: v.Protocol, Scheduler: v.Scheduler, Flags: v.Flags}}
+		for _, t := range l.lb7s {
+			w := 0
+			if l.healthy[t.name] {
+				w, anyHealthy = 1, true
+			}
+			d.Destinations = append(d.Destinations, ipvs.Destination{Address: t.addr, Weight: w})
+		}
+		want = append(want, d)
+	}
+	changes, err := l.table.Apply(want)
+	for _, c := range changes {
+		l.a.log.Info("ipvs", "change", c.String())
+		l.a.event("ipvs", c.String())
+	}
+	l.changes = append(l.changes, changes...)
+	if err != nil {
+		return fmt.Errorf("program ipvs: %w", err)
+	}
+	announce := anyHealthy && !l.disabled
+	if announce == l.announced {
+		return nil
+	}
+	for _, v := range l.a.topo.VIPAddresses() {
+		p := netip.PrefixFrom(v, v.BitLen())
+		if announce {
+			err = l.speaker.Announce(p, l.nextHop)
+		} else {
+			err = l.speaker.Withdraw(p)
+		}
+		if err != nil {
+			return fmt.Errorf("bgp %s: %w", p, err)
+		}
+	}
+	l.announced = announce
+	l.a.log.Info("bgp", "announced", announce)
+	l.a.event("bgp", map[bool]string{true: "announce VIPs", false: "withdraw VIPs"}[announce])
+	return nil
+}
+
+// Ready when every LB7 is healthy and the VIPs are announced (or the LB4
+// is disabled on purpose).
+func (l *lb4) Ready() (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, t := range l.lb7s {
+		if !l.healthy[t.name] {
+			return false, t.name + " not healthy yet"
+		}
+	}
+	if !l.announced && !l.disabled {
+		return false, "VIPs not announced"
+	}
+	return true, ""
+}
+
+// LB4Status is what `lab status` shows of an LB4.
+type LB4Status struct {
+	Announced bool           `json:"announced"`
+	Disabled  bool           `json:"disabled"`
+	Health    []health.State `json:"health"`
+	Services  []ipvs.Desired `json:"services"`
+	Peers     []bgp.Peer     `json:"peers"`
+}
+
+func (l *lb4) Status() any {
+	st := LB4Status{}
+	l.mu.Lock()
+	st.Announced, st.Disabled = l.announced, l.disabled
+	l.mu.Unlock()
+	if l.checker != nil {
+		st.Health = l.checker.States()
+	}
+	st.Services, _ = l.table.Dump()
+	st.Peers, _ = l.speaker.Peers(context.Background())
+	return st
+}
+

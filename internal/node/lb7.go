@@ -1,0 +1,153 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/lab-lb/lab/internal/agentcheck"
+	"github.com/lab-lb/lab/internal/haproxy"
+	"github.com/lab-lb/lab/internal/topology"
+)
+
+// AgentCheckFile holds a node's agent-check answer (up, down, drain,
+// maint, ready, N%...): on an LB7 it drives the fake "enabler" server, on a
+// backend its state in every LB7.
+const AgentCheckFile = "agent-check"
+
+// enablerAgent is where an LB7's own agent answers HAProxy.
+var enablerAgent = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 5555)
+
+// lb7 is tier 3: the IPIP tunnels (made by the fabric) decapsulate what
+// the LB4s send, and HAProxy, bound to the VIPs, answers the clients
+// directly. Its /healthcheck fails when no backend is usable or when the
+// LB7's /etc/lb/agent-check says down (the "enabler" fake server), which
+// makes every LB4 take it out.
+type lb7 struct {
+	a    *agent
+	cfg  haproxy.Config
+	proc *haproxy.Process
+}
+
+func (l *lb7) Start(ctx context.Context) error {
+	t, n := l.a.topo, l.a.node
+	s := n.Settings.HAProxy
+	cfg := haproxy.DefaultConfig()
+	cfg.Node = n.Name
+	cfg.Maxconn = s.Maxconn
+	cfg.TimeoutConnect, cfg.TimeoutClient, cfg.TimeoutServer = s.TimeoutConnect, s.TimeoutClient, s.TimeoutServer
+	cfg.CheckInterval, cfg.Rise, cfg.Fall = s.CheckInterval, s.Rise, s.Fall
+	cfg.AgentPort, cfg.AgentInterval, cfg.SendProxy = s.AgentPort, s.AgentInterval, s.SendProxy
+	cfg.EnablerAgent = enablerAgent
+	cfg.Dir = filepath.Join(l.a.cfg.Dir, "haproxy")
+	// Self: the address the LB4s check.
+	for _, lb4 := range t.NodesByRole(topology.RoleLB4) {
+		if addr, ok := t.AddressFacing(lb4.Name, n.Name); ok {
+			cfg.Self = addr
+			break
+		}
+	}
+	if !cfg.Self.IsValid() {
+		return fmt.Errorf("lb7 %s shares no segment with an LB4", n.Name)
+	}
+	for _, v := range t.VIPs {
+		if v.Protocol == "tcp" {
+			cfg.VIPs = append(cfg.VIPs, haproxy.VIP{Address: v.Address, Port: int(v.Port)})
+		}
+	}
+	for _, srv := range t.NodesByRole(topology.RoleServer) {
+		addr, err := l.a.facing(srv.Name)
+		if err != nil {
+			return err
+		}
+		cfg.Servers = append(cfg.Servers, haproxy.Server{Name: srv.Name, Address: addr, Port: 80})
+	}
+	l.cfg = cfg
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return err
+	}
+	text, err := haproxy.Generate(cfg)
+	if err != nil {
+		return fmt.Errorf("generate haproxy configuration: %w", err)
+	}
+	if err := os.WriteFile(cfg.ConfigFile(), text, 0o644); err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	agent := &agentcheck.Server{Path: filepath.Join("/etc/lb", AgentCheckFile), Log: l.a.log}
+	if err := l.a.serve(ctx, &wg, enablerAgent.String(), "enabler agent", agent.Serve); err != nil {
+		return err
+	}
+	proc, err := haproxy.Start(ctx, cfg.ConfigFile(), l.a.log)
+	if err != nil {
+		return fmt.Errorf("start haproxy: %w", err)
+	}
+	l.proc = proc
+	go func() {
+		<-ctx.Done()
+		if err := proc.Stop(); err != nil {
+			l.a.log.Warn("stop haproxy", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Ready when HAProxy's own /healthcheck answers 200 on the LB7's address,
+// which is what the LB4s check.
+func (l *lb7) Ready() (bool, string) {
+	c := net.Dialer{}
+	ctx, cancel := context.WithTimeout(context.Background(), defaultProbeTimeout)
+	defer cancel()
+	code, err := httpStatus(ctx, &c, "http://"+netip.AddrPortFrom(l.cfg.Self, 80).String()+"/healthcheck")
+	if err != nil {
+		return false, err.Error()
+	}
+	if code != 200 {
+		return false, fmt.Sprintf("/healthcheck answers %d", code)
+	}
+	return true, ""
+}
+
+// LB7Status is what `lab status` shows of an LB7.
+type LB7Status struct {
+	Servers []haproxy.ServerState `json:"servers"`
+	Enabler []haproxy.ServerState `json:"enabler"`
+}
+
+func (l *lb7) Status() any {
+	var st LB7Status
+	if l.proc == nil {
+		return st
+	}
+	rt, err := haproxy.NewRuntime(l.proc.StatsSocket())
+	if err != nil {
+		return st
+	}
+	st.Servers, _ = rt.Servers(haproxy.BackendServers)
+	st.Enabler, _ = rt.Servers(haproxy.BackendEnabler)
+	return st
+}
+
+// server is a backend: an HTTP server answering with its name, and its
+// agent-check answering from its own /etc/lb/agent-check.
+type server struct{ a *agent }
+
+func (s *server) Start(ctx context.Context) error {
+	var wg sync.WaitGroup
+	n := s.a.node
+	web := &backendServer{name: n.Name, proxy: n.Settings.HAProxy.SendProxy, log: s.a.log}
+	if err := s.a.serve(ctx, &wg, ":80", "http server", web.Serve); err != nil {
+		return err
+	}
+	agent := &agentcheck.Server{Path: filepath.Join("/etc/lb", AgentCheckFile), Log: s.a.log}
+	port := n.Settings.HAProxy.AgentPort
+	return s.a.serve(ctx, &wg, fmt.Sprintf(":%d", port), "agent-check", agent.Serve)
+}
+
+func (s *server) Ready() (bool, string) { return true, "" }
+func (s *server) Status() any           { return nil }

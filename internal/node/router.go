@@ -1,0 +1,180 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/lab-lb/lab/internal/bgp"
+	"github.com/lab-lb/lab/internal/topology"
+)
+
+// bgpConfig is the speaker configuration shared by every role: router ID,
+// ASN and timers from the topology.
+func (a *agent) bgpConfig() (bgp.Config, error) {
+	id, err := routerID(a.node)
+	if err != nil {
+		return bgp.Config{}, err
+	}
+	t := a.node.Settings.BGP
+	return bgp.Config{
+		RouterID: id, ASN: a.topo.BGP.ASN,
+		HoldTime: t.HoldTime, Keepalive: t.Keepalive, ConnectRetry: t.ConnectRetry,
+	}, nil
+}
+
+// upstreams are the BGP peers of routers and LB4s: the route reflectors
+// when the topology has some, else (routers) every LB4 or (LB4s) every
+// router.
+func (a *agent) upstreams(direct topology.Role, addPaths bool) ([]bgp.Neighbor, error) {
+	names := a.topo.BGP.RouteReflectors
+	if len(names) == 0 {
+		for _, n := range a.topo.NodesByRole(direct) {
+			names = append(names, n.Name)
+		}
+	}
+	var ns []bgp.Neighbor
+	for _, name := range names {
+		addr, err := a.facing(name)
+		if err != nil {
+			return nil, err
+		}
+		ns = append(ns, bgp.Neighbor{Address: addr, AddPaths: addPaths})
+	}
+	return ns, nil
+}
+
+// router is tier 1: it learns the VIPs over BGP and installs one
+// multipath route per VIP, one next hop per LB4 announcing it.
+type router struct {
+	a       *agent
+	speaker *bgp.Speaker
+
+	mu     sync.Mutex
+	routes map[netip.Prefix][]netip.Addr
+}
+
+func (r *router) Start(ctx context.Context) error {
+	cfg, err := r.a.bgpConfig()
+	if err != nil {
+		return err
+	}
+	cfg.Listen = true
+	if cfg.Neighbors, err = r.a.upstreams(topology.RoleLB4, true); err != nil {
+		return err
+	}
+	r.speaker = bgp.New(cfg, r.a.log)
+	if err := r.speaker.Start(ctx); err != nil {
+		return fmt.Errorf("start bgp: %w", err)
+	}
+	fib, err := bgp.NewFIB(r.a.log)
+	if err != nil {
+		return err
+	}
+	r.routes = map[netip.Prefix][]netip.Addr{}
+	go func() {
+		defer fib.Close()
+		err := r.speaker.WatchBest(ctx, func(p netip.Prefix, nhs []netip.Addr) {
+			if err := fib.Set(p, nhs); err != nil {
+				r.a.log.Error("install route", "prefix", p, "next_hops", nhs, "err", err)
+				return
+			}
+			r.a.log.Info("route", "prefix", p, "next_hops", nhs)
+			r.a.event("route", fmt.Sprintf("%s via %v", p, nhs))
+			r.mu.Lock()
+			if len(nhs) == 0 {
+				delete(r.routes, p)
+			} else {
+				r.routes[p] = nhs
+			}
+			r.mu.Unlock()
+		})
+		if err != nil {
+			r.a.log.Error("watch bgp", "err", err)
+		}
+	}()
+	go func() { <-ctx.Done(); r.speaker.Stop() }()
+	return nil
+}
+
+// Ready when every VIP has a route through every LB4.
+func (r *router) Ready() (bool, string) {
+	want := len(r.a.topo.NodesByRole(topology.RoleLB4))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, v := range r.a.topo.VIPs {
+		p := netip.PrefixFrom(v.Address, v.Address.BitLen())
+		if got := len(r.routes[p]); got < want {
+			return false, fmt.Sprintf("%s has %d of %d next hops", p, got, want)
+		}
+	}
+	return true, ""
+}
+
+// RouterStatus is what `lab status` shows of a router.
+type RouterStatus struct {
+	Peers  []bgp.Peer              `json:"peers"`
+	Routes map[string][]netip.Addr `json:"routes"` // VIP prefix -> next hops in the FIB
+}
+
+func (r *router) Status() any {
+	st := RouterStatus{Routes: map[string][]netip.Addr{}}
+	st.Peers, _ = r.speaker.Peers(context.Background())
+	r.mu.Lock()
+	for p, nhs := range r.routes {
+		st.Routes[p.String()] = slices.Clone(nhs)
+	}
+	r.mu.Unlock()
+	return st
+}
+
+// reflector is a BGP route reflector: every router and LB4 is its client,
+// and ADD-PATH lets every LB4's path reach the routers.
+type reflector struct {
+	a       *agent
+	speaker *bgp.Speaker
+}
+
+func (r *reflector) Start(ctx context.Context) error {
+	cfg, err := r.a.bgpConfig()
+	if err != nil {
+		return err
+	}
+	cfg.Listen = true
+	for _, role := range []topology.Role{topology.RoleRouter, topology.RoleLB4} {
+		for _, n := range r.a.topo.NodesByRole(role) {
+			addr, err := r.a.facing(n.Name)
+			if err != nil {
+				return err
+			}
+			cfg.Neighbors = append(cfg.Neighbors, bgp.Neighbor{Address: addr, RRClient: true, AddPaths: true})
+		}
+	}
+	r.speaker = bgp.New(cfg, r.a.log)
+	if err := r.speaker.Start(ctx); err != nil {
+		return fmt.Errorf("start bgp: %w", err)
+	}
+	go func() { <-ctx.Done(); r.speaker.Stop() }()
+	return nil
+}
+
+// Ready when every session is established.
+func (r *reflector) Ready() (bool, string) {
+	peers, err := r.speaker.Peers(context.Background())
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, p := range peers {
+		if p.State != "established" {
+			return false, fmt.Sprintf("session with %s is %s", p.Address, p.State)
+		}
+	}
+	return true, ""
+}
+
+func (r *reflector) Status() any {
+	peers, _ := r.speaker.Peers(context.Background())
+	return RouterStatus{Peers: peers}
+}
