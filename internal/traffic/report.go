@@ -1,0 +1,194 @@
+package traffic
+
+import (
+	"time"
+)
+
+// SeriesStep is the width of one Report.Series bucket.
+const SeriesStep = 100 * time.Millisecond
+
+// Report is the result of a run, or of a part of it (Between).
+type Report struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// ReadTimeout and StallThreshold are the run's settings, which define
+	// timeouts and interrupted connections.
+	ReadTimeout    time.Duration `json:"read_timeout_ns"`
+	StallThreshold time.Duration `json:"stall_threshold_ns"`
+	// Total counts the connections; OK the ones that ended well (including
+	// Interrupted and Stopped ones), Broken the others.
+	Total       int `json:"total"`
+	OK          int `json:"ok"`
+	Broken      int `json:"broken"`
+	Interrupted int `json:"interrupted"`
+	Stopped     int `json:"stopped"`
+	// ByOutcome counts the connections per outcome; every outcome is
+	// present.
+	ByOutcome map[Outcome]int `json:"by_outcome"`
+	// Stalls is the distribution of LongestStall over the connections that
+	// received a response header.
+	Stalls Histogram `json:"stalls"`
+	// Series counts, per SeriesStep from Start, the connections started and
+	// the ones that finished (ok, broken, interrupted) in that step.
+	Series []Bucket `json:"series"`
+	// ByLB7 and ByServer count the connections per X-Lab-LB7 and
+	// X-Lab-Server header; connections without the header are left out.
+	ByLB7    map[string]int `json:"by_lb7"`
+	ByServer map[string]int `json:"by_server"`
+	// Conns holds every connection, in the order they started.
+	Conns []Conn `json:"conns"`
+}
+
+// Histogram is a distribution of durations.
+type Histogram []HistogramBucket
+
+// HistogramBucket counts the durations d with Min <= d < Max.
+type HistogramBucket struct {
+	Min time.Duration `json:"min_ns"`
+	// Max is 0 for the last bucket, which has no upper bound.
+	Max   time.Duration `json:"max_ns,omitempty"`
+	Count int           `json:"count"`
+}
+
+// Label names the bucket, such as "<100ms", "100ms-250ms" or ">=3s".
+func (b HistogramBucket) Label() string {
+	switch {
+	case b.Max == 0:
+		return ">=" + b.Min.String()
+	case b.Min == 0:
+		return "<" + b.Max.String()
+	default:
+		return b.Min.String() + "-" + b.Max.String()
+	}
+}
+
+// Bucket is one step of Report.Series.
+type Bucket struct {
+	// Offset is the bucket's start, from Report.Start.
+	Offset      time.Duration `json:"offset_ns"`
+	Started     int           `json:"started"`
+	OK          int           `json:"ok"`
+	Broken      int           `json:"broken"`
+	Interrupted int           `json:"interrupted"`
+}
+
+// newStalls returns the empty stall histogram: <100ms, <250ms, <500ms,
+// <1s, <2s, <3s, >=3s.
+func newStalls() Histogram {
+	bounds := [...]time.Duration{
+		100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+		time.Second, 2 * time.Second, 3 * time.Second,
+	}
+	h := make(Histogram, 0, len(bounds)+1)
+	var lo time.Duration
+	for _, b := range bounds {
+		h = append(h, HistogramBucket{Min: lo, Max: b})
+		lo = b
+	}
+	return append(h, HistogramBucket{Min: lo})
+}
+
+// add counts d.
+func (h Histogram) add(d time.Duration) {
+	for i := range h {
+		if d >= h[i].Min && (h[i].Max == 0 || d < h[i].Max) {
+			h[i].Count++
+			return
+		}
+	}
+}
+
+// newReport computes the figures of conns over [start, end].
+func newReport(start, end time.Time, readTimeout, stallThreshold time.Duration, conns []Conn) *Report {
+	r := &Report{
+		Start:          start,
+		End:            end,
+		ReadTimeout:    readTimeout,
+		StallThreshold: stallThreshold,
+		ByOutcome:      map[Outcome]int{},
+		Stalls:         newStalls(),
+		Series:         []Bucket{},
+		ByLB7:          map[string]int{},
+		ByServer:       map[string]int{},
+		Conns:          conns,
+	}
+	if r.Conns == nil {
+		r.Conns = []Conn{}
+	}
+	for _, o := range Outcomes() {
+		r.ByOutcome[o] = 0
+	}
+	if span := end.Sub(start); span > 0 {
+		n := int((span + SeriesStep - 1) / SeriesStep)
+		r.Series = make([]Bucket, n)
+		for i := range r.Series {
+			r.Series[i].Offset = time.Duration(i) * SeriesStep
+		}
+	}
+	for i := range conns {
+		c := &conns[i]
+		r.Total++
+		r.ByOutcome[c.Outcome]++
+		switch {
+		case c.Outcome.Broken():
+			r.Broken++
+		default:
+			r.OK++
+			if c.Interrupted {
+				r.Interrupted++
+			}
+			if c.Stopped {
+				r.Stopped++
+			}
+		}
+		if c.Status != 0 {
+			r.Stalls.add(c.LongestStall)
+		}
+		if c.LB7 != "" {
+			r.ByLB7[c.LB7]++
+		}
+		if c.Server != "" {
+			r.ByServer[c.Server]++
+		}
+		if b := r.bucket(c.Start); b != nil {
+			b.Started++
+		}
+		if b := r.bucket(c.End); b != nil {
+			switch {
+			case c.Outcome.Broken():
+				b.Broken++
+			case c.Interrupted:
+				b.OK++
+				b.Interrupted++
+			default:
+				b.OK++
+			}
+		}
+	}
+	return r
+}
+
+// bucket returns the series bucket of t, nil when t is outside the
+// report's span.
+func (r *Report) bucket(t time.Time) *Bucket {
+	if len(r.Series) == 0 || t.Before(r.Start) || t.After(r.End) {
+		return nil
+	}
+	i := min(int(t.Sub(r.Start)/SeriesStep), len(r.Series)-1)
+	return &r.Series[i]
+}
+
+// Between returns the figures of the connections active at some time in
+// [from, to): started before to, and started at from or later or ended
+// after from. A connection that spans several such windows counts in each,
+// with its final outcome; the series only counts the events inside the
+// window.
+func (r *Report) Between(from, to time.Time) *Report {
+	var conns []Conn
+	for _, c := range r.Conns {
+		if c.Start.Before(to) && (!c.Start.Before(from) || c.End.After(from)) {
+			conns = append(conns, c)
+		}
+	}
+	return newReport(from, to, r.ReadTimeout, r.StallThreshold, conns)
+}

@@ -1,0 +1,453 @@
+// Package traffic is the lab's client load, which counts what breaks: many
+// concurrent long HTTP downloads through the VIPs, one TCP connection per
+// request from a random source address, read slowly with a deadline on
+// every read, each connection recorded with its outcome. A failure injected
+// meanwhile becomes numbers: how many connections broke (reset, refused,
+// timed out, bad status, other error), how many stalled and recovered
+// ("interrupted"), and when.
+//
+// It replaces the reference lab's httpclients, which had no counters and no
+// read timeout (a blackholed flow was never counted). The code runs in the
+// client node's network namespace and uses ordinary sockets.
+package traffic
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Outcome is how a connection ended.
+type Outcome string
+
+// Outcomes. Every outcome but OutcomeOK means a broken connection.
+const (
+	OutcomeOK        Outcome = "ok"
+	OutcomeReset     Outcome = "reset"
+	OutcomeRefused   Outcome = "refused"
+	OutcomeTimeout   Outcome = "timeout"
+	OutcomeBadStatus Outcome = "bad-status"
+	OutcomeError     Outcome = "error"
+)
+
+// Outcomes returns every outcome, in the order reports show them.
+func Outcomes() []Outcome {
+	return []Outcome{OutcomeOK, OutcomeReset, OutcomeRefused, OutcomeTimeout, OutcomeBadStatus, OutcomeError}
+}
+
+// Broken reports whether o is a failure.
+func (o Outcome) Broken() bool { return o != OutcomeOK }
+
+// Conn is the record of one connection (one request).
+type Conn struct {
+	ID         int            `json:"id"`
+	Source     netip.Addr     `json:"source"`
+	SourcePort uint16         `json:"source_port"`
+	Target     netip.AddrPort `json:"target"`
+	// LB7 and Server come from the X-Lab-LB7 and X-Lab-Server response
+	// headers.
+	LB7    string `json:"lb7,omitempty"`
+	Server string `json:"server,omitempty"`
+	// Status is the HTTP status code, 0 when no response header arrived.
+	Status int       `json:"status,omitempty"`
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	// Bytes counts the body bytes received.
+	Bytes int64 `json:"bytes"`
+	// LongestStall is the longest time the client waited for data: from
+	// connect to the response header, or within one read of the body. The
+	// client's own pauses between reads are not counted.
+	LongestStall time.Duration `json:"longest_stall_ns"`
+	Outcome      Outcome       `json:"outcome"`
+	Err          string        `json:"err,omitempty"`
+	// Interrupted is set on a connection that ended well although it once
+	// waited longer than the stall threshold.
+	Interrupted bool `json:"interrupted,omitempty"`
+	// Stopped is set on a connection cut by Run.Stop (or by the end of the
+	// run's context), which counts as ok.
+	Stopped bool `json:"stopped,omitempty"`
+}
+
+// Progress is a live view of a run.
+type Progress struct {
+	Elapsed time.Duration
+	// Started counts connections started, Active those in progress, the
+	// others those finished. Interrupted ones are also counted as OK.
+	Started, Active, OK, Broken, Interrupted int
+	// Seconds holds the same figures per second since the start: the
+	// connections started, and finished ok, broken or interrupted, in that
+	// second.
+	Seconds []Second
+}
+
+// Second is one second of Progress.Seconds.
+type Second struct {
+	Started, OK, Broken, Interrupted int
+}
+
+// retryPause is the longest random pause after a broken connection when
+// Config.Pause is disabled, so that a refused target does not spin.
+const retryPause = 100 * time.Millisecond
+
+// headerBufSize is the size of the buffer that reads response headers;
+// body reads at least as large bypass it.
+const headerBufSize = 4096
+
+// Run is a load in progress.
+type Run struct {
+	cfg     Config
+	log     *slog.Logger
+	start   time.Time
+	cancel  context.CancelFunc
+	targets []target
+	// dialers4 and dialers6 hold one dialer per source address of each
+	// family, or a single unbound dialer when there are no sources.
+	dialers4, dialers6 []sourceDialer
+	workers            []*worker
+	wg                 sync.WaitGroup
+
+	nextID                                   atomic.Int64
+	started, active, ok, broken, interrupted atomic.Int64
+	mu                                       sync.Mutex
+	seconds                                  []Second // guarded by mu
+
+	stopOnce sync.Once
+	report   *Report
+}
+
+// target is a Config target with its request prepared.
+type target struct {
+	addr    netip.AddrPort
+	network string
+	str     string
+	request []byte
+}
+
+// sourceDialer binds connections to one source address.
+type sourceDialer struct {
+	addr   netip.Addr
+	dialer dialer
+}
+
+// dialer opens connections; *net.Dialer is the one used outside tests.
+type dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Start validates cfg (after defaults) and starts its workers. The run ends
+// at Stop, or when ctx is done; log (nil discards) receives start, stop and
+// one debug line per broken connection.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Run, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("traffic configuration: %w", err)
+	}
+	r := newRun(cfg, log)
+	ctx, r.cancel = context.WithCancel(ctx)
+	r.start = time.Now()
+	r.wg.Add(len(r.workers))
+	for _, w := range r.workers {
+		go w.loop(ctx)
+	}
+	r.log.Info("traffic started", "workers", cfg.Workers, "targets", len(cfg.Targets),
+		"sources", len(cfg.Sources), "path", cfg.Path)
+	return r, nil
+}
+
+// newRun prepares the requests, dialers and workers of cfg, which is valid
+// and has its defaults set.
+func newRun(cfg Config, log *slog.Logger) *Run {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Run{cfg: cfg, log: log, start: time.Now()}
+	for _, t := range cfg.Targets {
+		network := "tcp4"
+		if !t.Addr().Unmap().Is4() {
+			network = "tcp6"
+		}
+		req := "GET " + cfg.Path + " HTTP/1.1\r\nHost: " + t.String() +
+			"\r\nUser-Agent: lab-traffic\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+		r.targets = append(r.targets, target{addr: t, network: network, str: t.String(), request: []byte(req)})
+	}
+	for _, s := range cfg.Sources {
+		d := sourceDialer{addr: s, dialer: &net.Dialer{
+			Timeout:   cfg.ConnectTimeout,
+			LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(s, 0)),
+		}}
+		if s.Unmap().Is4() {
+			r.dialers4 = append(r.dialers4, d)
+		} else {
+			r.dialers6 = append(r.dialers6, d)
+		}
+	}
+	if len(cfg.Sources) == 0 {
+		d := sourceDialer{dialer: &net.Dialer{Timeout: cfg.ConnectTimeout}}
+		r.dialers4, r.dialers6 = []sourceDialer{d}, []sourceDialer{d}
+	}
+	seed := uint64(cfg.Seed)
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	for i := range cfg.Workers {
+		w := &worker{
+			run:   r,
+			rng:   rand.New(rand.NewPCG(seed, uint64(i))),
+			buf:   make([]byte, cfg.ReadSize),
+			br:    bufio.NewReaderSize(nil, headerBufSize),
+			timer: time.NewTimer(time.Hour),
+		}
+		w.timer.Stop()
+		r.workers = append(r.workers, w)
+	}
+	return r
+}
+
+// Stop stops starting connections, cuts those in progress (which count as
+// ok, with Stopped set, not as broken), waits for the workers and returns
+// the report. Later calls return the same report.
+func (r *Run) Stop() *Report {
+	r.stopOnce.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+		end := time.Now()
+		var conns []Conn
+		for _, w := range r.workers {
+			conns = append(conns, w.conns...)
+			w.conns = nil
+		}
+		slices.SortFunc(conns, func(a, b Conn) int { return a.ID - b.ID })
+		r.report = newReport(r.start, end, r.cfg.ReadTimeout, r.cfg.StallThreshold, conns)
+		r.log.Info("traffic stopped", "connections", r.report.Total, "ok", r.report.OK,
+			"broken", r.report.Broken, "interrupted", r.report.Interrupted)
+	})
+	return r.report
+}
+
+// Snapshot returns the live counters (atomic loads) and a copy of the
+// per-second series.
+func (r *Run) Snapshot() Progress {
+	p := Progress{
+		Elapsed:     time.Since(r.start),
+		Started:     int(r.started.Load()),
+		Active:      int(r.active.Load()),
+		OK:          int(r.ok.Load()),
+		Broken:      int(r.broken.Load()),
+		Interrupted: int(r.interrupted.Load()),
+	}
+	r.mu.Lock()
+	p.Seconds = slices.Clone(r.seconds)
+	r.mu.Unlock()
+	return p
+}
+
+// second returns the live series entry of t, growing the series; r.mu must
+// be held.
+func (r *Run) second(t time.Time) *Second {
+	i := max(int(t.Sub(r.start)/time.Second), 0)
+	for len(r.seconds) <= i {
+		r.seconds = append(r.seconds, Second{})
+	}
+	return &r.seconds[i]
+}
+
+// begin counts a connection started at t.
+func (r *Run) begin(t time.Time) {
+	r.started.Add(1)
+	r.active.Add(1)
+	r.mu.Lock()
+	r.second(t).Started++
+	r.mu.Unlock()
+}
+
+// finish counts a finished connection.
+func (r *Run) finish(c *Conn) {
+	r.active.Add(-1)
+	r.mu.Lock()
+	s := r.second(c.End)
+	switch {
+	case c.Outcome.Broken():
+		r.broken.Add(1)
+		s.Broken++
+	case c.Interrupted:
+		r.ok.Add(1)
+		r.interrupted.Add(1)
+		s.OK++
+		s.Interrupted++
+	default:
+		r.ok.Add(1)
+		s.OK++
+	}
+	r.mu.Unlock()
+	if c.Outcome.Broken() {
+		r.log.Debug("connection broken", "id", c.ID, "source", c.Source, "source_port", c.SourcePort,
+			"target", c.Target, "lb7", c.LB7, "server", c.Server, "outcome", c.Outcome, "err", c.Err,
+			"bytes", c.Bytes, "duration", c.End.Sub(c.Start))
+	}
+}
+
+// worker runs connections one after the other. Its buffers are reused for
+// every connection, so reading allocates nothing.
+type worker struct {
+	run   *Run
+	rng   *rand.Rand
+	buf   []byte
+	br    *bufio.Reader
+	timer *time.Timer
+	conns []Conn
+}
+
+// loop runs connections until ctx is done.
+func (w *worker) loop(ctx context.Context) {
+	defer w.run.wg.Done()
+	for ctx.Err() == nil {
+		c := w.connect(ctx)
+		w.run.finish(&c)
+		w.conns = append(w.conns, c)
+		if c.Outcome.Broken() {
+			limit := w.run.cfg.Pause
+			if limit <= 0 {
+				limit = retryPause
+			}
+			w.sleep(ctx, w.randDuration(limit))
+		}
+	}
+}
+
+// randDuration returns a uniform duration in [0, limit).
+func (w *worker) randDuration(limit time.Duration) time.Duration {
+	if limit <= 0 {
+		return 0
+	}
+	return time.Duration(w.rng.Int64N(int64(limit)))
+}
+
+// sleep waits for d, or until ctx is done, which it reports as false.
+func (w *worker) sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	w.timer.Reset(d)
+	select {
+	case <-w.timer.C:
+		return true
+	case <-ctx.Done():
+		w.timer.Stop()
+		return false
+	}
+}
+
+// connect runs one connection: dial from a random source to a random
+// target, send the request, read the body slowly until its end, an early
+// stop, an error or the end of the run.
+func (w *worker) connect(ctx context.Context) Conn {
+	r := w.run
+	cfg := &r.cfg
+	t := &r.targets[w.rng.IntN(len(r.targets))]
+	dialers := r.dialers4
+	if t.network == "tcp6" {
+		dialers = r.dialers6
+	}
+	d := &dialers[w.rng.IntN(len(dialers))]
+	c := Conn{ID: int(r.nextID.Add(1)), Source: d.addr, Target: t.addr, Start: time.Now()}
+	r.begin(c.Start)
+
+	conn, err := d.dialer.DialContext(ctx, t.network, t.str)
+	if err != nil {
+		return w.end(ctx, c, fmt.Errorf("connect: %w", err))
+	}
+	defer conn.Close()
+	if la, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+		ap := la.AddrPort()
+		c.Source, c.SourcePort = ap.Addr().Unmap(), ap.Port()
+	}
+	// The end of the run interrupts whatever the connection is blocked in,
+	// with a deadline in the past. A deadline set afterwards would override
+	// it: every deadline is followed by a check of ctx.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	connected := time.Now()
+	if err := conn.SetDeadline(connected.Add(cfg.ReadTimeout)); err != nil {
+		return w.end(ctx, c, fmt.Errorf("set deadline: %w", err))
+	}
+	if err := ctx.Err(); err != nil {
+		return w.end(ctx, c, err)
+	}
+	if _, err := conn.Write(t.request); err != nil {
+		return w.end(ctx, c, fmt.Errorf("send request: %w", err))
+	}
+	w.br.Reset(conn)
+	defer w.br.Reset(nil)
+	resp, err := http.ReadResponse(w.br, nil)
+	now := time.Now()
+	if err != nil {
+		return w.end(ctx, c, fmt.Errorf("read response header: %w", err))
+	}
+	c.LongestStall = now.Sub(connected)
+	c.Status = resp.StatusCode
+	c.LB7 = resp.Header.Get("X-Lab-LB7")
+	c.Server = resp.Header.Get("X-Lab-Server")
+	if resp.StatusCode != http.StatusOK {
+		c.Outcome, c.Err, c.End = OutcomeBadStatus, "status "+strconv.Itoa(resp.StatusCode), now
+		return c
+	}
+	// The body is never closed: http's Close could read it to its end.
+	// Closing the connection is enough.
+	for {
+		start := time.Now()
+		if err := conn.SetReadDeadline(start.Add(cfg.ReadTimeout)); err != nil {
+			return w.end(ctx, c, fmt.Errorf("set read deadline: %w", err))
+		}
+		if err := ctx.Err(); err != nil {
+			return w.end(ctx, c, err)
+		}
+		n, err := resp.Body.Read(w.buf)
+		now := time.Now()
+		if n > 0 {
+			c.Bytes += int64(n)
+			c.LongestStall = max(c.LongestStall, now.Sub(start))
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return w.end(ctx, c, fmt.Errorf("read body: %w", err))
+		}
+		if cfg.EarlyStop > 0 && w.rng.Float64() < cfg.EarlyStop {
+			break
+		}
+		if cfg.Pause > 0 && !w.sleep(ctx, w.randDuration(cfg.Pause)) {
+			return w.end(ctx, c, ctx.Err())
+		}
+	}
+	return w.end(ctx, c, nil)
+}
+
+// end completes c with err (nil for success), marking connections cut by
+// the end of the run as stopped.
+func (w *worker) end(ctx context.Context, c Conn, err error) Conn {
+	c.End = time.Now()
+	switch {
+	case err == nil:
+		c.Outcome = OutcomeOK
+	case ctx.Err() != nil:
+		c.Outcome, c.Stopped = OutcomeOK, true
+	default:
+		c.Outcome, c.Err = classify(err), err.Error()
+	}
+	c.Interrupted = c.Outcome == OutcomeOK && c.LongestStall > w.run.cfg.StallThreshold
+	return c
+}

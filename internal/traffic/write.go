@@ -1,0 +1,166 @@
+package traffic
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/netip"
+	"slices"
+	"text/tabwriter"
+	"time"
+)
+
+// maxListed is the number of broken connections WriteText lists.
+const maxListed = 50
+
+// WriteText writes a readable summary: totals, outcomes, the stall
+// histogram, the figures per LB7 and per backend, the seconds with broken or
+// interrupted connections, and the first broken connections.
+func (r *Report) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
+
+	p("traffic from %s to %s (%s)\n", stamp(r.Start), stamp(r.End), round(r.End.Sub(r.Start)))
+	p("read timeout %s, stall threshold %s\n\n", r.ReadTimeout, r.StallThreshold)
+	p("connections\t%d\n", r.Total)
+	p("ok\t%d\t(interrupted %d, cut by stop %d)\n", r.OK, r.Interrupted, r.Stopped)
+	p("broken\t%d\n", r.Broken)
+	for _, o := range Outcomes()[1:] {
+		p("  %s\t%d\n", o, r.ByOutcome[o])
+	}
+	p("\nlongest wait for data\tconnections\n")
+	for _, b := range r.Stalls {
+		p("  %s\t%d\n", b.Label(), b.Count)
+	}
+	r.writeGroups(p, "lb7", func(c *Conn) string { return c.LB7 }, r.ByLB7)
+	r.writeGroups(p, "server", func(c *Conn) string { return c.Server }, r.ByServer)
+
+	p("\nseconds with broken or interrupted connections\n")
+	p("second\tstarted\tok\tbroken\tinterrupted\n")
+	var sec Bucket
+	quiet := true
+	for i, b := range r.Series {
+		sec.Started += b.Started
+		sec.OK += b.OK
+		sec.Broken += b.Broken
+		sec.Interrupted += b.Interrupted
+		if (i+1)%int(time.Second/SeriesStep) != 0 && i != len(r.Series)-1 {
+			continue
+		}
+		if sec.Broken > 0 || sec.Interrupted > 0 {
+			at := time.Duration(i) * SeriesStep / time.Second * time.Second
+			p("+%s\t%d\t%d\t%d\t%d\n", at, sec.Started, sec.OK, sec.Broken, sec.Interrupted)
+			quiet = false
+		}
+		sec = Bucket{}
+	}
+	if quiet {
+		p("(none)\n")
+	}
+
+	p("\nbroken connections\n")
+	p("id\tsource\ttarget\tlb7\tserver\tstart\tduration\tbytes\toutcome\terror\n")
+	listed := 0
+	for i := range r.Conns {
+		c := &r.Conns[i]
+		if !c.Outcome.Broken() {
+			continue
+		}
+		if listed++; listed > maxListed {
+			continue
+		}
+		p("%d\t%s\t%s\t%s\t%s\t+%s\t%s\t%d\t%s\t%s\n", c.ID, sourceString(c), c.Target,
+			dash(c.LB7), dash(c.Server), round(c.Start.Sub(r.Start)), round(c.End.Sub(c.Start)),
+			c.Bytes, c.Outcome, c.Err)
+	}
+	switch {
+	case listed == 0:
+		p("(none)\n")
+	case listed > maxListed:
+		p("(%d more)\n", listed-maxListed)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write traffic report: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write traffic report: %w", err)
+	}
+	return nil
+}
+
+// writeGroups writes the connections, broken and interrupted ones per name
+// of counts.
+func (r *Report) writeGroups(p func(string, ...any), title string, name func(*Conn) string, counts map[string]int) {
+	p("\n%s\tconnections\tbroken\tinterrupted\n", title)
+	if len(counts) == 0 {
+		p("(no %s header)\n", title)
+		return
+	}
+	broken, interrupted := map[string]int{}, map[string]int{}
+	for i := range r.Conns {
+		c := &r.Conns[i]
+		switch {
+		case c.Outcome.Broken():
+			broken[name(c)]++
+		case c.Interrupted:
+			interrupted[name(c)]++
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(counts)) {
+		p("%s\t%d\t%d\t%d\n", n, counts[n], broken[n], interrupted[n])
+	}
+}
+
+// WriteJSON writes the report as one indented JSON document.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("write traffic report as json: %w", err)
+	}
+	return nil
+}
+
+// WriteJSONLines writes one JSON object per connection, one per line.
+func (r *Report) WriteJSONLines(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	for i := range r.Conns {
+		if err := enc.Encode(&r.Conns[i]); err != nil {
+			return fmt.Errorf("write connection %d as json: %w", r.Conns[i].ID, err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write connections as json lines: %w", err)
+	}
+	return nil
+}
+
+// stamp formats t in UTC with milliseconds.
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// round rounds d to the millisecond.
+func round(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+
+// sourceString returns the connection's source address and port.
+func sourceString(c *Conn) string {
+	switch {
+	case !c.Source.IsValid():
+		return "-"
+	case c.SourcePort == 0:
+		return c.Source.String()
+	default:
+		return netip.AddrPortFrom(c.Source, c.SourcePort).String()
+	}
+}
+
+// dash returns s, or "-" when it is empty.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
