@@ -49,9 +49,18 @@ func cleanup(ctx context.Context, name string, log *slog.Logger) error {
 	}
 	var errs []error
 	if err == nil && in.Mode == control.ModeVM && in.PID > 0 {
-		// A VM is several host processes; vm.Kill finds them all.
-		if err := vm.Kill(in.PID); err != nil {
-			errs = append(errs, err)
+		// A VM is several host processes; vm.Kill finds them all. Right
+		// after a power-off, processes on their way out may not look like
+		// UML any more: try again for a moment.
+		var kerr error
+		for range 30 {
+			if kerr = vm.Kill(in.PID); kerr == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if kerr != nil {
+			errs = append(errs, kerr)
 		}
 	}
 	// The supervisor's journal (native mode) then the host's: the VM or

@@ -14,12 +14,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/haproxy"
 	"github.com/lab-lb/lab/internal/journal"
+	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/supervisor"
 	"github.com/lab-lb/lab/internal/topology"
 	"github.com/lab-lb/lab/internal/vm"
@@ -61,6 +65,7 @@ const (
 	hostJournalName = "host-journal"
 	logName         = "supervisor.log" // native: the supervisor's log; vm: the VM console
 	tokenName       = "token"
+	configsDir      = "configs" // generated configurations, per node
 	guestPort       = 7070
 )
 
@@ -133,7 +138,11 @@ func Up(ctx context.Context, path string, opts Options) (*Lab, error) {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
 	in := &Info{Name: name, Mode: mode, Reason: reason, Topology: abs, Created: time.Now()}
-	l, err := start(ctx, in, dir, exe, opts)
+	var l *Lab
+	err = generateConfigs(t, name, dir)
+	if err == nil {
+		l, err = start(ctx, in, dir, exe, opts)
+	}
 	if err != nil {
 		opts.Log.Warn("bring-up failed, cleaning up", "lab", name, "err", err)
 		if derr := cleanup(context.Background(), name, opts.Log); derr != nil {
@@ -186,7 +195,8 @@ func startNative(in *Info, dir, exe string, hj *journal.Journal) error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(exe, argSupervise, "--name", in.Name, "--topology", in.Topology,
-		"--dir", dir, "--listen", string(in.Endpoint), "--mode", string(in.Mode))
+		"--dir", dir, "--listen", string(in.Endpoint), "--mode", string(in.Mode),
+		"--configs", filepath.Join(dir, configsDir))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -355,4 +365,40 @@ func attrs(rec map[string]any) map[string]any {
 		}
 	}
 	return out
+}
+
+// generateConfigs writes the HAProxy configuration of every LB7 with
+// client-native, on the host, before the lab starts: in a user-mode Linux
+// VM the same work costs seconds of its one CPU per LB7. The lab (the
+// supervisor, natively or in the VM) reads them from dir/configs.
+func generateConfigs(t *topology.Topology, name, dir string) error {
+	out := filepath.Join(dir, configsDir)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	lb7s := t.NodesByRole(topology.RoleLB7)
+	errs := make([]error, len(lb7s))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU())
+	for i, n := range lb7s {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			// The node's state directory as the lab will see it.
+			cfg, err := node.HAProxyConfig(t, n, filepath.Join(StateDir, name, "nodes", n.Name))
+			if err == nil {
+				var text []byte
+				if text, err = haproxy.Generate(cfg); err == nil {
+					err = os.WriteFile(node.HAProxyConfigFile(out, n.Name), text, 0o644)
+				}
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("generate haproxy configuration of %s: %w", n.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

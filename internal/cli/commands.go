@@ -42,7 +42,9 @@ func newUpCmd(g *globals) *cobra.Command {
 			start := time.Now()
 			l, err := lab.Up(cmd.Context(), args[0], lab.Options{
 				Name: g.name, VM: lab.VMMode(vmMode), Log: g.logger(),
-				Progress: func(p lab.Progress) { fmt.Fprintf(out, "  %6.2fs  %s%s\n", p.Elapsed.Seconds(), p.Step, formatAttrs(p.Attrs)) },
+				Progress: func(p lab.Progress) {
+					fmt.Fprintf(out, "  %6.2fs  %s%s\n", p.Elapsed.Seconds(), p.Step, formatAttrs(p.Attrs))
+				},
 			})
 			if err != nil {
 				return err

@@ -23,17 +23,17 @@ const (
 
 // Status is the state of a lab, as `lab status -o json` prints it.
 type Status struct {
-	Name     string        `json:"name"`
-	Mode     Mode          `json:"mode"`
-	Topology string        `json:"topology"`
-	Kernel   string        `json:"kernel"`
-	Started  time.Time     `json:"started"`
-	Phase    string        `json:"phase"` // building, ready, stopping
+	Name     string    `json:"name"`
+	Mode     Mode      `json:"mode"`
+	Topology string    `json:"topology"`
+	Kernel   string    `json:"kernel"`
+	Started  time.Time `json:"started"`
+	Phase    string    `json:"phase"` // building, ready, stopping
 	// SupervisorPID is the supervisor's process id in the lab's kernel
 	// (the VM's, in VM mode).
-	SupervisorPID int `json:"supervisor_pid"`
-	Nodes    []NodeStatus  `json:"nodes"`
-	UpTime   time.Duration `json:"up_time_ns"` // how long `up` took
+	SupervisorPID int           `json:"supervisor_pid"`
+	Nodes         []NodeStatus  `json:"nodes"`
+	UpTime        time.Duration `json:"up_time_ns"` // how long `up` took
 }
 
 // NodeStatus is one node.

@@ -20,7 +20,7 @@ import (
 
 // Time limits of the process lifecycle.
 const (
-	startTimeout  = 10 * time.Second
+	startTimeout  = 60 * time.Second // dozens of HAProxies start at once in a one-CPU VM
 	reloadTimeout = 10 * time.Second
 	stopTimeout   = 10 * time.Second
 	pollInterval  = 20 * time.Millisecond
@@ -65,9 +65,8 @@ func Start(ctx context.Context, cfgPath string, log *slog.Logger) (*Process, err
 		log:          log,
 		done:         make(chan struct{}),
 	}
-	if err := Check(cfgPath); err != nil {
-		return nil, err
-	}
+	// No "haproxy -c" first: HAProxy refuses a bad configuration at start
+	// too, and in a one-CPU VM every extra HAProxy run costs seconds.
 	// A live stats socket means another HAProxy owns this directory:
 	// waiting for it to answer would wrongly succeed.
 	if c, err := net.Dial("unix", p.statsSocket); err == nil {

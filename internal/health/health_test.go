@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,7 +32,7 @@ func TestRiseFall(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { c.Run(ctx, []Target{{Name: "lb7-1", URL: srv.URL + "/healthcheck"}}); close(done) }()
+	go func() { c.Run(ctx, []Target{{Name: "lb7-1", Addr: addrOf(t, srv), Path: "/healthcheck"}}); close(done) }()
 	defer func() { cancel(); <-done }()
 
 	waitFor := func(want []bool) {
@@ -68,15 +69,24 @@ func TestRiseFall(t *testing.T) {
 // TestUnreachable checks that a target nobody answers never turns healthy.
 func TestUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
-	url := srv.URL
+	addr := addrOf(t, srv)
 	srv.Close()
 	c := New(Config{Interval: 5 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 1, Fall: 1}, slog.New(slog.DiscardHandler), func(s State) {
 		t.Errorf("unexpected change %+v", s)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	c.Run(ctx, []Target{{Name: "gone", URL: url}})
+	c.Run(ctx, []Target{{Name: "gone", Addr: addr, Path: "/healthcheck"}})
 	if st := c.States(); st[0].Healthy || st[0].LastError == "" {
 		t.Errorf("state %+v, want unhealthy with an error", st[0])
 	}
+}
+
+func addrOf(t *testing.T, srv *httptest.Server) netip.AddrPort {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap
 }

@@ -102,7 +102,7 @@ func (l *lb4) Start(ctx context.Context) error {
 	})
 	var targets []health.Target
 	for _, d := range l.lb7s {
-		targets = append(targets, health.Target{Name: d.name, URL: "http://" + netip.AddrPortFrom(d.addr, 80).String() + "/healthcheck"})
+		targets = append(targets, health.Target{Name: d.name, Addr: netip.AddrPortFrom(d.addr, 80), Path: "/healthcheck"})
 	}
 	go l.checker.Run(ctx, targets)
 	go l.watchDisable(ctx)
@@ -225,4 +225,3 @@ func (l *lb4) Status() any {
 	st.Peers, _ = l.speaker.Peers(context.Background())
 	return st
 }
-

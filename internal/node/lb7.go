@@ -33,8 +33,10 @@ type lb7 struct {
 	proc *haproxy.Process
 }
 
-func (l *lb7) Start(ctx context.Context) error {
-	t, n := l.a.topo, l.a.node
+// HAProxyConfig is the HAProxy configuration of LB7 n, whose state
+// directory is dir: VIPs, its own address for the LB4s' checks, every
+// backend, and the topology's HAProxy settings.
+func HAProxyConfig(t *topology.Topology, n *topology.Node, dir string) (haproxy.Config, error) {
 	s := n.Settings.HAProxy
 	cfg := haproxy.DefaultConfig()
 	cfg.Node = n.Name
@@ -43,7 +45,7 @@ func (l *lb7) Start(ctx context.Context) error {
 	cfg.CheckInterval, cfg.Rise, cfg.Fall = s.CheckInterval, s.Rise, s.Fall
 	cfg.AgentPort, cfg.AgentInterval, cfg.SendProxy = s.AgentPort, s.AgentInterval, s.SendProxy
 	cfg.EnablerAgent = enablerAgent
-	cfg.Dir = filepath.Join(l.a.cfg.Dir, "haproxy")
+	cfg.Dir = filepath.Join(dir, "haproxy")
 	// Self: the address the LB4s check.
 	for _, lb4 := range t.NodesByRole(topology.RoleLB4) {
 		if addr, ok := t.AddressFacing(lb4.Name, n.Name); ok {
@@ -52,7 +54,7 @@ func (l *lb7) Start(ctx context.Context) error {
 		}
 	}
 	if !cfg.Self.IsValid() {
-		return fmt.Errorf("lb7 %s shares no segment with an LB4", n.Name)
+		return cfg, fmt.Errorf("lb7 %s shares no segment with an LB4", n.Name)
 	}
 	for _, v := range t.VIPs {
 		if v.Protocol == "tcp" {
@@ -60,19 +62,36 @@ func (l *lb7) Start(ctx context.Context) error {
 		}
 	}
 	for _, srv := range t.NodesByRole(topology.RoleServer) {
-		addr, err := l.a.facing(srv.Name)
-		if err != nil {
-			return err
+		addr, ok := t.AddressFacing(n.Name, srv.Name)
+		if !ok {
+			return cfg, fmt.Errorf("lb7 %s shares no segment with backend %s", n.Name, srv.Name)
 		}
 		cfg.Servers = append(cfg.Servers, haproxy.Server{Name: srv.Name, Address: addr, Port: 80})
+	}
+	return cfg, nil
+}
+
+// HAProxyConfigFile names the pre-generated configuration of an LB7 in the
+// directory `lab up` writes them to.
+func HAProxyConfigFile(configs, lb7 string) string {
+	return filepath.Join(configs, lb7+".haproxy.cfg")
+}
+
+// Start runs HAProxy on the configuration `lab up` generated with
+// client-native before the lab started (on the host: generating it in a
+// slow VM costs seconds per LB7).
+func (l *lb7) Start(ctx context.Context) error {
+	cfg, err := HAProxyConfig(l.a.topo, l.a.node, l.a.cfg.Dir)
+	if err != nil {
+		return err
 	}
 	l.cfg = cfg
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return err
 	}
-	text, err := haproxy.Generate(cfg)
+	text, err := os.ReadFile(HAProxyConfigFile(l.a.cfg.Configs, l.a.node.Name))
 	if err != nil {
-		return fmt.Errorf("generate haproxy configuration: %w", err)
+		return fmt.Errorf("read the generated haproxy configuration: %w", err)
 	}
 	if err := os.WriteFile(cfg.ConfigFile(), text, 0o644); err != nil {
 		return err

@@ -43,6 +43,9 @@ type Config struct {
 	Lifeline *os.File
 	// Topology is the whole lab; the node is Topology.Node(Node).
 	Topology *topology.Topology
+	// Configs holds the configurations `lab up` generated for the lab
+	// (HAProxy's, per LB7).
+	Configs string
 }
 
 // Paths inside a node's state directory.
@@ -66,6 +69,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			cancel()
 		}()
 	}
+	log.Info("agent starting")
 	if err := privateEtc(cfg.Dir); err != nil {
 		return fmt.Errorf("set up private /etc/lb: %w", err)
 	}
@@ -78,6 +82,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	a := &agent{cfg: cfg, log: log, started: time.Now(), topo: cfg.Topology, node: n}
 	a.role = newRole(a)
+	log.Info("starting services", "role", n.Role)
 	if err := a.role.Start(ctx); err != nil {
 		return fmt.Errorf("start %s services: %w", n.Role, err)
 	}
@@ -130,6 +135,7 @@ func (a *agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", a.status)
 	mux.HandleFunc("POST /exec", a.exec)
+	mux.HandleFunc("GET /ready", a.ready)
 	mux.HandleFunc("GET /http", a.httpGet)
 	mux.HandleFunc("GET /events", a.eventsHandler)
 	return mux
@@ -141,6 +147,15 @@ func (a *agent) status(w http.ResponseWriter, _ *http.Request) {
 	if tier := a.role.Status(); tier != nil {
 		st.Tier, _ = json.Marshal(tier)
 	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(st)
+}
+
+// ready answers whether the tier has converged, without the cost of a
+// full status: the supervisor polls it while the lab comes up.
+func (a *agent) ready(w http.ResponseWriter, _ *http.Request) {
+	st := control.AgentStatus{State: "running", PID: os.Getpid(), Started: a.started}
+	st.Ready, st.Waiting = a.role.Ready()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(st)
 }

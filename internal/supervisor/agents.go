@@ -44,7 +44,10 @@ func (s *Supervisor) startAgents(ctx context.Context) error {
 	s.lifelineR, s.lifelineW = r, w
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.topo.Nodes))
-	sem := make(chan struct{}, 16)
+	// All at once: an agent that waits for its HAProxy must not hold up
+	// the others; past a few hundred nodes, the kernel's process table
+	// and memory are the limits.
+	sem := make(chan struct{}, 256)
 	for i := range s.topo.Nodes {
 		n := &s.topo.Nodes[i]
 		wg.Add(1)
@@ -74,7 +77,7 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(s.cfg.Executable, "_agent",
-		"--lab", s.cfg.Name, "--node", n.Name, "--role", string(n.Role), "--dir", dir, "--topology", s.cfg.Topology)
+		"--lab", s.cfg.Name, "--node", n.Name, "--role", string(n.Role), "--dir", dir, "--topology", s.cfg.Topology, "--configs", s.cfg.Configs)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{s.lifelineR}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Setpgid: true}
@@ -111,7 +114,9 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 // waitAgent waits until the agent accepts connections on its socket.
 func waitAgent(ctx context.Context, a *agentProc) error {
 	sock := filepath.Join(a.dir, node.SocketName)
-	deadline := time.Now().Add(30 * time.Second)
+	// Generous: in a user-mode Linux VM with one slow CPU, dozens of
+	// agents start at once.
+	deadline := time.Now().Add(agentStartTimeout)
 	for {
 		if c, err := net.Dial("unix", sock); err == nil {
 			c.Close()
@@ -122,13 +127,15 @@ func waitAgent(ctx context.Context, a *agentProc) error {
 			return fmt.Errorf("agent of %s exited (%v): %s", a.node, a.err, lastLines(filepath.Join(a.dir, node.LogName), 5))
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("agent of %s not ready after 30s: %s", a.node, lastLines(filepath.Join(a.dir, node.LogName), 5))
+			return fmt.Errorf("agent of %s not ready after %s: %s", a.node, agentStartTimeout, lastLines(filepath.Join(a.dir, node.LogName), 5))
 		}
 	}
 }
+
+const agentStartTimeout = 3 * time.Minute
 
 // stopAgents ends every agent: closing the lifeline tells them all at once,
 // SIGKILL to the process group follows for any that linger.

@@ -90,15 +90,19 @@ func (s *Supervisor) agentClient(name string) (*control.Client, error) {
 }
 
 func (s *Supervisor) agentStatus(ctx context.Context, name string) control.AgentStatus {
+	return s.agentGet(ctx, name, "/status")
+}
+
+func (s *Supervisor) agentGet(ctx context.Context, name, path string) control.AgentStatus {
 	c, err := s.agentClient(name)
 	if err != nil {
 		return control.AgentStatus{State: "unreachable", Error: err.Error()}
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var as control.AgentStatus
-	if err := c.GetJSON(ctx, "/status", &as); err != nil {
+	if err := c.GetJSON(ctx, path, &as); err != nil {
 		return control.AgentStatus{State: "unreachable", Error: err.Error()}
 	}
 	return as

@@ -24,6 +24,7 @@ import (
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/fabric"
 	"github.com/lab-lb/lab/internal/journal"
+	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/topology"
 )
 
@@ -40,6 +41,8 @@ type Config struct {
 	Token string
 	// Executable is the lab binary, re-executed as each node's agent.
 	Executable string
+	// Configs holds the configurations `lab up` generated (per LB7).
+	Configs string
 }
 
 // Messages the supervisor logs that `lab up` waits for.
@@ -212,11 +215,20 @@ func (s *Supervisor) waitConverged(ctx context.Context, timeout time.Duration) e
 	for {
 		var waiting []string
 		for _, n := range s.topo.Nodes {
-			as := s.agentStatus(ctx, n.Name)
-			if as.State != "running" {
-				return fmt.Errorf("agent of %s: %s %s", n.Name, as.State, as.Error)
+			s.mu.Lock()
+			a := s.agents[n.Name]
+			s.mu.Unlock()
+			select {
+			case <-a.exited:
+				return fmt.Errorf("agent of %s exited (%v): %s", n.Name, a.err, lastLines(filepath.Join(a.dir, node.LogName), 5))
+			default:
 			}
-			if !as.Ready {
+			// A busy VM may answer slowly: unreachable is waiting, not failure.
+			as := s.agentGet(ctx, n.Name, "/ready")
+			switch {
+			case as.State != "running":
+				waiting = append(waiting, n.Name+": "+as.Error)
+			case !as.Ready:
 				waiting = append(waiting, n.Name+": "+as.Waiting)
 			}
 		}
@@ -234,7 +246,7 @@ func (s *Supervisor) waitConverged(ctx context.Context, timeout time.Duration) e
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }

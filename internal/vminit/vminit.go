@@ -19,6 +19,9 @@ import (
 	"github.com/lab-lb/lab/internal/vm"
 )
 
+// HostDir is where the guest sees the lab's state directory on the host.
+const HostDir = "/run/lab-host"
+
 // Run is the whole life of the VM's init; it never returns.
 func Run() {
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
@@ -39,14 +42,28 @@ func run(log *slog.Logger) error {
 	if os.Getenv("PATH") == "" {
 		os.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	}
+	name := os.Getenv("LAB_NAME")
+	// The lab's state directory on the host (generated configurations)
+	// disappears under the guest's /run: hold it open, and bind it at
+	// HostDir once /run is the guest's.
+	hostDir, err := os.Open(filepath.Join("/run/lab", name))
+	if err != nil {
+		return fmt.Errorf("open the lab's host directory: %w", err)
+	}
+	defer hostDir.Close()
 	if err := vm.SetupGuest(log); err != nil {
 		return err
+	}
+	if err := os.MkdirAll(HostDir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", hostDir.Fd()), HostDir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind the lab's host directory: %w", err)
 	}
 	if err := vm.LoadModules(filepath.Join("/usr/lib/uml/modules", kernelRelease()), vm.GuestModules()...); err != nil {
 		return err
 	}
 	log.Info("progress", "step", "vm booted")
-	name := os.Getenv("LAB_NAME")
 	dir := filepath.Join("/run/lab", name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -60,7 +77,8 @@ func run(log *slog.Logger) error {
 		return err
 	}
 	cmd := exec.Command(exe, "_supervise", "--name", name, "--topology", os.Getenv("LAB_TOPOLOGY"),
-		"--dir", dir, "--listen", os.Getenv("LAB_LISTEN"), "--mode", string(control.ModeVM), "--token-file", tokenFile)
+		"--dir", dir, "--listen", os.Getenv("LAB_LISTEN"), "--mode", string(control.ModeVM), "--token-file", tokenFile,
+		"--configs", filepath.Join(HostDir, "configs"))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start supervisor: %w", err)
