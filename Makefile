@@ -33,6 +33,9 @@ demo: deps build ## bring up topologies/minimal.yaml and show traffic through it
 	./$(BIN) exec client1 -- ping -c 3 192.0.2.1
 	@echo "the lab stays up: try '$(BIN) exec client1 -- ip route', then '$(BIN) down'"
 
+bench: deps ## print the figures: bring-up times, request rates (one run each)
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 40m ./lab/ ./internal/traffic/
+
 fmt: ## format the code
 	gofmt -w $$(git ls-files '*.go')
 

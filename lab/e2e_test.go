@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 // requireE2E skips an end-to-end test, saying why, when this machine cannot
 // run labs; with LAB_REQUIRE_E2E=1 (as in CI) it fails instead, so that a
 // green CI means the labs really ran.
-func requireE2E(t *testing.T) {
+func requireE2E(t testing.TB) {
 	t.Helper()
 	var reason string
 	switch {

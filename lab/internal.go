@@ -103,6 +103,7 @@ func runAgent(args []string) error {
 		return err
 	}
 	cfg.Lifeline = os.NewFile(3, "lifeline")
+	cfg.Ready = os.NewFile(4, "ready")
 	t, err := topology.Load(topo)
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -225,4 +226,21 @@ func (l *Lab) Events(ctx context.Context) ([]control.Event, error) {
 // Topology loads the lab's topology file.
 func (l *Lab) Topology() (*topology.Topology, error) {
 	return topology.Load(l.Info.Topology)
+}
+
+// BenchResult is a request-rate measurement.
+type BenchResult = node.BenchResult
+
+// Bench makes n HTTP requests (one TCP connection each, c at a time) from
+// inside node to addr, from sources in turn, and returns the rate.
+func (l *Lab) Bench(ctx context.Context, nodeName string, addr netip.AddrPort, n, c int, sources []netip.Addr) (*BenchResult, error) {
+	q := neturl.Values{"addr": {addr.String()}, "n": {fmt.Sprint(n)}, "c": {fmt.Sprint(c)}}
+	for _, s := range sources {
+		q.Add("source", s.String())
+	}
+	var res BenchResult
+	if err := l.client.GetJSON(ctx, "/v1/nodes/"+nodeName+"/bench?"+q.Encode(), &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }

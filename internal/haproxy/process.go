@@ -20,7 +20,7 @@ import (
 
 // Time limits of the process lifecycle.
 const (
-	startTimeout  = 60 * time.Second // dozens of HAProxies start at once in a one-CPU VM
+	startTimeout  = 3 * time.Minute // dozens of HAProxies start at once in a one-CPU VM
 	reloadTimeout = 10 * time.Second
 	stopTimeout   = 10 * time.Second
 	pollInterval  = 20 * time.Millisecond

@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lab-lb/lab/internal/backend"
@@ -95,4 +98,105 @@ func (a *agent) httpGet(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(res)
+}
+
+// BenchResult is the answer of a request-rate measurement from a node.
+type BenchResult struct {
+	URL      string        `json:"url"`
+	Requests int           `json:"requests"`
+	Errors   int           `json:"errors"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	PerSec   float64       `json:"per_second"`
+	FirstErr string        `json:"first_error,omitempty"`
+}
+
+// bench makes n HTTP/1.0 requests (one connection each) to addr with c
+// workers, from the given source addresses in turn, and measures the
+// rate. Hand-made requests keep the client's own cost low.
+func (a *agent) bench(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	target, err := netip.ParseAddrPort(q.Get("addr"))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("addr: %v", err), http.StatusBadRequest)
+		return
+	}
+	n, _ := strconv.Atoi(q.Get("n"))
+	c, _ := strconv.Atoi(q.Get("c"))
+	if n <= 0 || c <= 0 {
+		http.Error(w, "n and c must be positive", http.StatusBadRequest)
+		return
+	}
+	var sources []netip.Addr
+	for _, s := range q["source"] {
+		src, err := netip.ParseAddr(s)
+		if err != nil {
+			http.Error(w, fmt.Sprintf("source: %v", err), http.StatusBadRequest)
+			return
+		}
+		sources = append(sources, src)
+	}
+	req := "GET / HTTP/1.0\r\nHost: " + target.String() + "\r\n\r\n"
+	var next, errs atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 4096)
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				d := net.Dialer{Timeout: 5 * time.Second}
+				if len(sources) > 0 {
+					d.LocalAddr = &net.TCPAddr{IP: sources[int(i)%len(sources)].AsSlice()}
+				}
+				if err := oneRequest(r.Context(), &d, target.String(), req, buf); err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res := BenchResult{URL: "http://" + target.String() + "/", Requests: n, Errors: int(errs.Load()), Elapsed: time.Since(start)}
+	res.PerSec = float64(n) / res.Elapsed.Seconds()
+	if e, ok := firstErr.Load().(string); ok {
+		res.FirstErr = e
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(res)
+}
+
+func oneRequest(ctx context.Context, d *net.Dialer, addr, req string, buf []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	dl, _ := ctx.Deadline()
+	_ = conn.SetDeadline(dl)
+	if _, err := io.WriteString(conn, req); err != nil {
+		return err
+	}
+	total := 0
+	for {
+		m, err := conn.Read(buf[total:])
+		total += m
+		if err == io.EOF || total == len(buf) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if total < 12 || string(buf[9:12]) != "200" {
+		return fmt.Errorf("bad answer %q", buf[:min(total, 20)])
+	}
+	return nil
 }

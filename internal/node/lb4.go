@@ -145,19 +145,14 @@ func (l *lb4) watchDisable(ctx context.Context) {
 func (l *lb4) reconcile() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var want []ipvs.Desired
+	healthy := map[netip.Addr]bool{}
 	anyHealthy := false
-	for _, v := range l.a.topo.VIPs {
-		d := ipvs.Desired{Service: ipvs.Service{Address: v.Address, Port: v.Port, Protocol: v.Protocol, Scheduler: v.Scheduler, Flags: v.Flags}}
-		for _, t := range l.lb7s {
-			w := 0
-			if l.healthy[t.name] {
-				w, anyHealthy = 1, true
-			}
-			d.Destinations = append(d.Destinations, ipvs.Destination{Address: t.addr, Weight: w})
+	for _, t := range l.lb7s {
+		if l.healthy[t.name] {
+			healthy[t.addr], anyHealthy = true, true
 		}
-		want = append(want, d)
 	}
+	want := IPVSPlan(l.a.topo, l.lb7Addrs(), healthy)
 	changes, err := l.table.Apply(want)
 	for _, c := range changes {
 		l.a.log.Info("ipvs", "change", c.String())
@@ -186,6 +181,33 @@ func (l *lb4) reconcile() error {
 	l.a.log.Info("bgp", "announced", announce)
 	l.a.event("bgp", map[bool]string{true: "announce VIPs", false: "withdraw VIPs"}[announce])
 	return nil
+}
+
+func (l *lb4) lb7Addrs() []netip.Addr {
+	out := make([]netip.Addr, len(l.lb7s))
+	for i, t := range l.lb7s {
+		out[i] = t.addr
+	}
+	return out
+}
+
+// IPVSPlan is the IPVS state an LB4 wants: one service per VIP with every
+// LB7 (lb7s, in topology order: the same on every LB4) as a tunnel
+// destination, weight 1 when healthy and 0 otherwise.
+func IPVSPlan(t *topology.Topology, lb7s []netip.Addr, healthy map[netip.Addr]bool) []ipvs.Desired {
+	var want []ipvs.Desired
+	for _, v := range t.VIPs {
+		d := ipvs.Desired{Service: ipvs.Service{Address: v.Address, Port: v.Port, Protocol: v.Protocol, Scheduler: v.Scheduler, Flags: v.Flags}}
+		for _, a := range lb7s {
+			w := 0
+			if healthy[a] {
+				w = 1
+			}
+			d.Destinations = append(d.Destinations, ipvs.Destination{Address: a, Weight: w})
+		}
+		want = append(want, d)
+	}
+	return want
 }
 
 // Ready when every LB7 is healthy and the VIPs are announced (or the LB4

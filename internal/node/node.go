@@ -41,6 +41,9 @@ type Config struct {
 	Dir string
 	// Lifeline is the read end of the pipe from the supervisor; nil for none.
 	Lifeline *os.File
+	// Ready, when set, receives one byte once the agent serves its socket,
+	// and is closed.
+	Ready *os.File
 	// Topology is the whole lab; the node is Topology.Node(Node).
 	Topology *topology.Topology
 	// Configs holds the configurations `lab up` generated for the lab
@@ -99,7 +102,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		defer c()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("agent ready", "node", cfg.Node, "role", cfg.Role, "pid", os.Getpid())
+	log.Info("agent ready", "role", cfg.Role, "pid", os.Getpid())
+	if cfg.Ready != nil {
+		_, _ = cfg.Ready.Write([]byte{1})
+		cfg.Ready.Close()
+	}
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -137,6 +144,7 @@ func (a *agent) routes() http.Handler {
 	mux.HandleFunc("POST /exec", a.exec)
 	mux.HandleFunc("GET /ready", a.ready)
 	mux.HandleFunc("GET /http", a.httpGet)
+	mux.HandleFunc("GET /bench", a.bench)
 	mux.HandleFunc("GET /events", a.eventsHandler)
 	return mux
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,7 +78,13 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 	cmd := exec.Command(s.cfg.Executable, "_agent",
 		"--lab", s.cfg.Name, "--node", n.Name, "--role", string(n.Role), "--dir", dir, "--topology", s.cfg.Topology, "--configs", s.cfg.Configs)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{s.lifelineR}
+	// The agent writes a byte on fd 4 once it serves its socket: no polling.
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer readyR.Close()
+	cmd.ExtraFiles = []*os.File{s.lifelineR, readyW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Setpgid: true}
 	ns, err := netns.GetFromName(fabric.NodeNetns(s.cfg.Name, n.Name))
 	if err != nil {
@@ -87,7 +92,9 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 	}
 	defer ns.Close()
 	// The child is born in the namespace of the thread that forks it.
-	if err := fabric.InNetns(ns, cmd.Start); err != nil {
+	err = fabric.InNetns(ns, cmd.Start)
+	readyW.Close()
+	if err != nil {
 		return fmt.Errorf("start agent of %s: %w", n.Name, err)
 	}
 	if err := s.jr.AddProcess(cmd.Process.Pid); err != nil {
@@ -108,30 +115,33 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 	s.mu.Lock()
 	s.agents[n.Name] = a
 	s.mu.Unlock()
-	return waitAgent(ctx, a)
+	return waitAgent(ctx, a, readyR)
 }
 
-// waitAgent waits until the agent accepts connections on its socket.
-func waitAgent(ctx context.Context, a *agentProc) error {
-	sock := filepath.Join(a.dir, node.SocketName)
+// waitAgent waits until the agent says it serves its socket (a byte on the
+// ready pipe), or dies (end of file).
+func waitAgent(ctx context.Context, a *agentProc, ready *os.File) error {
+	got := make(chan bool, 1)
+	go func() {
+		var b [1]byte
+		n, _ := ready.Read(b[:])
+		got <- n == 1
+	}()
 	// Generous: in a user-mode Linux VM with one slow CPU, dozens of
 	// agents start at once.
-	deadline := time.Now().Add(agentStartTimeout)
-	for {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
+	timeout := time.NewTimer(agentStartTimeout)
+	defer timeout.Stop()
+	select {
+	case ok := <-got:
+		if ok {
 			return nil
 		}
-		select {
-		case <-a.exited:
-			return fmt.Errorf("agent of %s exited (%v): %s", a.node, a.err, lastLines(filepath.Join(a.dir, node.LogName), 5))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("agent of %s not ready after %s: %s", a.node, agentStartTimeout, lastLines(filepath.Join(a.dir, node.LogName), 5))
-		}
+		<-a.exited
+		return fmt.Errorf("agent of %s exited (%v): %s", a.node, a.err, lastLines(filepath.Join(a.dir, node.LogName), 5))
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timeout.C:
+		return fmt.Errorf("agent of %s not ready after %s: %s", a.node, agentStartTimeout, lastLines(filepath.Join(a.dir, node.LogName), 5))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ func (s *Supervisor) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", s.handleStatus)
 	mux.HandleFunc("POST /v1/nodes/{node}/exec", s.proxy("/exec"))
 	mux.HandleFunc("GET /v1/nodes/{node}/http", s.proxy("/http"))
+	mux.HandleFunc("GET /v1/nodes/{node}/bench", s.proxy("/bench"))
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
 	mux.HandleFunc("GET /v1/nodes/{node}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/down", s.handleDown)
@@ -139,6 +141,9 @@ func (s *Supervisor) proxy(path string) http.HandlerFunc {
 				return d.DialContext(ctx, "unix", sock)
 			}},
 			FlushInterval: -1,
+			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+				http.Error(w, fmt.Sprintf("agent of %s unreachable: %v", name, err), http.StatusBadGateway)
+			},
 		}
 		rp.ServeHTTP(w, r)
 	}

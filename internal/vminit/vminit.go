@@ -63,6 +63,12 @@ func run(log *slog.Logger) error {
 	if err := vm.LoadModules(filepath.Join("/usr/lib/uml/modules", kernelRelease()), vm.GuestModules()...); err != nil {
 		return err
 	}
+	// Every module the lab needs is loaded now. The guest has no module
+	// tree of its own under /lib/modules, so a kernel request for another
+	// one could only spawn a modprobe that fails: turn those requests off.
+	if err := os.WriteFile("/proc/sys/kernel/modprobe", []byte("\n"), 0); err != nil {
+		log.Warn("disable module autoloading", "err", err)
+	}
 	log.Info("progress", "step", "vm booted")
 	dir := filepath.Join("/run/lab", name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -1,0 +1,106 @@
+package node
+
+import (
+	"encoding/json"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/lab-lb/lab/internal/haproxy"
+	"github.com/lab-lb/lab/internal/topology"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s differs (-want +got):\n%s", name, diff)
+	}
+}
+
+func load(t *testing.T, name string) *topology.Topology {
+	t.Helper()
+	topo, err := topology.Load(filepath.Join("..", "..", "topologies", name+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo
+}
+
+// TestHAProxyGolden generates, through client-native, the HAProxy
+// configuration of the first LB7 of each ready topology and compares it
+// with testdata/TOPOLOGY.haproxy.cfg; each golden file must pass
+// haproxy -c too.
+func TestHAProxyGolden(t *testing.T) {
+	if _, err := haproxy.Binary(); err != nil {
+		if os.Getenv("LAB_REQUIRE_E2E") == "1" {
+			t.Fatalf("client-native needs the haproxy binary: %v", err)
+		}
+		t.Skipf("client-native needs the haproxy binary: %v", err)
+	}
+	for _, name := range []string{"minimal", "reference"} {
+		t.Run(name, func(t *testing.T) {
+			topo := load(t, name)
+			lb7 := topo.NodesByRole(topology.RoleLB7)[0]
+			cfg, err := HAProxyConfig(topo, lb7, "/run/lab/"+name+"/nodes/"+lb7.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text, err := haproxy.Generate(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name+".haproxy.cfg", text)
+		})
+	}
+}
+
+// TestIPVSPlanGolden records the IPVS state every LB4 of each ready
+// topology wants with all LB7s healthy, and with the second LB7 failed
+// (weight 0, kept in its place so the Maglev table of the others stays).
+func TestIPVSPlanGolden(t *testing.T) {
+	for _, name := range []string{"minimal", "reference"} {
+		t.Run(name, func(t *testing.T) {
+			topo := load(t, name)
+			lb4 := topo.NodesByRole(topology.RoleLB4)[0]
+			var lb7s []netip.Addr
+			for _, n := range topo.NodesByRole(topology.RoleLB7) {
+				a, ok := topo.AddressFacing(lb4.Name, n.Name)
+				if !ok {
+					t.Fatalf("%s cannot reach %s", lb4.Name, n.Name)
+				}
+				lb7s = append(lb7s, a)
+			}
+			healthy := map[netip.Addr]bool{}
+			for _, a := range lb7s {
+				healthy[a] = true
+			}
+			all := IPVSPlan(topo, lb7s, healthy)
+			healthy[lb7s[1]] = false
+			failed := IPVSPlan(topo, lb7s, healthy)
+			b, err := json.MarshalIndent(map[string]any{"all-healthy": all, "second-lb7-failed": failed}, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name+".ipvs.json", append(b, '\n'))
+		})
+	}
+}

@@ -1,0 +1,98 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/lab-lb/lab/lab"
+)
+
+// Benchmarks print the figures of ../shared/docs/targets.md: bring-up time
+// of the ready topologies and the request rate through the VIP. Run them
+// with `make bench` (each is one full run: -benchtime=1x).
+
+func benchUp(b *testing.B, topo, name string) {
+	requireE2E(b)
+	for b.Loop() {
+		_ = lab.Down(context.Background(), name, nil)
+		start := time.Now()
+		l, err := lab.Up(context.Background(), topo, lab.Options{Name: name})
+		if err != nil {
+			b.Fatalf("up %s: %v", topo, err)
+		}
+		up := time.Since(start)
+		res, err := l.Get(context.Background(), firstClient(b, l), "", "", 10*time.Second)
+		if err != nil || res.Error != "" || res.Status != 200 {
+			b.Fatalf("first request: %v %+v", err, res)
+		}
+		first := time.Since(start)
+		b.ReportMetric(up.Seconds(), "s/up")
+		b.ReportMetric(first.Seconds(), "s/first-answer")
+		b.Logf("%s (%s mode): up %.1fs, first answer through the VIP after %.1fs", topo, l.Mode, up.Seconds(), first.Seconds())
+		if err := l.Down(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// firstClient returns the lab's first client node, and makes
+// l.Get("") target its first VIP.
+func firstClient(b *testing.B, l *lab.Lab) string {
+	t, err := l.Topology()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range t.Nodes {
+		if n.Role == "client" {
+			return n.Name
+		}
+	}
+	b.Fatal("no client")
+	return ""
+}
+
+func BenchmarkUpMinimal(b *testing.B)   { benchUp(b, "../topologies/minimal.yaml", "bench-minimal") }
+func BenchmarkUpReference(b *testing.B) { benchUp(b, "../topologies/reference.yaml", "bench-reference") }
+
+// BenchmarkRequestRate compares, in one run on the minimal topology, the
+// rate of new connections a client gets through the VIP (router ECMP, IPVS
+// Maglev, IPIP, HAProxy, backend, direct return) with the same client
+// hitting one LB7's HAProxy directly, and an LB7 hitting a backend.
+func BenchmarkRequestRate(b *testing.B) {
+	requireE2E(b)
+	const name = "bench-rate"
+	_ = lab.Down(context.Background(), name, nil)
+	l, err := lab.Up(context.Background(), "../topologies/minimal.yaml", lab.Options{Name: name})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Down(context.Background())
+	var sources []netip.Addr
+	for i := 1; i <= 50; i++ {
+		sources = append(sources, netip.MustParseAddr(fmt.Sprintf("203.0.113.%d", i)))
+	}
+	const n, c = 2000, 16
+	for b.Loop() {
+		run := func(what, from, addr string, srcs []netip.Addr) float64 {
+			res, err := l.Bench(context.Background(), from, netip.MustParseAddrPort(addr), n, c, srcs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.Errors > 0 {
+				b.Errorf("%s: %d of %d requests failed: %s", what, res.Errors, res.Requests, res.FirstErr)
+			}
+			b.Logf("%-34s %7.0f requests/s (%d requests, %d at a time, %.1fs)", what, res.PerSec, res.Requests, c, res.Elapsed.Seconds())
+			return res.PerSec
+		}
+		vip := run("client1 -> VIP (all tiers)", "client1", "198.51.100.1:80", sources)
+		lb7 := run("client1 -> lb7-1 HAProxy directly", "client1", "192.0.2.132:80", sources)
+		srv := run("lb7-1 -> server-1 directly", "lb7-1", "192.0.2.67:80", nil)
+		b.ReportMetric(vip, "req/s-vip")
+		b.ReportMetric(lb7, "req/s-lb7")
+		b.ReportMetric(srv, "req/s-backend")
+		b.ReportMetric(vip/lb7, "vip/lb7-ratio")
+	}
+}
