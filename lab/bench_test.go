@@ -54,8 +54,10 @@ func firstClient(b *testing.B, l *lab.Lab) string {
 	return ""
 }
 
-func BenchmarkUpMinimal(b *testing.B)   { benchUp(b, "../topologies/minimal.yaml", "bench-minimal") }
-func BenchmarkUpReference(b *testing.B) { benchUp(b, "../topologies/reference.yaml", "bench-reference") }
+func BenchmarkUpMinimal(b *testing.B) { benchUp(b, "../topologies/minimal.yaml", "bench-minimal") }
+func BenchmarkUpReference(b *testing.B) {
+	benchUp(b, "../topologies/reference.yaml", "bench-reference")
+}
 
 // BenchmarkRequestRate compares, in one run on the minimal topology, the
 // rate of new connections a client gets through the VIP (router ECMP, IPVS
