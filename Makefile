@@ -30,8 +30,10 @@ demo: deps build ## bring up topologies/minimal.yaml and show traffic through it
 	./$(BIN) down minimal
 	./$(BIN) up topologies/minimal.yaml
 	./$(BIN) status
-	./$(BIN) exec client1 -- ping -c 3 192.0.2.1
-	@echo "the lab stays up: try '$(BIN) exec client1 -- ip route', then '$(BIN) down'"
+	@echo "--- six requests to the VIP from six client addresses: which LB7 and backend answered"
+	@for i in 1 2 3 4 5 6; do printf "203.0.113.$$i -> "; ./$(BIN) curl -i --from client1 --source 203.0.113.$$i | \
+		grep -E '^X-Lab-(Lb7|Server):' | paste -sd' '; done
+	@echo "the lab stays up: try '$(BIN) exec r1 -- ip route' or '$(BIN) exec lb4-1 -- ipvsadm -Ln', then '$(BIN) down'"
 
 bench: deps ## print the figures: bring-up times, request rates (one run each)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 40m ./lab/ ./internal/traffic/

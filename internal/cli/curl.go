@@ -3,7 +3,9 @@ package cli
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 func newCurlCmd(g *globals) *cobra.Command {
 	var from, source string
+	var include bool
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "curl --from NODE [--source ADDR] [URL|VIP]",
@@ -41,7 +44,18 @@ VIP; a bare address or address:port means http://ADDR/.`,
 			if err != nil {
 				return err
 			}
-			err = g.print(cmd.OutOrStdout(), res, func(w io.Writer) { io.WriteString(w, res.Body) })
+			err = g.print(cmd.OutOrStdout(), res, func(w io.Writer) {
+				if include && res.Error == "" {
+					fmt.Fprintf(w, "HTTP %d\n", res.Status)
+					for _, k := range slices.Sorted(maps.Keys(res.Header)) {
+						for _, v := range res.Header[k] {
+							fmt.Fprintf(w, "%s: %s\n", k, v)
+						}
+					}
+					fmt.Fprintln(w)
+				}
+				io.WriteString(w, res.Body)
+			})
 			if err != nil {
 				return err
 			}
@@ -57,6 +71,7 @@ VIP; a bare address or address:port means http://ADDR/.`,
 	c.Flags().StringVar(&from, "from", "", "node to send the request from (required)")
 	c.Flags().StringVar(&source, "source", "", "source address (one of the node's addresses, e.g. a client loopback address)")
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
+	c.Flags().BoolVarP(&include, "include", "i", false, "print the status and headers (X-Lab-LB7 and X-Lab-Server name who served) before the body")
 	_ = c.MarkFlagRequired("from")
 	g.addOutputFlag(c)
 	return c
