@@ -93,10 +93,11 @@ func TestIPVSPlanGolden(t *testing.T) {
 			for _, a := range lb7s {
 				healthy[a] = true
 			}
-			all := IPVSPlan(topo, lb7s, healthy)
+			all := IPVSPlan(topo, lb7s, healthy, false)
 			healthy[lb7s[1]] = false
-			failed := IPVSPlan(topo, lb7s, healthy)
-			b, err := json.MarshalIndent(map[string]any{"all-healthy": all, "second-lb7-failed": failed}, "", "  ")
+			failed := IPVSPlan(topo, lb7s, healthy, false)
+			removed := IPVSPlan(topo, lb7s, healthy, true)
+			b, err := json.MarshalIndent(map[string]any{"all-healthy": all, "second-lb7-failed": failed, "second-lb7-failed-remove-failed": removed}, "", "  ")
 			if err != nil {
 				t.Fatal(err)
 			}

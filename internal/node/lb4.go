@@ -152,7 +152,7 @@ func (l *lb4) reconcile() error {
 			healthy[t.addr], anyHealthy = true, true
 		}
 	}
-	want := IPVSPlan(l.a.topo, l.lb7Addrs(), healthy)
+	want := IPVSPlan(l.a.topo, l.lb7Addrs(), healthy, l.a.node.Settings.Health.RemoveFailed)
 	changes, err := l.table.Apply(want)
 	for _, c := range changes {
 		l.a.log.Info("ipvs", "change", c.String())
@@ -193,8 +193,9 @@ func (l *lb4) lb7Addrs() []netip.Addr {
 
 // IPVSPlan is the IPVS state an LB4 wants: one service per VIP with every
 // LB7 (lb7s, in topology order: the same on every LB4) as a tunnel
-// destination, weight 1 when healthy and 0 otherwise.
-func IPVSPlan(t *topology.Topology, lb7s []netip.Addr, healthy map[netip.Addr]bool) []ipvs.Desired {
+// destination, weight 1 when healthy and 0 otherwise, or left out when
+// removeFailed asks to delete failed LB7s.
+func IPVSPlan(t *topology.Topology, lb7s []netip.Addr, healthy map[netip.Addr]bool, removeFailed bool) []ipvs.Desired {
 	var want []ipvs.Desired
 	for _, v := range t.VIPs {
 		d := ipvs.Desired{Service: ipvs.Service{Address: v.Address, Port: v.Port, Protocol: v.Protocol, Scheduler: v.Scheduler, Flags: v.Flags}}
@@ -202,6 +203,8 @@ func IPVSPlan(t *topology.Topology, lb7s []netip.Addr, healthy map[netip.Addr]bo
 			w := 0
 			if healthy[a] {
 				w = 1
+			} else if removeFailed {
+				continue
 			}
 			d.Destinations = append(d.Destinations, ipvs.Destination{Address: a, Weight: w})
 		}

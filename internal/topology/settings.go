@@ -160,10 +160,11 @@ func decodeSettings(c *collector, n *yaml.Node, whole bool) Settings {
 			ConnectRetry: v.duration(raw.BGP.ConnectRetry),
 		},
 		Health: Health{
-			Interval: v.duration(raw.Health.Interval),
-			Timeout:  v.duration(raw.Health.Timeout),
-			Rise:     v.integer(raw.Health.Rise, 1, 1000),
-			Fall:     v.integer(raw.Health.Fall, 1, 1000),
+			Interval:     v.duration(raw.Health.Interval),
+			Timeout:      v.duration(raw.Health.Timeout),
+			Rise:         v.integer(raw.Health.Rise, 1, 1000),
+			Fall:         v.integer(raw.Health.Fall, 1, 1000),
+			RemoveFailed: v.boolean(raw.Health.RemoveFailed),
 		},
 		HAProxy: HAProxy{
 			Maxconn:        v.integer(raw.HAProxy.Maxconn, 1, 1<<30),

@@ -83,10 +83,11 @@ type rawBGPTimers struct {
 }
 
 type rawHealth struct {
-	Interval value `yaml:"interval"`
-	Timeout  value `yaml:"timeout"`
-	Rise     value `yaml:"rise"`
-	Fall     value `yaml:"fall"`
+	Interval     value `yaml:"interval"`
+	Timeout      value `yaml:"timeout"`
+	Rise         value `yaml:"rise"`
+	Fall         value `yaml:"fall"`
+	RemoveFailed value `yaml:"remove-failed"`
 }
 
 type rawHAProxy struct {

@@ -138,6 +138,11 @@ type Health struct {
 	Timeout  time.Duration
 	Rise     int
 	Fall     int
+	// RemoveFailed deletes a failed LB7 from the IPVS services instead of
+	// giving it weight 0. Deletion reshuffles the Maglev table and stalls
+	// the LB7's flows still held by an LB4: it is there to show why the
+	// default (weight 0 with the fallback flag) is better.
+	RemoveFailed bool
 }
 
 // HAProxy holds the LB7 HAProxy tunables.
