@@ -159,6 +159,81 @@ func TestE2EDataPath(t *testing.T) {
 	}
 }
 
+// waitStatus polls the lab's status until cond holds, or fails after d.
+func waitStatus(t *testing.T, l *lab.Lab, d time.Duration, what string, cond func(*control.Status) bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		st, err := l.Status(context.Background())
+		if err == nil && cond(st) {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			t.Fatalf("%s: not after %s (last error %v)", what, d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestE2EMaintenance checks the reference design's maintenance files through
+// lab maint: /etc/lb/disable on an LB4 withdraws its VIPs (the router's
+// ECMP route loses it), and agent-check "down" on an LB7 fails its
+// /healthcheck so that every LB4 gives it weight 0; both come back.
+func TestE2EMaintenance(t *testing.T) {
+	requireE2E(t)
+	const name = "e2e-maint"
+	_ = lab.Down(context.Background(), name, nil)
+	l := up(t, "../topologies/minimal.yaml", name)
+	ctx := context.Background()
+	vip := "198.51.100.1/32"
+	nextHops := func(st *control.Status) []netip.Addr { return tier[node.RouterStatus](t, st, "r1").Routes[vip] }
+	weight := func(st *control.Status, lb4, lb7 string) int {
+		for _, d := range tier[node.LB4Status](t, st, lb4).Services[0].Destinations {
+			if d.Address.String() == lb7 {
+				return d.Weight
+			}
+		}
+		return -1
+	}
+
+	if err := l.Maint(ctx, "lb4-2", true); err != nil {
+		t.Fatal(err)
+	}
+	took := waitStatus(t, l, 10*time.Second, "lb4-2 withdrawn", func(st *control.Status) bool {
+		return slices.Equal(nextHops(st), []netip.Addr{netip.MustParseAddr("192.0.2.130")})
+	})
+	t.Logf("/etc/lb/disable on lb4-2: out of r1's route in %s (status polled every 100ms)", took.Round(10*time.Millisecond))
+	if err := l.Maint(ctx, "lb4-2", false); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, l, 10*time.Second, "lb4-2 back", func(st *control.Status) bool { return len(nextHops(st)) == 2 })
+
+	if err := l.Maint(ctx, "lb7-2", true); err != nil {
+		t.Fatal(err)
+	}
+	took = waitStatus(t, l, 20*time.Second, "lb7-2 at weight 0 on every LB4", func(st *control.Status) bool {
+		return weight(st, "lb4-1", "192.0.2.133") == 0 && weight(st, "lb4-2", "192.0.2.133") == 0
+	})
+	t.Logf("agent-check down on lb7-2: weight 0 on every LB4 in %s", took.Round(10*time.Millisecond))
+	// Its flows now go to lb7-1 only.
+	lb7s, _ := curlFrom(t, l, "client1", "http://198.51.100.1/", sourceRange("203.0.113", 1, 10))
+	if lb7s["lb7-2"] != 0 {
+		t.Errorf("lb7-2 still served requests while down: %v", lb7s)
+	}
+	if err := l.Maint(ctx, "lb7-2", false); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, l, 20*time.Second, "lb7-2 back", func(st *control.Status) bool {
+		return weight(st, "lb4-1", "192.0.2.133") == 1 && weight(st, "lb4-2", "192.0.2.133") == 1
+	})
+	// Wrong role, unknown node, bad state: clear errors.
+	for _, err := range []error{l.Maint(ctx, "client1", true), l.Maint(ctx, "nope", true), l.Agent(ctx, "server-1", "sideways")} {
+		if err == nil {
+			t.Error("a wrong maintenance request was accepted")
+		}
+	}
+}
+
 // TestE2EReference brings the 37-node reference lab up and sends requests
 // to its four VIPs (two Maglev, two source hashing) from 20 of its 200
 // client addresses.

@@ -28,6 +28,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/lab-lb/lab/internal/agentcheck"
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/journal"
 	"github.com/lab-lb/lab/internal/node"
@@ -243,4 +244,58 @@ func (l *Lab) Bench(ctx context.Context, nodeName string, addr netip.AddrPort, n
 		return nil, err
 	}
 	return &res, nil
+}
+
+// Maint puts a node in maintenance (on) or takes it out, through the
+// reference lab's files: on an LB4, /etc/lb/disable (its VIPs are
+// withdrawn from BGP); on an LB7, "down" in /etc/lb/agent-check (its
+// /healthcheck fails and every LB4 takes it out).
+func (l *Lab) Maint(ctx context.Context, nodeName string, on bool) error {
+	t, err := l.Topology()
+	if err != nil {
+		return err
+	}
+	n, ok := t.Node(nodeName)
+	if !ok {
+		return fmt.Errorf("no node %s in lab %s", nodeName, l.Name)
+	}
+	q := neturl.Values{}
+	switch {
+	case n.Role == topology.RoleLB4:
+		q.Set("file", node.DisableFile)
+		if !on {
+			q.Set("remove", "1")
+		}
+	case n.Role == topology.RoleLB7 && on:
+		q.Set("file", node.AgentCheckFile)
+		q.Set("content", "down #lab maint\n")
+	case n.Role == topology.RoleLB7:
+		q.Set("file", node.AgentCheckFile)
+		q.Set("content", "up\n")
+	default:
+		return fmt.Errorf("lab maint applies to lb4 and lb7 nodes; %s is a %s (use lab agent for backends)", nodeName, n.Role)
+	}
+	return l.client.Post(ctx, "/v1/nodes/"+nodeName+"/maint?"+q.Encode(), nil)
+}
+
+// Agent writes state (what an HAProxy agent-check answers: up, down,
+// drain, maint, ready, N%...) into the /etc/lb/agent-check of a backend or
+// an LB7.
+func (l *Lab) Agent(ctx context.Context, nodeName, state string) error {
+	if _, err := agentcheck.Parse(state); err != nil {
+		return fmt.Errorf("agent state %q: %w", state, err)
+	}
+	t, err := l.Topology()
+	if err != nil {
+		return err
+	}
+	n, ok := t.Node(nodeName)
+	if !ok {
+		return fmt.Errorf("no node %s in lab %s", nodeName, l.Name)
+	}
+	if n.Role != topology.RoleServer && n.Role != topology.RoleLB7 {
+		return fmt.Errorf("lab agent applies to server and lb7 nodes; %s is a %s", nodeName, n.Role)
+	}
+	q := neturl.Values{"file": {node.AgentCheckFile}, "content": {state + "\n"}}
+	return l.client.Post(ctx, "/v1/nodes/"+nodeName+"/maint?"+q.Encode(), nil)
 }

@@ -29,6 +29,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newUpCmd(g), newDownCmd(g), newStatusCmd(g), newListCmd(g),
 		newExecCmd(g), newLogsCmd(g), newCurlCmd(g), newEventsCmd(g),
+		newMaintCmd(g), newAgentCmd(g),
 	)
 	return root
 }

@@ -3,12 +3,15 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -199,4 +202,39 @@ func oneRequest(ctx context.Context, d *net.Dialer, addr, req string, buf []byte
 		return fmt.Errorf("bad answer %q", buf[:min(total, 20)])
 	}
 	return nil
+}
+
+// maintFiles are the files of /etc/lb that `lab maint` and `lab agent`
+// may write.
+var maintFiles = map[string]bool{DisableFile: true, AgentCheckFile: true}
+
+// maint writes (or, with remove, deletes) one of the node's maintenance
+// files, atomically: a reader never sees half a file.
+func (a *agent) maint(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	name := q.Get("file")
+	if !maintFiles[name] {
+		http.Error(w, fmt.Sprintf("file %q: want %s or %s", name, DisableFile, AgentCheckFile), http.StatusBadRequest)
+		return
+	}
+	path := "/etc/lb/" + name
+	var err error
+	if q.Get("remove") != "" {
+		if err = os.Remove(path); errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+		a.event("maintenance", "removed /etc/lb/"+name)
+	} else {
+		tmp := path + ".tmp"
+		if err = os.WriteFile(tmp, []byte(q.Get("content")), 0o644); err == nil {
+			err = os.Rename(tmp, path)
+		}
+		a.event("maintenance", fmt.Sprintf("/etc/lb/%s: %q", name, q.Get("content")))
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, "{}\n")
 }

@@ -145,6 +145,7 @@ func (a *agent) routes() http.Handler {
 	mux.HandleFunc("GET /ready", a.ready)
 	mux.HandleFunc("GET /http", a.httpGet)
 	mux.HandleFunc("GET /bench", a.bench)
+	mux.HandleFunc("POST /maint", a.maint)
 	mux.HandleFunc("GET /events", a.eventsHandler)
 	return mux
 }

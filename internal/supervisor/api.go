@@ -28,6 +28,7 @@ func (s *Supervisor) routes() http.Handler {
 	mux.HandleFunc("POST /v1/nodes/{node}/exec", s.proxy("/exec"))
 	mux.HandleFunc("GET /v1/nodes/{node}/http", s.proxy("/http"))
 	mux.HandleFunc("GET /v1/nodes/{node}/bench", s.proxy("/bench"))
+	mux.HandleFunc("POST /v1/nodes/{node}/maint", s.proxy("/maint"))
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
 	mux.HandleFunc("GET /v1/nodes/{node}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/down", s.handleDown)
