@@ -1,5 +1,6 @@
 # lab: build, test and demo. Run as root (prefix with sudo otherwise).
-GO          ?= go
+# Go: on PATH, or where the official tarball installs it (sudo drops PATH).
+GO          ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN         := bin/lab
 # Debian packages lab needs at run time and in its tests.
 DEB_PACKAGES := user-mode-linux haproxy nftables iproute2 iputils-ping curl ipvsadm

@@ -24,7 +24,9 @@ func benchUp(b *testing.B, topo, name string) {
 			b.Fatalf("up %s: %v", topo, err)
 		}
 		up := time.Since(start)
-		res, err := l.Get(context.Background(), firstClient(b, l), "", "", 10*time.Second)
+		b.Cleanup(func() { _ = lab.Down(context.Background(), name, nil) })
+		client, url := firstClient(b, l)
+		res, err := l.Get(context.Background(), client, url, "", 10*time.Second)
 		if err != nil || res.Error != "" || res.Status != 200 {
 			b.Fatalf("first request: %v %+v", err, res)
 		}
@@ -38,20 +40,21 @@ func benchUp(b *testing.B, topo, name string) {
 	}
 }
 
-// firstClient returns the lab's first client node, and makes
-// l.Get("") target its first VIP.
-func firstClient(b *testing.B, l *lab.Lab) string {
+// firstClient returns the lab's first client node and the URL of its
+// first VIP.
+func firstClient(b *testing.B, l *lab.Lab) (string, string) {
 	t, err := l.Topology()
 	if err != nil {
 		b.Fatal(err)
 	}
+	url := "http://" + netip.AddrPortFrom(t.VIPs[0].Address, t.VIPs[0].Port).String() + "/"
 	for _, n := range t.Nodes {
 		if n.Role == "client" {
-			return n.Name
+			return n.Name, url
 		}
 	}
 	b.Fatal("no client")
-	return ""
+	return "", ""
 }
 
 func BenchmarkUpMinimal(b *testing.B) { benchUp(b, "../topologies/minimal.yaml", "bench-minimal") }
@@ -71,7 +74,7 @@ func BenchmarkRequestRate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer l.Down(context.Background())
+	b.Cleanup(func() { _ = l.Down(context.Background()) })
 	var sources []netip.Addr
 	for i := 1; i <= 50; i++ {
 		sources = append(sources, netip.MustParseAddr(fmt.Sprintf("203.0.113.%d", i)))
