@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/lab-lb/lab/internal/testenv"
 	"io"
 	"os"
 	"path/filepath"
@@ -50,10 +51,7 @@ func requireE2E(t testing.TB) {
 	if reason == "" {
 		return
 	}
-	if os.Getenv("LAB_REQUIRE_E2E") == "1" {
-		t.Fatalf("cannot run end-to-end test with LAB_REQUIRE_E2E=1: %s", reason)
-	}
-	t.Skip(reason)
+	testenv.SkipOrFail(t, "%s", reason)
 }
 
 // hostState is what a lab must leave exactly as it found it on the host.

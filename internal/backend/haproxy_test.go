@@ -3,6 +3,7 @@ package backend
 import (
 	"encoding/csv"
 	"fmt"
+	"github.com/lab-lb/lab/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -20,14 +21,7 @@ import (
 // reason (fails instead when LAB_REQUIRE_E2E=1).
 func requireHAProxy(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("haproxy")
-	if err != nil {
-		if os.Getenv("LAB_REQUIRE_E2E") == "1" {
-			t.Fatalf("haproxy is required (LAB_REQUIRE_E2E=1): %v", err)
-		}
-		t.Skipf("skipping: no haproxy binary: %v", err)
-	}
-	return path
+	return testenv.RequireBinary(t, "haproxy")
 }
 
 // waitUntil polls cond every 20 ms until it holds, failing the test after

@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"github.com/lab-lb/lab/internal/testenv"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -52,10 +53,7 @@ func (c *closingWriter) close() {
 // fails when LAB_REQUIRE_E2E=1 makes such tests mandatory.
 func requireE2E(t *testing.T, reason string) {
 	t.Helper()
-	if os.Getenv("LAB_REQUIRE_E2E") == "1" {
-		t.Fatalf("cannot run: %s (LAB_REQUIRE_E2E=1)", reason)
-	}
-	t.Skipf("skipped: %s (set LAB_REQUIRE_E2E=1 to fail instead)", reason)
+	testenv.SkipOrFail(t, "%s", reason)
 }
 
 // requireRoot stops the test unless it runs as root.

@@ -122,18 +122,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Use:   "status",
 		Short: "Show a lab's nodes, addresses and agents",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lab.Open(g.name)
-			if err != nil {
-				return err
-			}
-			defer l.Close()
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
 			st, err := l.Status(cmd.Context())
 			if err != nil {
 				return err
 			}
 			return g.print(cmd.OutOrStdout(), st, func(w io.Writer) { printStatus(w, st) })
-		},
+		}),
 	}
 	g.addOutputFlag(c)
 	return c
@@ -199,12 +194,7 @@ func newExecCmd(g *globals) *cobra.Command {
 		Use:   "exec NODE -- COMMAND [ARGS...]",
 		Short: "Run a command inside a node (its network namespace and private /etc/lb); the exit status is passed through",
 		Args:  cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := lab.Open(g.name)
-			if err != nil {
-				return err
-			}
-			defer l.Close()
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
 			// Standard input is passed on when it is a pipe or a file; a
 			// terminal is not (lab exec allocates no terminal).
 			var stdin io.Reader
@@ -219,7 +209,7 @@ func newExecCmd(g *globals) *cobra.Command {
 				return exitError(code)
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -229,14 +219,9 @@ func newLogsCmd(g *globals) *cobra.Command {
 		Use:   "logs NODE",
 		Short: "Show a node's agent log",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := lab.Open(g.name)
-			if err != nil {
-				return err
-			}
-			defer l.Close()
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
 			return l.Logs(cmd.Context(), args[0], follow, cmd.OutOrStdout())
-		},
+		}),
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
 	return c

@@ -26,12 +26,7 @@ func newCurlCmd(g *globals) *cobra.Command {
 curl --interface 203.0.113.184 198.51.100.1. With no target, the lab's first
 VIP; a bare address or address:port means http://ADDR/.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := lab.Open(g.name)
-			if err != nil {
-				return err
-			}
-			defer l.Close()
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
 			target := ""
 			if len(args) == 1 {
 				target = args[0]
@@ -66,7 +61,7 @@ VIP; a bare address or address:port means http://ADDR/.`,
 				return fmt.Errorf("GET %s from %s: status %d", url, from, res.Status)
 			}
 			return nil
-		},
+		}),
 	}
 	c.Flags().StringVar(&from, "from", "", "node to send the request from (required)")
 	c.Flags().StringVar(&source, "source", "", "source address (one of the node's addresses, e.g. a client loopback address)")
@@ -106,12 +101,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 		Use:   "events",
 		Short: "Print the lab's event log: routes, health, IPVS and BGP changes, maintenance, injections",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lab.Open(g.name)
-			if err != nil {
-				return err
-			}
-			defer l.Close()
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
 			var last time.Time
 			for {
 				evs, err := l.Events(cmd.Context())
@@ -148,7 +138,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 				case <-time.After(500 * time.Millisecond):
 				}
 			}
-		},
+		}),
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events")
 	g.addOutputFlag(c)

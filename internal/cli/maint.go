@@ -37,13 +37,8 @@ func newAgentCmd(g *globals) *cobra.Command {
 		Use:   "agent NODE STATE",
 		Short: "Write an agent-check answer (up, down, drain, maint, ready, 50%...) into a backend's or LB7's /etc/lb/agent-check",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := lab.Open(g.name)
-			if err != nil {
-				return err
-			}
-			defer l.Close()
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
 			return l.Agent(cmd.Context(), args[0], args[1])
-		},
+		}),
 	}
 }

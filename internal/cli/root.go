@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lab-lb/lab/lab"
 )
 
 type globals struct {
@@ -58,4 +60,17 @@ func (g *globals) print(w io.Writer, v any, text func(io.Writer)) error {
 		return nil
 	}
 	return fmt.Errorf("-o %q: want text or json", g.output)
+}
+
+// withLab makes a command's RunE that opens the lab chosen with --name
+// (the only one, without it), runs fn on it and closes it.
+func (g *globals) withLab(fn func(cmd *cobra.Command, l *lab.Lab, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		l, err := lab.Open(g.name)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		return fn(cmd, l, args)
+	}
 }

@@ -5,11 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lab-lb/lab/internal/testenv"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,10 +22,7 @@ import (
 // requireE2E skips the test with reason, or fails it when LAB_REQUIRE_E2E=1.
 func requireE2E(t *testing.T, reason string) {
 	t.Helper()
-	if os.Getenv("LAB_REQUIRE_E2E") == "1" {
-		t.Fatalf("LAB_REQUIRE_E2E=1 but: %s", reason)
-	}
-	t.Skip(reason)
+	testenv.SkipOrFail(t, "%s", reason)
 }
 
 // requireHAProxy skips the test when the haproxy program is missing.

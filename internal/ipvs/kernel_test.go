@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/lab-lb/lab/internal/testenv"
 	"net/netip"
 	"os"
 	"runtime"
@@ -27,11 +28,7 @@ import (
 // LAB_REQUIRE_E2E=1.
 func needE2E(t *testing.T, format string, args ...any) {
 	t.Helper()
-	reason := fmt.Sprintf(format, args...)
-	if os.Getenv("LAB_REQUIRE_E2E") == "1" {
-		t.Fatalf("LAB_REQUIRE_E2E=1 but %s", reason)
-	}
-	t.Skipf("skipping: %s (LAB_REQUIRE_E2E=1 makes this a failure)", reason)
+	testenv.SkipOrFail(t, format, args...)
 }
 
 func TestOpen(t *testing.T) {

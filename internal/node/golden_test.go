@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"flag"
+	"github.com/lab-lb/lab/internal/testenv"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -50,12 +51,7 @@ func load(t *testing.T, name string) *topology.Topology {
 // with testdata/TOPOLOGY.haproxy.cfg; each golden file must pass
 // haproxy -c too.
 func TestHAProxyGolden(t *testing.T) {
-	if _, err := haproxy.Binary(); err != nil {
-		if os.Getenv("LAB_REQUIRE_E2E") == "1" {
-			t.Fatalf("client-native needs the haproxy binary: %v", err)
-		}
-		t.Skipf("client-native needs the haproxy binary: %v", err)
-	}
+	testenv.RequireBinary(t, "haproxy") // client-native runs it
 	for _, name := range []string{"minimal", "reference"} {
 		t.Run(name, func(t *testing.T) {
 			topo := load(t, name)

@@ -347,9 +347,12 @@ func TestStopIsNotBreakage(t *testing.T) {
 				t.Errorf("report: %d connections, %d stopped, %d ok, %d broken; want 4 stopped ok",
 					rep.Total, rep.Stopped, rep.OK, rep.Broken)
 			}
+			// Stop may come before a connection has read the 1024 bytes
+			// the server sent (Active counts connected ones): what matters
+			// is that none is an error, and none read more than was sent.
 			for _, c := range rep.Conns {
-				if c.Err != "" || c.Bytes != 1024 {
-					t.Errorf("connection %d: err %q, %d bytes, want no error and 1024 bytes", c.ID, c.Err, c.Bytes)
+				if c.Err != "" || c.Bytes > 1024 {
+					t.Errorf("connection %d: err %q, %d bytes, want no error and at most 1024 bytes", c.ID, c.Err, c.Bytes)
 				}
 			}
 			if again := r.Stop(); again != rep {

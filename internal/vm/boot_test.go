@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/lab-lb/lab/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -208,10 +209,7 @@ func interfaceWith(addr netip.Addr) string {
 // skipOrFail skips the test, or fails it when LAB_REQUIRE_E2E=1.
 func skipOrFail(t *testing.T, reason string) {
 	t.Helper()
-	if os.Getenv("LAB_REQUIRE_E2E") == "1" {
-		t.Fatalf("LAB_REQUIRE_E2E=1 but %s", reason)
-	}
-	t.Skip(reason)
+	testenv.SkipOrFail(t, "%s", reason)
 }
 
 // requireTAP skips unless this test can create TAP devices.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lab-lb/lab/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -53,10 +54,7 @@ func Run(t *testing.T, name string) {
 	}
 	kernel, reason := requirements()
 	if reason != "" {
-		if os.Getenv(envRequireE2E) == "1" {
-			t.Fatalf("LAB_REQUIRE_E2E=1 but %s", reason)
-		}
-		t.Skipf("skipping: %s (LAB_REQUIRE_E2E=1 makes this a failure)", reason)
+		testenv.SkipOrFail(t, "%s", reason)
 	}
 	code, err := run(t, kernel, name, func(line string) { t.Log("guest: " + line) })
 	if err != nil {

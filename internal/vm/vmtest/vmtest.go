@@ -36,6 +36,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/lab-lb/lab/internal/testenv"
 	"strconv"
 	"strings"
 	"time"
@@ -51,7 +52,7 @@ const (
 	markerPrefix = "LAB_VMTEST_EXIT"
 	// envRequireE2E turns skips of tests needing root or kernel features
 	// into failures; the guest always sets it.
-	envRequireE2E = "LAB_REQUIRE_E2E"
+	envRequireE2E = testenv.RequireVar
 )
 
 // spec is what the host asks of the guest.
