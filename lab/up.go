@@ -117,6 +117,9 @@ func Up(ctx context.Context, path string, opts Options) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Progress != nil {
+		opts.Progress(Progress{Step: "mode " + string(mode), Attrs: map[string]any{"why": reason}})
+	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("lab needs root (network namespaces, mounts and netlink): run it with sudo")
 	}

@@ -34,15 +34,14 @@ func newUpCmd(g *globals) *cobra.Command {
 				fmt.Fprint(out, plan)
 				return nil
 			}
-			mode, reason, err := lab.ChooseMode(lab.VMMode(vmMode))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "mode: %s (%s)\n", mode, reason)
 			start := time.Now()
 			l, err := lab.Up(cmd.Context(), args[0], lab.Options{
 				Name: g.name, VM: lab.VMMode(vmMode), Log: g.logger(),
 				Progress: func(p lab.Progress) {
+					if why, ok := p.Attrs["why"]; ok { // the run mode comes first
+						fmt.Fprintf(out, "%s: %s\n", p.Step, why)
+						return
+					}
 					fmt.Fprintf(out, "  %6.2fs  %s%s\n", p.Elapsed.Seconds(), p.Step, formatAttrs(p.Attrs))
 				},
 			})
