@@ -136,17 +136,23 @@ func newStatusCmd(g *globals) *cobra.Command {
 func printStatus(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "lab %s: %s, mode %s (kernel %s), %d nodes, up in %.1fs\n", st.Name, st.Phase, st.Mode, st.Kernel, len(st.Nodes), st.UpTime.Seconds())
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tAGENT\tINTERFACES\tLOOPBACK")
+	fmt.Fprintln(tw, "NODE\tROLE\tSTATE\tADDRESSES\tTIER")
 	for _, n := range st.Nodes {
 		var ifs []string
 		for _, i := range n.Interfaces {
 			ifs = append(ifs, i.Name+"="+i.Address)
 		}
-		agent := n.Agent.State
-		if n.Agent.PID != 0 {
-			agent += fmt.Sprintf(" (pid %d)", n.Agent.PID)
+		if n.Loopback > 0 {
+			ifs = append(ifs, fmt.Sprintf("lo+%d", n.Loopback))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", n.Name, n.Role, agent, strings.Join(ifs, " "), n.Loopback)
+		state := "ready"
+		switch {
+		case n.Agent.State != "running":
+			state = n.Agent.State
+		case !n.Agent.Ready:
+			state = "waiting: " + n.Agent.Waiting
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, state, strings.Join(ifs, " "), n.Agent.Summary)
 	}
 	tw.Flush()
 }

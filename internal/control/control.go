@@ -67,6 +67,8 @@ type AgentStatus struct {
 	// Tier is the role's own state: BGP sessions and routes on routers,
 	// IPVS services and LB7 health on LB4s, HAProxy servers on LB7s.
 	Tier json.RawMessage `json:"tier,omitempty"`
+	// Summary is the tier's state in one line for a person.
+	Summary string `json:"summary,omitempty"`
 }
 
 // Event is one entry of a lab's event log.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -249,4 +250,26 @@ func (l *lb4) Status() any {
 	st.Services, _ = l.table.Dump()
 	st.Peers, _ = l.speaker.Peers(context.Background())
 	return st
+}
+
+func (l *lb4) Summary() string {
+	st := l.Status().(LB4Status)
+	healthy := 0
+	for _, h := range st.Health {
+		if h.Healthy {
+			healthy++
+		}
+	}
+	state := "announced"
+	switch {
+	case st.Disabled:
+		state = "disabled (/etc/lb/disable)"
+	case !st.Announced:
+		state = "withdrawn"
+	}
+	parts := []string{state, fmt.Sprintf("LB7s healthy %d/%d", healthy, len(st.Health)), peersUp(st.Peers)}
+	for _, s := range st.Services {
+		parts = append(parts, fmt.Sprintf("%s %s %d dests", s.Service, s.Service.Scheduler, len(s.Destinations)))
+	}
+	return strings.Join(parts, "; ")
 }

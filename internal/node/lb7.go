@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/lab-lb/lab/internal/agentcheck"
@@ -170,3 +171,26 @@ func (s *server) Start(ctx context.Context) error {
 
 func (s *server) Ready() (bool, string) { return true, "" }
 func (s *server) Status() any           { return nil }
+
+func (l *lb7) Summary() string {
+	st := l.Status().(LB7Status)
+	up := 0
+	for _, s := range st.Servers {
+		if s.Operational == "UP" && s.Admin == "READY" {
+			up++
+		}
+	}
+	enabler := "?"
+	if len(st.Enabler) == 1 {
+		enabler = st.Enabler[0].Operational
+	}
+	return fmt.Sprintf("servers ready %d/%d; enabler %s", up, len(st.Servers), enabler)
+}
+
+func (s *server) Summary() string {
+	b, err := os.ReadFile(filepath.Join("/etc/lb", AgentCheckFile))
+	if err != nil {
+		return "agent-check up (no file)"
+	}
+	return "agent-check " + strings.TrimSpace(string(b))
+}

@@ -156,6 +156,7 @@ func (a *agent) status(w http.ResponseWriter, _ *http.Request) {
 	if tier := a.role.Status(); tier != nil {
 		st.Tier, _ = json.Marshal(tier)
 	}
+	st.Summary = a.role.Summary()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(st)
 }

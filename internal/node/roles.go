@@ -17,6 +17,8 @@ type role interface {
 	Start(ctx context.Context) error
 	Ready() (bool, string)
 	Status() any
+	// Summary is one line for a person: `lab status` prints it.
+	Summary() string
 }
 
 // newRole returns the service of the node's role.
@@ -42,6 +44,7 @@ type idle struct{}
 func (idle) Start(context.Context) error { return nil }
 func (idle) Ready() (bool, string)       { return true, "" }
 func (idle) Status() any                 { return nil }
+func (idle) Summary() string             { return "" }
 
 // routerID picks the node's first IPv4 interface address as its BGP
 // router ID.

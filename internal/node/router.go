@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/lab-lb/lab/internal/bgp"
@@ -177,4 +179,28 @@ func (r *reflector) Ready() (bool, string) {
 func (r *reflector) Status() any {
 	peers, _ := r.speaker.Peers(context.Background())
 	return RouterStatus{Peers: peers}
+}
+
+// peersUp counts established sessions.
+func peersUp(peers []bgp.Peer) string {
+	up := 0
+	for _, p := range peers {
+		if p.State == "established" {
+			up++
+		}
+	}
+	return fmt.Sprintf("bgp %d/%d up", up, len(peers))
+}
+
+func (r *router) Summary() string {
+	st := r.Status().(RouterStatus)
+	parts := []string{peersUp(st.Peers)}
+	for _, p := range slices.Sorted(maps.Keys(st.Routes)) {
+		parts = append(parts, fmt.Sprintf("%s via %d", p, len(st.Routes[p])))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (r *reflector) Summary() string {
+	return peersUp(r.Status().(RouterStatus).Peers)
 }
