@@ -234,6 +234,48 @@ func TestE2EMaintenance(t *testing.T) {
 	}
 }
 
+// TestE2EKillRevive crashes an LB4 (lab kill): the router's ECMP route
+// drops it at once (its BGP sessions close), requests keep being served by
+// the other LB4, and lab revive brings it back into the route.
+func TestE2EKillRevive(t *testing.T) {
+	requireE2E(t)
+	const name = "e2e-kill"
+	_ = lab.Down(context.Background(), name, nil)
+	l := up(t, "../topologies/minimal.yaml", name)
+	ctx := context.Background()
+	hops := func(st *control.Status) int { return len(tier[node.RouterStatus](t, st, "r1").Routes["198.51.100.1/32"]) }
+
+	if err := l.Kill(ctx, "lb4-2"); err != nil {
+		t.Fatal(err)
+	}
+	took := waitStatus(t, l, 10*time.Second, "lb4-2 out of r1's route", func(st *control.Status) bool { return hops(st) == 1 })
+	t.Logf("lab kill lb4-2: out of r1's route in %s (status polled every 100ms)", took.Round(10*time.Millisecond))
+	st := status(t, l)
+	for _, n := range st.Nodes {
+		if n.Name == "lb4-2" && n.Agent.State != "killed" {
+			t.Errorf("lb4-2 is %q in status, want killed", n.Agent.State)
+		}
+	}
+	_, servers := curlFrom(t, l, "client1", "http://198.51.100.1/", sourceRange("203.0.113", 1, 10))
+	if servers["server-1"]+servers["server-2"] != 10 {
+		t.Errorf("with lb4-2 dead, answers %v, want 10", servers)
+	}
+	if err := l.Kill(ctx, "lb4-2"); err == nil {
+		t.Error("killing a killed node was accepted")
+	}
+	if err := l.Revive(ctx, "lb4-2"); err != nil {
+		t.Fatal(err)
+	}
+	took = waitStatus(t, l, 30*time.Second, "lb4-2 back in r1's route", func(st *control.Status) bool { return hops(st) == 2 })
+	t.Logf("lab revive lb4-2: back in r1's route in %s", took.Round(10*time.Millisecond))
+	if err := l.Revive(ctx, "lb4-2"); err == nil {
+		t.Error("reviving a live node was accepted")
+	}
+	if err := l.Kill(ctx, "no-such-node"); err == nil {
+		t.Error("killing an unknown node was accepted")
+	}
+}
+
 // TestE2EReference brings the 37-node reference lab up and sends requests
 // to its four VIPs (two Maglev, two source hashing) from 20 of its 200
 // client addresses.

@@ -299,3 +299,13 @@ func (l *Lab) Agent(ctx context.Context, nodeName, state string) error {
 	q := neturl.Values{"file": {node.AgentCheckFile}, "content": {state + "\n"}}
 	return l.client.Post(ctx, "/v1/nodes/"+nodeName+"/maint?"+q.Encode(), nil)
 }
+
+// Kill crashes node: every process of it dies at once, its links stay up.
+func (l *Lab) Kill(ctx context.Context, nodeName string) error {
+	return l.client.Post(ctx, "/v1/nodes/"+nodeName+"/kill", nil)
+}
+
+// Revive restarts a killed node's services.
+func (l *Lab) Revive(ctx context.Context, nodeName string) error {
+	return l.client.Post(ctx, "/v1/nodes/"+nodeName+"/revive", nil)
+}

@@ -42,3 +42,25 @@ func newAgentCmd(g *globals) *cobra.Command {
 		}),
 	}
 }
+
+func newKillCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "kill NODE",
+		Short: "Crash a node: all its processes die at once, its links stay up (peers see TCP sessions close)",
+		Args:  cobra.ExactArgs(1),
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
+			return l.Kill(cmd.Context(), args[0])
+		}),
+	}
+}
+
+func newReviveCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revive NODE",
+		Short: "Restart a killed node's agent and services; it rejoins by itself",
+		Args:  cobra.ExactArgs(1),
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
+			return l.Revive(cmd.Context(), args[0])
+		}),
+	}
+}

@@ -106,9 +106,9 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 		a.err = cmd.Wait()
 		close(a.exited)
 		s.mu.Lock()
-		stopping := s.phase == "stopping"
+		expected := s.phase == "stopping" || s.killed[n.Name]
 		s.mu.Unlock()
-		if !stopping {
+		if !expected {
 			s.log.Warn("agent exited", "node", n.Name, "err", a.err)
 		}
 	}()

@@ -31,6 +31,8 @@ func (s *Supervisor) routes() http.Handler {
 	mux.HandleFunc("POST /v1/nodes/{node}/maint", s.proxy("/maint"))
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
 	mux.HandleFunc("GET /v1/nodes/{node}/logs", s.handleLogs)
+	mux.HandleFunc("POST /v1/nodes/{node}/kill", s.handleKill)
+	mux.HandleFunc("POST /v1/nodes/{node}/revive", s.handleRevive)
 	mux.HandleFunc("POST /v1/down", s.handleDown)
 	return s.auth(mux)
 }
@@ -78,6 +80,13 @@ func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
 			ns.Interfaces = append(ns.Interfaces, is)
 		}
 		st.Nodes[i] = ns
+		s.mu.Lock()
+		killed := s.killed[n.Name]
+		s.mu.Unlock()
+		if killed {
+			st.Nodes[i].Agent = control.AgentStatus{State: "killed"}
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

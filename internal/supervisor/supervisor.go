@@ -64,6 +64,7 @@ type Supervisor struct {
 	phase  string
 	agents map[string]*agentProc
 	events []control.Event // the supervisor's own: injections, lifecycle
+	killed map[string]bool // nodes crashed by lab kill
 
 	lifelineW *os.File
 	lifelineR *os.File
@@ -78,7 +79,7 @@ type Supervisor struct {
 // for `down`, then takes the lab down. A build failure is rolled back and
 // returned.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	s := &Supervisor{cfg: cfg, log: log, started: time.Now(), phase: "building", agents: map[string]*agentProc{}, done: make(chan struct{})}
+	s := &Supervisor{cfg: cfg, log: log, started: time.Now(), phase: "building", agents: map[string]*agentProc{}, killed: map[string]bool{}, done: make(chan struct{})}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "nodes"), 0o700); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
