@@ -243,7 +243,9 @@ func TestE2EKillRevive(t *testing.T) {
 	_ = lab.Down(context.Background(), name, nil)
 	l := up(t, "../topologies/minimal.yaml", name)
 	ctx := context.Background()
-	hops := func(st *control.Status) int { return len(tier[node.RouterStatus](t, st, "r1").Routes["198.51.100.1/32"]) }
+	hops := func(st *control.Status) int {
+		return len(tier[node.RouterStatus](t, st, "r1").Routes["198.51.100.1/32"])
+	}
 
 	if err := l.Kill(ctx, "lb4-2"); err != nil {
 		t.Fatal(err)
