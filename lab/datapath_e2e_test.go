@@ -273,8 +273,69 @@ func TestE2EKillRevive(t *testing.T) {
 	if err := l.Revive(ctx, "lb4-2"); err == nil {
 		t.Error("reviving a live node was accepted")
 	}
+
+	// A silent failure: only the BGP hold timer (3s) can tell the router.
+	if err := l.Freeze(ctx, "lb4-2"); err != nil {
+		t.Fatal(err)
+	}
+	took = waitStatus(t, l, 20*time.Second, "frozen lb4-2 out of r1's route", func(st *control.Status) bool { return hops(st) == 1 })
+	t.Logf("lab kill --freeze lb4-2: out of r1's route in %s (BGP hold time 3s)", took.Round(10*time.Millisecond))
+	if err := l.Revive(ctx, "lb4-2"); err != nil {
+		t.Fatal(err)
+	}
+	took = waitStatus(t, l, 30*time.Second, "thawed lb4-2 back in r1's route", func(st *control.Status) bool { return hops(st) == 2 })
+	t.Logf("lab revive (thaw) lb4-2: back in r1's route in %s", took.Round(10*time.Millisecond))
 	if err := l.Kill(ctx, "no-such-node"); err == nil {
 		t.Error("killing an unknown node was accepted")
+	}
+}
+
+// TestE2ELinks checks lab impair (netem delay both ways, then removed)
+// and lab link (down: no traffic on that leg; up: back).
+func TestE2ELinks(t *testing.T) {
+	requireE2E(t)
+	const name = "e2e-links"
+	_ = lab.Down(context.Background(), name, nil)
+	l := up(t, "../topologies/minimal.yaml", name)
+	ctx := context.Background()
+	rtt := func() (time.Duration, bool) {
+		out, code := execOut(t, l, "client1", "ping", "-c3", "-i0.2", "-W2", "-q", "192.0.2.2")
+		if code != 0 {
+			return 0, false
+		}
+		// rtt min/avg/max/mdev = 100.2/150.4/200.5/50.1 ms
+		var mn float64
+		if i := strings.Index(out, "= "); i >= 0 {
+			fmt.Sscanf(out[i+2:], "%g", &mn)
+		}
+		return time.Duration(mn * float64(time.Millisecond)), true
+	}
+	if err := l.Impair(ctx, "client1", "edge", lab.Impairment{Delay: 50 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := rtt(); !ok || d < 95*time.Millisecond {
+		t.Errorf("with 50ms on both ends of client1's edge link, min RTT %s (ok %v), want >= 100ms", d, ok)
+	}
+	if err := l.Impair(ctx, "client1", "edge", lab.Impairment{}); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := rtt(); !ok || d > 50*time.Millisecond {
+		t.Errorf("after removing the delay, min RTT %s (ok %v), want < 50ms", d, ok)
+	}
+	if err := l.SetLink(ctx, "client1", "edge", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rtt(); ok {
+		t.Error("ping crossed a link that is down")
+	}
+	if err := l.SetLink(ctx, "client1", "edge", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rtt(); !ok {
+		t.Error("ping fails after the link came back up")
+	}
+	if err := l.SetLink(ctx, "client1", "nowhere", false); err == nil {
+		t.Error("a link that does not exist was accepted")
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 
 	"github.com/lab-lb/lab/internal/agentcheck"
 	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/fabric"
 	"github.com/lab-lb/lab/internal/journal"
 	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/topology"
@@ -305,7 +306,33 @@ func (l *Lab) Kill(ctx context.Context, nodeName string) error {
 	return l.client.Post(ctx, "/v1/nodes/"+nodeName+"/kill", nil)
 }
 
-// Revive restarts a killed node's services.
+// Freeze makes node fail silently: its processes stop and every packet to
+// or from it is dropped; peers notice only through timers. Revive thaws it.
+func (l *Lab) Freeze(ctx context.Context, nodeName string) error {
+	return l.client.Post(ctx, "/v1/nodes/"+nodeName+"/kill?freeze=1", nil)
+}
+
+// SetLink sets node's link other (a segment it joins or a node it is
+// linked to) down or up, both ends.
+func (l *Lab) SetLink(ctx context.Context, nodeName, other string, up bool) error {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	return l.client.Post(ctx, "/v1/links/"+nodeName+"/"+other+"?state="+state, nil)
+}
+
+// Impairment is delay, jitter and loss applied to a link with netem.
+type Impairment = fabric.Impairment
+
+// Impair applies im to both ends of node's link other; a zero im removes
+// the impairment.
+func (l *Lab) Impair(ctx context.Context, nodeName, other string, im Impairment) error {
+	q := neturl.Values{"delay": {im.Delay.String()}, "jitter": {im.Jitter.String()}, "loss": {fmt.Sprint(im.Loss)}}
+	return l.client.Post(ctx, "/v1/links/"+nodeName+"/"+other+"/impair?"+q.Encode(), nil)
+}
+
+// Revive restarts a killed node's services, or thaws a frozen one.
 func (l *Lab) Revive(ctx context.Context, nodeName string) error {
 	return l.client.Post(ctx, "/v1/nodes/"+nodeName+"/revive", nil)
 }

@@ -44,14 +44,52 @@ func newAgentCmd(g *globals) *cobra.Command {
 }
 
 func newKillCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "kill NODE",
+	var freeze bool
+	c := &cobra.Command{
+		Use:   "kill NODE [--freeze]",
 		Short: "Crash a node: all its processes die at once, its links stay up (peers see TCP sessions close)",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
+			if freeze {
+				return l.Freeze(cmd.Context(), args[0])
+			}
 			return l.Kill(cmd.Context(), args[0])
 		}),
 	}
+	c.Flags().BoolVar(&freeze, "freeze", false, "fail silently instead: processes stopped, every packet to and from the node dropped")
+	return c
+}
+
+func newLinkCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "link NODE SEGMENT|PEER down|up",
+		Short: "Set a node's leg of a segment, or its link to a peer node, down or up (both ends)",
+		Args:  cobra.ExactArgs(3),
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
+			switch args[2] {
+			case "up", "down":
+			default:
+				return fmt.Errorf("link %s %s %q: want up or down", args[0], args[1], args[2])
+			}
+			return l.SetLink(cmd.Context(), args[0], args[1], args[2] == "up")
+		}),
+	}
+}
+
+func newImpairCmd(g *globals) *cobra.Command {
+	var im lab.Impairment
+	c := &cobra.Command{
+		Use:   "impair NODE SEGMENT|PEER [--delay D] [--jitter J] [--loss PCT]",
+		Short: "Delay, jitter and drop packets on a node's link with netem (both directions); no flags removes it",
+		Args:  cobra.ExactArgs(2),
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
+			return l.Impair(cmd.Context(), args[0], args[1], im)
+		}),
+	}
+	c.Flags().DurationVar(&im.Delay, "delay", 0, "added delay, e.g. 20ms")
+	c.Flags().DurationVar(&im.Jitter, "jitter", 0, "delay variation, e.g. 5ms")
+	c.Flags().Float64Var(&im.Loss, "loss", 0, "percentage of packets dropped, e.g. 1")
+	return c
 }
 
 func newReviveCmd(g *globals) *cobra.Command {

@@ -31,7 +31,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newUpCmd(g), newDownCmd(g), newStatusCmd(g), newListCmd(g),
 		newExecCmd(g), newLogsCmd(g), newCurlCmd(g), newEventsCmd(g),
-		newMaintCmd(g), newAgentCmd(g), newKillCmd(g), newReviveCmd(g),
+		newMaintCmd(g), newAgentCmd(g), newKillCmd(g), newReviveCmd(g), newLinkCmd(g), newImpairCmd(g),
 	)
 	return root
 }

@@ -103,26 +103,41 @@ func removeNetns(name string) error {
 	return nil
 }
 
+// SignalNetnsProcesses sends sig to every process whose network namespace
+// has the inode ino.
+func SignalNetnsProcesses(ino uint64, sig unix.Signal) error {
+	for _, pid := range netnsProcesses(ino) {
+		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("signal process %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+// netnsProcesses lists the live processes in the namespace with inode ino,
+// this one excepted.
+func netnsProcesses(ino uint64) []int {
+	self := os.Getpid()
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) == nil && st.Ino == ino && !isZombie(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // KillNetnsProcesses kills every process whose network namespace has the
 // inode ino, and waits until they are gone. Only processes inside one of
 // the lab's own namespaces are ever matched.
 func KillNetnsProcesses(ino uint64) error {
-	self := os.Getpid()
-	find := func() []int {
-		var pids []int
-		ents, _ := os.ReadDir("/proc")
-		for _, e := range ents {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil || pid == self {
-				continue
-			}
-			var st unix.Stat_t
-			if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) == nil && st.Ino == ino && !isZombie(pid) {
-				pids = append(pids, pid)
-			}
-		}
-		return pids
-	}
+	find := func() []int { return netnsProcesses(ino) }
 	pids := find()
 	for _, pid := range pids {
 		_ = unix.Kill(pid, unix.SIGKILL)

@@ -33,6 +33,8 @@ func (s *Supervisor) routes() http.Handler {
 	mux.HandleFunc("GET /v1/nodes/{node}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/nodes/{node}/kill", s.handleKill)
 	mux.HandleFunc("POST /v1/nodes/{node}/revive", s.handleRevive)
+	mux.HandleFunc("POST /v1/links/{a}/{b}", s.handleLink)
+	mux.HandleFunc("POST /v1/links/{a}/{b}/impair", s.handleImpair)
 	mux.HandleFunc("POST /v1/down", s.handleDown)
 	return s.auth(mux)
 }
@@ -81,10 +83,13 @@ func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		st.Nodes[i] = ns
 		s.mu.Lock()
-		killed := s.killed[n.Name]
+		killed, frozen := s.killed[n.Name], s.frozen[n.Name]
 		s.mu.Unlock()
 		if killed {
 			st.Nodes[i].Agent = control.AgentStatus{State: "killed"}
+			if frozen {
+				st.Nodes[i].Agent.State = "frozen"
+			}
 			continue
 		}
 		wg.Add(1)

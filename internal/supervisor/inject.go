@@ -25,8 +25,11 @@ func (s *Supervisor) event(nodeName, kind, msg string) {
 
 // kill crashes a node: every process in its network namespace (the agent,
 // its BGP speaker, HAProxy, commands run there) dies at once with SIGKILL,
-// while its links stay up, so peers see their TCP sessions close.
-func (s *Supervisor) kill(name string) error {
+// while its links stay up, so peers see their TCP sessions close. With
+// freeze, the processes are stopped instead (SIGSTOP) and every packet to
+// or from the node is dropped: a silent failure that peers only notice
+// through hold timers and health checks.
+func (s *Supervisor) kill(name string, freeze bool) error {
 	s.mu.Lock()
 	if s.killed[name] {
 		s.mu.Unlock()
@@ -37,7 +40,12 @@ func (s *Supervisor) kill(name string) error {
 	s.mu.Unlock()
 	// The event first: what reacts to the crash must come after it in the
 	// log.
-	s.event(name, "inject", "kill: every process of the node killed, links up")
+	if freeze {
+		s.frozen[name] = true
+		s.event(name, "inject", "freeze: processes stopped, every packet to and from the node dropped")
+	} else {
+		s.event(name, "inject", "kill: every process of the node killed, links up")
+	}
 	ns, err := netns.GetFromName(fabric.NodeNetns(s.cfg.Name, name))
 	if err != nil {
 		return fmt.Errorf("open netns of %s: %w", name, err)
@@ -46,6 +54,12 @@ func (s *Supervisor) kill(name string) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(ns), &st); err != nil {
 		return fmt.Errorf("stat netns of %s: %w", name, err)
+	}
+	if freeze {
+		if err := fabric.Impair(s.plan.NodeEnds(name), fabric.Impairment{Loss: 100}); err != nil {
+			return fmt.Errorf("freeze %s: %w", name, err)
+		}
+		return journal.SignalNetnsProcesses(st.Ino, unix.SIGSTOP)
 	}
 	if err := journal.KillNetnsProcesses(st.Ino); err != nil {
 		return fmt.Errorf("kill %s: %w", name, err)
@@ -64,14 +78,42 @@ func (s *Supervisor) revive(ctx context.Context, name string) error {
 	if !killed {
 		return fmt.Errorf("%s is not killed", name)
 	}
-	n, _ := s.topo.Node(name)
-	if err := s.startAgent(ctx, n); err != nil {
-		return fmt.Errorf("revive %s: %w", name, err)
+	s.mu.Lock()
+	frozen := s.frozen[name]
+	s.mu.Unlock()
+	if frozen {
+		// Thaw: the same processes go on, the packets flow again.
+		if err := fabric.Impair(s.plan.NodeEnds(name), fabric.Impairment{}); err != nil {
+			return fmt.Errorf("thaw %s: %w", name, err)
+		}
+		ns, err := netns.GetFromName(fabric.NodeNetns(s.cfg.Name, name))
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(int(ns), &st)
+		ns.Close()
+		if err == nil {
+			err = journal.SignalNetnsProcesses(st.Ino, unix.SIGCONT)
+		}
+		if err != nil {
+			return fmt.Errorf("thaw %s: %w", name, err)
+		}
+	} else {
+		n, _ := s.topo.Node(name)
+		if err := s.startAgent(ctx, n); err != nil {
+			return fmt.Errorf("revive %s: %w", name, err)
+		}
 	}
 	s.mu.Lock()
 	delete(s.killed, name)
+	delete(s.frozen, name)
 	s.mu.Unlock()
-	s.event(name, "inject", "revive: agent restarted")
+	if frozen {
+		s.event(name, "inject", "revive: processes continued, packets flow again")
+	} else {
+		s.event(name, "inject", "revive: agent restarted")
+	}
 	return nil
 }
 
@@ -80,7 +122,7 @@ func (s *Supervisor) handleKill(w http.ResponseWriter, r *http.Request) {
 	if !s.knownNode(w, name) {
 		return
 	}
-	if err := s.kill(name); err != nil {
+	if err := s.kill(name, r.URL.Query().Get("freeze") != ""); err != nil {
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	}
@@ -99,4 +141,68 @@ func (s *Supervisor) handleRevive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]string{"revived": name})
+}
+
+// handleLink sets a link down or up: both ends of the veth carrying node
+// a's link b (a segment it joins, or a node it is linked to).
+func (s *Supervisor) handleLink(w http.ResponseWriter, r *http.Request) {
+	a, b := r.PathValue("a"), r.PathValue("b")
+	if !s.knownNode(w, a) {
+		return
+	}
+	ends, err := s.plan.LinkEnds(a, b)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	q := r.URL.Query()
+	switch q.Get("state") {
+	case "up", "down":
+	default:
+		http.Error(w, fmt.Sprintf("state %q: want up or down", q.Get("state")), http.StatusBadRequest)
+		return
+	}
+	up := q.Get("state") == "up"
+	s.event(a, "inject", fmt.Sprintf("link %s %s", b, q.Get("state")))
+	if err := fabric.SetUp(ends, up); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, map[string]any{"link": a + " " + b, "up": up})
+}
+
+// handleImpair puts delay, jitter and loss on both ends of a link; all zero
+// removes them.
+func (s *Supervisor) handleImpair(w http.ResponseWriter, r *http.Request) {
+	a, b := r.PathValue("a"), r.PathValue("b")
+	if !s.knownNode(w, a) {
+		return
+	}
+	ends, err := s.plan.LinkEnds(a, b)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	q := r.URL.Query()
+	var im fabric.Impairment
+	for key, d := range map[string]*time.Duration{"delay": &im.Delay, "jitter": &im.Jitter} {
+		if v := q.Get(key); v != "" {
+			if *d, err = time.ParseDuration(v); err != nil || *d < 0 {
+				http.Error(w, fmt.Sprintf("%s %q: want a duration such as 20ms", key, v), http.StatusBadRequest)
+				return
+			}
+		}
+	}
+	if v := q.Get("loss"); v != "" {
+		if _, err := fmt.Sscanf(v, "%g", &im.Loss); err != nil || im.Loss < 0 || im.Loss > 100 {
+			http.Error(w, fmt.Sprintf("loss %q: want a percentage from 0 to 100", v), http.StatusBadRequest)
+			return
+		}
+	}
+	s.event(a, "inject", fmt.Sprintf("impair link %s: delay %s jitter %s loss %g%%", b, im.Delay, im.Jitter, im.Loss))
+	if err := fabric.Impair(ends, im); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, map[string]any{"link": a + " " + b, "impairment": im})
 }

@@ -56,6 +56,7 @@ type Supervisor struct {
 	cfg     Config
 	log     *slog.Logger
 	topo    *topology.Topology
+	plan    *fabric.Plan
 	jr      *journal.Journal
 	started time.Time
 	upTime  time.Duration
@@ -65,6 +66,7 @@ type Supervisor struct {
 	agents map[string]*agentProc
 	events []control.Event // the supervisor's own: injections, lifecycle
 	killed map[string]bool // nodes crashed by lab kill
+	frozen map[string]bool // nodes frozen by lab kill --freeze
 
 	lifelineW *os.File
 	lifelineR *os.File
@@ -79,7 +81,7 @@ type Supervisor struct {
 // for `down`, then takes the lab down. A build failure is rolled back and
 // returned.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	s := &Supervisor{cfg: cfg, log: log, started: time.Now(), phase: "building", agents: map[string]*agentProc{}, killed: map[string]bool{}, done: make(chan struct{})}
+	s := &Supervisor{cfg: cfg, log: log, started: time.Now(), phase: "building", agents: map[string]*agentProc{}, killed: map[string]bool{}, frozen: map[string]bool{}, done: make(chan struct{})}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "nodes"), 0o700); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
@@ -136,6 +138,7 @@ func (s *Supervisor) build(ctx context.Context) error {
 	s.topo = t
 	s.log.Info("progress", "step", "topology", "nodes", len(t.Nodes), "segments", len(t.Segments), "mode", string(s.cfg.Mode))
 	plan := fabric.NewPlan(t, s.cfg.Name)
+	s.plan = plan
 	if err := fabric.Apply(ctx, plan, s.jr, s.log); err != nil {
 		return fmt.Errorf("build fabric: %w", err)
 	}
