@@ -73,9 +73,7 @@ func sourceRange(prefix string, from, to int) []string {
 // 50 source addresses reach every LB7 and every backend, and the answers
 // bypass the LB4s (direct return: IPVS counts no outgoing packets).
 func TestE2EDataPath(t *testing.T) {
-	requireE2E(t)
 	const name = "e2e-datapath"
-	_ = lab.Down(context.Background(), name, nil)
 	l := up(t, "../topologies/minimal.yaml", name)
 
 	// lab curl's default: the first VIP, answered with a backend's name.
@@ -180,9 +178,7 @@ func waitStatus(t *testing.T, l *lab.Lab, d time.Duration, what string, cond fun
 // ECMP route loses it), and agent-check "down" on an LB7 fails its
 // /healthcheck so that every LB4 gives it weight 0; both come back.
 func TestE2EMaintenance(t *testing.T) {
-	requireE2E(t)
 	const name = "e2e-maint"
-	_ = lab.Down(context.Background(), name, nil)
 	l := up(t, "../topologies/minimal.yaml", name)
 	ctx := context.Background()
 	vip := "198.51.100.1/32"
@@ -238,9 +234,7 @@ func TestE2EMaintenance(t *testing.T) {
 // drops it at once (its BGP sessions close), requests keep being served by
 // the other LB4, and lab revive brings it back into the route.
 func TestE2EKillRevive(t *testing.T) {
-	requireE2E(t)
 	const name = "e2e-kill"
-	_ = lab.Down(context.Background(), name, nil)
 	l := up(t, "../topologies/minimal.yaml", name)
 	ctx := context.Background()
 	hops := func(st *control.Status) int {
@@ -293,9 +287,7 @@ func TestE2EKillRevive(t *testing.T) {
 // TestE2ELinks checks lab impair (netem delay both ways, then removed)
 // and lab link (down: no traffic on that leg; up: back).
 func TestE2ELinks(t *testing.T) {
-	requireE2E(t)
 	const name = "e2e-links"
-	_ = lab.Down(context.Background(), name, nil)
 	l := up(t, "../topologies/minimal.yaml", name)
 	ctx := context.Background()
 	rtt := func() (time.Duration, bool) {
@@ -343,9 +335,7 @@ func TestE2ELinks(t *testing.T) {
 // to its four VIPs (two Maglev, two source hashing) from 20 of its 200
 // client addresses.
 func TestE2EReference(t *testing.T) {
-	requireE2E(t)
 	const name = "e2e-reference"
-	_ = lab.Down(context.Background(), name, nil)
 	l := up(t, "../topologies/reference.yaml", name)
 	st := status(t, l)
 	if len(st.Nodes) != 37 {
