@@ -30,11 +30,11 @@ test-e2e: deps ## end-to-end tests only
 demo: deps build ## bring up topologies/minimal.yaml and show traffic through it
 	./$(BIN) down minimal
 	./$(BIN) up topologies/minimal.yaml
-	./$(BIN) status
+	./$(BIN) --name minimal status
 	@echo "--- six requests to the VIP from six client addresses: which LB7 and backend answered"
-	@for i in 1 2 3 4 5 6; do printf "203.0.113.$$i -> "; ./$(BIN) curl -i --from client1 --source 203.0.113.$$i | \
+	@for i in 1 2 3 4 5 6; do printf "203.0.113.$$i -> "; ./$(BIN) --name minimal curl -i --from client1 --source 203.0.113.$$i | \
 		grep -E '^X-Lab-(Lb7|Server):' | paste -sd' '; done
-	@echo "the lab stays up: try '$(BIN) exec r1 -- ip route' or '$(BIN) exec lb4-1 -- ipvsadm -Ln', then '$(BIN) down'"
+	@echo "the lab stays up: try '$(BIN) exec r1 -- ip route' or '$(BIN) exec lb4-1 -- ipvsadm -Ln', then '$(BIN) down minimal'"
 
 bench: deps ## print the figures: bring-up times, request rates (one run each)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 40m ./lab/ ./internal/traffic/
