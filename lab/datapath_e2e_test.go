@@ -98,7 +98,19 @@ func TestE2EDataPath(t *testing.T) {
 		}
 	}
 
-	st := status(t, l)
+	// IPVS adds its per-CPU packet counters up on its estimator's tick
+	// (every 2 s): wait until the requests above show on the LB4s.
+	var st *control.Status
+	waitStatus(t, l, 15*time.Second, "IPVS counters updated", func(s *control.Status) bool {
+		st = s
+		var in uint32
+		for _, lb4 := range []string{"lb4-1", "lb4-2"} {
+			for _, svc := range tier[node.LB4Status](t, s, lb4).Services {
+				in += svc.Stats.PacketsIn
+			}
+		}
+		return in > 0
+	})
 	// Tier 1: one route per VIP, one next hop per LB4, in the kernel.
 	rs := tier[node.RouterStatus](t, st, "r1")
 	want := []netip.Addr{netip.MustParseAddr("192.0.2.130"), netip.MustParseAddr("192.0.2.131")}

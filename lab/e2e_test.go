@@ -138,10 +138,13 @@ func up(t *testing.T, topo, name string) *lab.Lab {
 	t.Helper()
 	requireE2E(t)
 	_ = lab.Down(context.Background(), name, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Generous: the 37-node lab takes two minutes in the one-CPU VM on a
+	// quiet machine, and CI machines are not always quiet.
+	const timeout = 12 * time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.Up(ctx, topo, lab.Options{Name: name, Progress: func(p lab.Progress) {
+	l, err := lab.Up(ctx, topo, lab.Options{Name: name, Timeout: timeout, Progress: func(p lab.Progress) {
 		t.Logf("%6.2fs %s %v", p.Elapsed.Seconds(), p.Step, p.Attrs)
 	}})
 	if err != nil {

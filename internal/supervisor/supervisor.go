@@ -208,7 +208,7 @@ func listen(ep control.Endpoint) (net.Listener, error) {
 
 // convergeTimeout bounds how long up waits for BGP, ECMP and health checks
 // to settle.
-const convergeTimeout = 3 * time.Minute
+const convergeTimeout = 6 * time.Minute
 
 // waitConverged waits until every agent says its tier is ready: BGP
 // sessions up, one ECMP next hop per LB4 on the routers, every LB7
