@@ -41,27 +41,6 @@ func diff(t *testing.T, what string, got, want any, opts ...cmp.Option) {
 	}
 }
 
-// eventually polls cond until it returns nil or timeout passes, then
-// fails the test with the last error.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		select {
-		case <-deadline.C:
-			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-		case <-tick.C:
-		}
-	}
-}
-
 // testLogger logs to the test output.
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lab-lb/lab/internal/testenv"
 	"net"
 	"net/http"
 	"net/netip"
@@ -196,7 +197,7 @@ func TestProcessLoopback(t *testing.T) {
 		run  func(t *testing.T)
 	}{
 		{"healthcheck answers 200", func(t *testing.T) {
-			eventually(t, deadline, "healthcheck 200", healthIs(http.StatusOK))
+			testenv.Eventually(t, deadline, "healthcheck 200", healthIs(http.StatusOK))
 		}},
 		{"both backends answer on the VIP", func(t *testing.T) {
 			diff(t, "answers", answers(t, 4), map[string]int{"s1": 2, "s2": 2})
@@ -211,7 +212,7 @@ func TestProcessLoopback(t *testing.T) {
 			}
 		}},
 		{"runtime shows every server up", func(t *testing.T) {
-			eventually(t, deadline, "servers up with agents", func() error {
+			testenv.Eventually(t, deadline, "servers up with agents", func() error {
 				got, err := serverStates(rt, BackendServers)
 				if err != nil {
 					return err
@@ -234,7 +235,7 @@ func TestProcessLoopback(t *testing.T) {
 		}},
 		{"enabler down fails the healthcheck", func(t *testing.T) {
 			enabler.set("down")
-			eventually(t, deadline, "healthcheck 503", healthIs(http.StatusServiceUnavailable))
+			testenv.Eventually(t, deadline, "healthcheck 503", healthIs(http.StatusServiceUnavailable))
 			got, err := serverStates(rt, BackendEnabler)
 			if err != nil {
 				t.Fatal(err)
@@ -249,11 +250,11 @@ func TestProcessLoopback(t *testing.T) {
 		}},
 		{"enabler up restores the healthcheck", func(t *testing.T) {
 			enabler.set("up")
-			eventually(t, deadline, "healthcheck 200", healthIs(http.StatusOK))
+			testenv.Eventually(t, deadline, "healthcheck 200", healthIs(http.StatusOK))
 		}},
 		{"agent drain drains a server", func(t *testing.T) {
 			backends[0].agent.set("drain")
-			eventually(t, deadline, "s1 drained", func() error {
+			testenv.Eventually(t, deadline, "s1 drained", func() error {
 				got, err := serverStates(rt, BackendServers)
 				if err != nil {
 					return err
@@ -267,7 +268,7 @@ func TestProcessLoopback(t *testing.T) {
 		}},
 		{"agent ready restores the server", func(t *testing.T) {
 			backends[0].agent.set("ready")
-			eventually(t, deadline, "s1 ready", func() error {
+			testenv.Eventually(t, deadline, "s1 ready", func() error {
 				got, err := serverStates(rt, BackendServers)
 				if err != nil {
 					return err
@@ -282,11 +283,11 @@ func TestProcessLoopback(t *testing.T) {
 			for _, b := range backends {
 				b.agent.set("down")
 			}
-			eventually(t, deadline, "healthcheck 503", healthIs(http.StatusServiceUnavailable))
+			testenv.Eventually(t, deadline, "healthcheck 503", healthIs(http.StatusServiceUnavailable))
 			for _, b := range backends {
 				b.agent.set("up")
 			}
-			eventually(t, deadline, "healthcheck 200", healthIs(http.StatusOK))
+			testenv.Eventually(t, deadline, "healthcheck 200", healthIs(http.StatusOK))
 		}},
 		{"reload keeps an in-flight request", func(t *testing.T) {
 			type result struct {
@@ -324,7 +325,7 @@ func TestProcessLoopback(t *testing.T) {
 			if r.err != nil || r.code != http.StatusOK || r.body != slow.name+" slow" {
 				t.Errorf("slow request across reload = %d %q %v, want 200 %q", r.code, r.body, r.err, slow.name+" slow")
 			}
-			eventually(t, deadline, "healthcheck 200 after reload", healthIs(http.StatusOK))
+			testenv.Eventually(t, deadline, "healthcheck 200 after reload", healthIs(http.StatusOK))
 
 		}},
 		{"reload of a broken configuration fails and keeps serving", func(t *testing.T) {
@@ -336,7 +337,7 @@ func TestProcessLoopback(t *testing.T) {
 			if err := p.Reload(); !errors.Is(err, ErrCheck) {
 				t.Errorf("Reload() error = %v, want ErrCheck", err)
 			}
-			eventually(t, deadline, "healthcheck 200", healthIs(http.StatusOK))
+			testenv.Eventually(t, deadline, "healthcheck 200", healthIs(http.StatusOK))
 		}},
 		{"stop leaves no process", func(t *testing.T) {
 			pid := p.PID()

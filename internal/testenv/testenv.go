@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 )
 
 // RequireVar is the environment variable that turns skips into failures.
@@ -44,4 +45,26 @@ func RequireBinary(t testing.TB, name string) string {
 		SkipOrFail(t, "no %s binary: %v", name, err)
 	}
 	return path
+}
+
+// Eventually polls cond until it returns nil, or fails t with cond's last
+// error once timeout has passed: tests wait on conditions, never on fixed
+// sleeps.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+		case <-tick.C:
+		}
+	}
 }

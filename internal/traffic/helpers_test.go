@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lab-lb/lab/internal/testenv"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,27 +27,6 @@ func diff(t *testing.T, what string, got, want any, opts ...cmp.Option) {
 
 // addrs makes go-cmp compare netip values with ==.
 var addrs = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})
-
-// eventually polls cond until it returns nil or timeout passes, then fails
-// the test with the last error.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		select {
-		case <-deadline.C:
-			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-		case <-tick.C:
-		}
-	}
-}
 
 // testLogger logs to the test output.
 func testLogger(t testing.TB) *slog.Logger {
@@ -129,7 +109,7 @@ func startRun(t *testing.T, cfg Config) *Run {
 // waitFinished waits until n connections of r have finished.
 func waitFinished(t *testing.T, r *Run, n int, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, "connections finished", func() error {
+	testenv.Eventually(t, timeout, "connections finished", func() error {
 		if p := r.Snapshot(); p.OK+p.Broken < n {
 			return fmt.Errorf("%d finished, want %d", p.OK+p.Broken, n)
 		}

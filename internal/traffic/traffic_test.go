@@ -3,6 +3,7 @@ package traffic
 import (
 	"context"
 	"fmt"
+	"github.com/lab-lb/lab/internal/testenv"
 	"net"
 	"net/http"
 	"net/netip"
@@ -323,7 +324,7 @@ func TestStopIsNotBreakage(t *testing.T) {
 				t.Fatalf("start: %v", err)
 			}
 			t.Cleanup(func() { r.Stop() })
-			eventually(t, 10*time.Second, "4 connections reading", func() error {
+			testenv.Eventually(t, 10*time.Second, "4 connections reading", func() error {
 				if p := r.Snapshot(); p.Active != 4 || p.Started != 4 {
 					return fmt.Errorf("%+v", p)
 				}
@@ -332,7 +333,7 @@ func TestStopIsNotBreakage(t *testing.T) {
 			began := time.Now()
 			if how == "context" {
 				cancel()
-				eventually(t, 5*time.Second, "connections cut", func() error {
+				testenv.Eventually(t, 5*time.Second, "connections cut", func() error {
 					if p := r.Snapshot(); p.Active != 0 {
 						return fmt.Errorf("%d active", p.Active)
 					}
