@@ -107,6 +107,7 @@ func (l *lb4) Start(ctx context.Context) error {
 	}
 	go l.checker.Run(ctx, targets)
 	go l.watchDisable(ctx)
+	go l.a.watchPeers(ctx, l.speaker)
 	go func() { <-ctx.Done(); l.speaker.Stop(); l.table.Close() }()
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lab-lb/lab/internal/bgp"
 	"github.com/lab-lb/lab/internal/topology"
@@ -97,6 +98,7 @@ func (r *router) Start(ctx context.Context) error {
 			r.a.log.Error("watch bgp", "err", err)
 		}
 	}()
+	go r.a.watchPeers(ctx, r.speaker)
 	go func() { <-ctx.Done(); r.speaker.Stop() }()
 	return nil
 }
@@ -158,6 +160,7 @@ func (r *reflector) Start(ctx context.Context) error {
 	if err := r.speaker.Start(ctx); err != nil {
 		return fmt.Errorf("start bgp: %w", err)
 	}
+	go r.a.watchPeers(ctx, r.speaker)
 	go func() { <-ctx.Done(); r.speaker.Stop() }()
 	return nil
 }
@@ -203,4 +206,30 @@ func (r *router) Summary() string {
 
 func (r *reflector) Summary() string {
 	return peersUp(r.Status().(RouterStatus).Peers)
+}
+
+// watchPeers records every BGP session state change of sp in the node's
+// event log (polled twice a second: cheap, and within the resolution the
+// lab's timings need).
+func (a *agent) watchPeers(ctx context.Context, sp *bgp.Speaker) {
+	last := map[netip.Addr]string{}
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		peers, err := sp.Peers(ctx)
+		if err != nil {
+			continue
+		}
+		for _, p := range peers {
+			if old, seen := last[p.Address]; p.State != old && (seen || p.State == "established") {
+				a.event("bgp", fmt.Sprintf("session with %s %s", p.Address, p.State))
+			}
+			last[p.Address] = p.State
+		}
+	}
 }
