@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/haproxy"
 	"github.com/lab-lb/lab/internal/journal"
@@ -274,7 +276,13 @@ func freeManagementIndex(self string) (int, error) {
 		}
 	}
 	for i := 1; i < 255; i++ {
-		if !used[fmt.Sprintf("lab-tap%d", i)] {
+		tap := fmt.Sprintf("lab-tap%d", i)
+		// A TAP may outlive its lab's state (a host crash, someone else's
+		// link): never reuse a name that exists.
+		if _, err := netlink.LinkByName(tap); err == nil {
+			continue
+		}
+		if !used[tap] {
 			return i, nil
 		}
 	}
