@@ -67,7 +67,6 @@ const (
 	hostJournalName = "host-journal"
 	logName         = "supervisor.log" // native: the supervisor's log; vm: the VM console
 	tokenName       = "token"
-	configsDir      = "configs" // generated configurations, per node
 	guestPort       = 7070
 )
 
@@ -201,7 +200,7 @@ func startNative(in *Info, dir, exe string, hj *journal.Journal) error {
 	defer logf.Close()
 	cmd := exec.Command(exe, argSupervise, "--name", in.Name, "--topology", in.Topology,
 		"--dir", dir, "--listen", string(in.Endpoint), "--mode", string(in.Mode),
-		"--configs", filepath.Join(dir, configsDir))
+		"--configs", filepath.Join(dir, supervisor.ConfigsDir))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -212,14 +211,11 @@ func startNative(in *Info, dir, exe string, hj *journal.Journal) error {
 }
 
 func recordProcess(in *Info, hj *journal.Journal, pid int) error {
-	if err := hj.AddProcess(pid); err != nil {
-		return err
-	}
-	recs, err := journal.Read(hj.Path())
+	r, err := hj.AddProcess(pid)
 	if err != nil {
 		return err
 	}
-	in.PID, in.Start = pid, recs[len(recs)-1].Start
+	in.PID, in.Start = r.PID, r.Start
 	return nil
 }
 
@@ -383,7 +379,7 @@ func attrs(rec map[string]any) map[string]any {
 // VM the same work costs seconds of its one CPU per LB7. The lab (the
 // supervisor, natively or in the VM) reads them from dir/configs.
 func generateConfigs(t *topology.Topology, name, dir string) error {
-	out := filepath.Join(dir, configsDir)
+	out := filepath.Join(dir, supervisor.ConfigsDir)
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}

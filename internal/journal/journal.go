@@ -101,13 +101,15 @@ func (j *Journal) Add(r Record) error {
 	return nil
 }
 
-// AddProcess records a running process by pid and start time.
-func (j *Journal) AddProcess(pid int) error {
+// AddProcess records a running process by pid and start time, and
+// returns the record.
+func (j *Journal) AddProcess(pid int) (Record, error) {
 	start, err := processStart(pid)
 	if err != nil {
-		return err
+		return Record{}, err
 	}
-	return j.Add(Record{Kind: KindProcess, PID: pid, Start: start})
+	r := Record{Kind: KindProcess, PID: pid, Start: start}
+	return r, j.Add(r)
 }
 
 // Close closes the file; the records stay.

@@ -41,7 +41,7 @@ func TestUndoInReverse(t *testing.T) {
 	for _, add := range []func() error{
 		func() error { return j.Add(Record{Kind: KindEmptyDir, Path: shared}) },
 		func() error { return j.Add(Record{Kind: KindDir, Path: outer}) },
-		func() error { return j.AddProcess(cmd.Process.Pid) },
+		func() error { _, err := j.AddProcess(cmd.Process.Pid); return err },
 		func() error { return j.Add(Record{Kind: KindDir, Path: inner}) },
 	} {
 		if err := add(); err != nil {

@@ -97,7 +97,7 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 	if err != nil {
 		return fmt.Errorf("start agent of %s: %w", n.Name, err)
 	}
-	if err := s.jr.AddProcess(cmd.Process.Pid); err != nil {
+	if _, err := s.jr.AddProcess(cmd.Process.Pid); err != nil {
 		_ = cmd.Process.Kill()
 		return err
 	}

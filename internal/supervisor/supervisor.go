@@ -45,6 +45,10 @@ type Config struct {
 	Configs string
 }
 
+// ConfigsDir is the directory, in a lab's state directory on the host,
+// where `lab up` writes the configurations it generates (per LB7).
+const ConfigsDir = "configs"
+
 // Messages the supervisor logs that `lab up` waits for.
 const (
 	MsgReady  = "lab ready"

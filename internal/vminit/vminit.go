@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/supervisor"
 	"github.com/lab-lb/lab/internal/vm"
 )
 
@@ -84,7 +85,7 @@ func run(log *slog.Logger) error {
 	}
 	cmd := exec.Command(exe, "_supervise", "--name", name, "--topology", os.Getenv("LAB_TOPOLOGY"),
 		"--dir", dir, "--listen", os.Getenv("LAB_LISTEN"), "--mode", string(control.ModeVM), "--token-file", tokenFile,
-		"--configs", filepath.Join(HostDir, "configs"))
+		"--configs", filepath.Join(HostDir, supervisor.ConfigsDir))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start supervisor: %w", err)
