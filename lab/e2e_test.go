@@ -156,6 +156,23 @@ func up(t *testing.T, topo, name string) *lab.Lab {
 			t.Errorf("down: %v", err)
 		}
 	})
+	// Runs before the lab goes down: a failed test shows the lab's event
+	// log (health transitions, IPVS and route changes, injections).
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		evs, err := l.Events(ctx)
+		if err != nil {
+			t.Logf("events: %v", err)
+			return
+		}
+		for _, e := range evs {
+			t.Logf("event %s %-8s %-12s %s", e.Time.Format("15:04:05.000"), e.Node, e.Kind, e.Msg)
+		}
+	})
 	return l
 }
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,8 +50,12 @@ type Checker struct {
 	onChange func(State)
 	dialer   net.Dialer
 
-	mu     sync.Mutex
-	states map[string]*tracked
+	mu      sync.Mutex
+	states  map[string]*tracked
+	ctx     context.Context               // Run's, nil before Run
+	want    []Target                      // the latest targets given
+	running map[string]context.CancelFunc // a checking goroutine per target
+	wg      sync.WaitGroup
 }
 
 type tracked struct {
@@ -61,25 +66,61 @@ type tracked struct {
 // New returns a checker calling onChange (from its own goroutines, one at
 // a time) whenever a target turns healthy or unhealthy.
 func New(cfg Config, log *slog.Logger, onChange func(State)) *Checker {
-	return &Checker{cfg: cfg, log: log, onChange: onChange, states: map[string]*tracked{}}
+	return &Checker{cfg: cfg, log: log, onChange: onChange, states: map[string]*tracked{}, running: map[string]context.CancelFunc{}}
 }
 
-// Run checks every target every Interval until ctx is done.
+// Run checks every target every Interval until ctx is done; Update
+// changes the targets meanwhile.
 func (c *Checker) Run(ctx context.Context, targets []Target) {
-	var wg sync.WaitGroup
-	for _, t := range targets {
+	c.mu.Lock()
+	c.ctx = ctx
+	if c.want == nil {
+		c.want = targets
+	}
+	c.syncLocked()
+	c.mu.Unlock()
+	<-ctx.Done()
+	c.wg.Wait()
+}
+
+// Update replaces the targets: new ones start unhealthy and are checked at
+// once, the ones left out are forgotten, the others keep their state.
+func (c *Checker) Update(targets []Target) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.want = slices.Clone(targets)
+	if c.want == nil {
+		c.want = []Target{}
+	}
+	if c.ctx != nil {
+		c.syncLocked()
+	}
+}
+
+// syncLocked starts and stops checking goroutines to match c.want.
+func (c *Checker) syncLocked() {
+	keep := map[string]bool{}
+	for _, t := range c.want {
+		keep[t.Name] = true
+		if _, ok := c.running[t.Name]; ok {
+			continue
+		}
 		t.host = t.Addr.String()
 		t.request = "GET " + t.Path + " HTTP/1.0\r\nHost: " + t.host + "\r\nUser-Agent: lab-health\r\n\r\n"
-		c.mu.Lock()
 		c.states[t.Name] = &tracked{State: State{Name: t.Name, Since: time.Now()}}
-		c.mu.Unlock()
-		wg.Add(1)
+		ctx, cancel := context.WithCancel(c.ctx)
+		c.running[t.Name] = cancel
+		c.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer c.wg.Done()
 			tick := time.NewTicker(c.cfg.Interval)
 			defer tick.Stop()
 			for {
-				c.record(t, c.check(ctx, t))
+				err := c.check(ctx, t)
+				if ctx.Err() != nil {
+					return
+				}
+				c.record(t, err)
 				select {
 				case <-ctx.Done():
 					return
@@ -88,7 +129,13 @@ func (c *Checker) Run(ctx context.Context, targets []Target) {
 			}
 		}()
 	}
-	wg.Wait()
+	for name, cancel := range c.running {
+		if !keep[name] {
+			cancel()
+			delete(c.running, name)
+			delete(c.states, name)
+		}
+	}
 }
 
 // check makes one HTTP/1.0 request by hand: a dial, one write, one read
@@ -127,7 +174,11 @@ func (c *Checker) check(ctx context.Context, t Target) error {
 // record counts a result and reports a change of state.
 func (c *Checker) record(t Target, err error) {
 	c.mu.Lock()
-	s := c.states[t.Name]
+	s, ok := c.states[t.Name]
+	if !ok { // removed by Update meanwhile
+		c.mu.Unlock()
+		return
+	}
 	changed := false
 	if err == nil {
 		s.ok, s.fail = s.ok+1, 0

@@ -90,3 +90,46 @@ func addrOf(t *testing.T, srv *httptest.Server) netip.AddrPort {
 	}
 	return ap
 }
+
+// TestUpdate adds a target to a running checker and removes another: the
+// new one turns healthy, the removed one leaves States.
+func TestUpdate(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	var mu sync.Mutex
+	healthy := map[string]bool{}
+	c := New(Config{Interval: 10 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}, slog.New(slog.DiscardHandler), func(s State) {
+		mu.Lock()
+		healthy[s.Name] = s.Healthy
+		mu.Unlock()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	a := Target{Name: "lb7-1", Addr: addrOf(t, srv), Path: "/"}
+	go func() { c.Run(ctx, []Target{a}); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitHealthy := func(name string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mu.Lock()
+			ok := healthy[name]
+			mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never turned healthy", name)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitHealthy("lb7-1")
+	b := Target{Name: "lb7-2", Addr: addrOf(t, srv), Path: "/"}
+	c.Update([]Target{b})
+	waitHealthy("lb7-2")
+	st := c.States()
+	if len(st) != 1 || st[0].Name != "lb7-2" {
+		t.Errorf("states %+v, want lb7-2 only", st)
+	}
+}
