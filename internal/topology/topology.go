@@ -212,11 +212,15 @@ func (t *Topology) NodesByRole(r Role) []*Node {
 	return nodes
 }
 
-// Load reads and resolves the topology file at path.
+// Load reads and resolves the topology file at path, or reads a resolved
+// topology written by Save (a .json file).
 func Load(path string) (*Topology, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load topology: %w", err)
+	}
+	if isResolved(path) {
+		return loadResolved(path, data)
 	}
 	return Parse(path, data)
 }
