@@ -246,10 +246,10 @@ func TestShippedDefaults(t *testing.T) {
 	}
 	common := Settings{
 		BGP:    BGPTimers{HoldTime: 3 * time.Second, Keepalive: time.Second, ConnectRetry: time.Second},
-		Health: Health{Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2},
+		Health: Health{Interval: 500 * time.Millisecond, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2},
 		HAProxy: HAProxy{
 			Maxconn: 4096, TimeoutConnect: 2 * time.Second, TimeoutClient: time.Minute, TimeoutServer: time.Minute,
-			CheckInterval: time.Second, Rise: 2, Fall: 2, AgentPort: 5555, AgentInterval: time.Second,
+			CheckInterval: time.Second, Rise: 2, Fall: 2, AgentPort: 5555, AgentInterval: 500 * time.Millisecond,
 		},
 	}
 	for _, tc := range cases {
