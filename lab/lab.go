@@ -33,6 +33,7 @@ import (
 	"github.com/lab-lb/lab/internal/fabric"
 	"github.com/lab-lb/lab/internal/journal"
 	"github.com/lab-lb/lab/internal/node"
+	"github.com/lab-lb/lab/internal/supervisor"
 	"github.com/lab-lb/lab/internal/topology"
 )
 
@@ -225,8 +226,13 @@ func (l *Lab) Events(ctx context.Context) ([]control.Event, error) {
 	return evs, err
 }
 
-// Topology loads the lab's topology file.
+// Topology loads the lab's topology: the file it was brought up with, or
+// the one saved by lab add or lab remove.
 func (l *Lab) Topology() (*topology.Topology, error) {
+	changed := filepath.Join(l.dir, supervisor.ConfigsDir, supervisor.TopologyFile)
+	if _, err := os.Stat(changed); err == nil {
+		return topology.Load(changed)
+	}
 	return topology.Load(l.Info.Topology)
 }
 
@@ -330,6 +336,20 @@ type Impairment = fabric.Impairment
 func (l *Lab) Impair(ctx context.Context, nodeName, other string, im Impairment) error {
 	q := neturl.Values{"delay": {im.Delay.String()}, "jitter": {im.Jitter.String()}, "loss": {fmt.Sprint(im.Loss)}}
 	return l.client.Post(ctx, "/v1/links/"+nodeName+"/"+other+"/impair?"+q.Encode(), nil)
+}
+
+// Add builds a new LB4 or LB7 named nodeName like the node like (same
+// segments, routes and settings; the next free addresses) and starts it;
+// every LB4 adds a new LB7 last in its IPVS services, so all keep the same
+// destination order, and routers or route reflectors peer with a new LB4.
+func (l *Lab) Add(ctx context.Context, nodeName, like string) error {
+	return l.client.Post(ctx, "/v1/nodes/"+nodeName+"/add?"+neturl.Values{"like": {like}}.Encode(), nil)
+}
+
+// Remove takes an LB4 or LB7 out of the lab: its processes, namespace and
+// links go, and the other nodes forget it.
+func (l *Lab) Remove(ctx context.Context, nodeName string) error {
+	return l.client.Post(ctx, "/v1/nodes/"+nodeName+"/remove", nil)
 }
 
 // Revive restarts a killed node's services, or thaws a frozen one.

@@ -207,3 +207,41 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(p netip.Prefix, nextHop
 	defer context.AfterFunc(s.ctx, cancel)()
 	return watchBest(ctx, srv, s.log, fn)
 }
+
+// SetNeighbors makes the speaker's neighbours ns: sessions with new ones
+// start, sessions with the ones left out close (lab add, lab remove).
+// Neighbours already there keep their sessions.
+func (s *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
+	srv, err := s.server()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	have := map[netip.Addr]bool{}
+	for _, n := range s.cfg.Neighbors {
+		have[n.Address] = true
+	}
+	want := map[netip.Addr]bool{}
+	for _, n := range ns {
+		want[n.Address] = true
+		if have[n.Address] {
+			continue
+		}
+		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(s.cfg, n)}); err != nil {
+			return fmt.Errorf("add bgp neighbor %s: %w", n.Address, err)
+		}
+		s.log.Info("bgp neighbor added", "neighbor", n.Address)
+	}
+	for _, n := range s.cfg.Neighbors {
+		if want[n.Address] {
+			continue
+		}
+		if err := srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: n.Address.String()}); err != nil {
+			return fmt.Errorf("delete bgp neighbor %s: %w", n.Address, err)
+		}
+		s.log.Info("bgp neighbor deleted", "neighbor", n.Address)
+	}
+	s.cfg.Neighbors = slices.Clone(ns)
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -131,5 +132,31 @@ func TestSpeakerStartInvalid(t *testing.T) {
 	s := New(Config{ASN: 65000}, slog.New(slog.DiscardHandler))
 	if err := s.Start(t.Context()); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("Start() = %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestSetNeighbors adds a neighbour to a running speaker and removes
+// another, as lab add and lab remove do on routers and reflectors.
+func TestSetNeighbors(t *testing.T) {
+	a, b, c := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.4")
+	s := New(Config{RouterID: netip.MustParseAddr("10.255.0.1"), ASN: 65000, Neighbors: []Neighbor{{Address: a}, {Address: b}}}, testLogger(t))
+	t.Cleanup(s.Stop)
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetNeighbors(t.Context(), []Neighbor{{Address: a}, {Address: c}}); err != nil {
+		t.Fatal(err)
+	}
+	peers, err := s.Peers(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []netip.Addr
+	for _, p := range peers {
+		got = append(got, p.Address)
+	}
+	slices.SortFunc(got, netip.Addr.Compare)
+	if !slices.Equal(got, []netip.Addr{a, c}) {
+		t.Errorf("peers %v, want %v and %v", got, a, c)
 	}
 }

@@ -102,3 +102,29 @@ func newReviveCmd(g *globals) *cobra.Command {
 		}),
 	}
 }
+
+func newAddCmd(g *globals) *cobra.Command {
+	var like string
+	c := &cobra.Command{
+		Use:   "add NODE --like MODEL",
+		Short: "Add an LB4 or LB7 to the running lab, made like an existing one (segments, routes, settings)",
+		Args:  cobra.ExactArgs(1),
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
+			return l.Add(cmd.Context(), args[0], like)
+		}),
+	}
+	c.Flags().StringVar(&like, "like", "", "existing lb4 or lb7 node to copy (required)")
+	_ = c.MarkFlagRequired("like")
+	return c
+}
+
+func newRemoveCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove NODE",
+		Short: "Remove an LB4 or LB7 from the running lab: its processes, namespace and links go",
+		Args:  cobra.ExactArgs(1),
+		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
+			return l.Remove(cmd.Context(), args[0])
+		}),
+	}
+}

@@ -32,6 +32,8 @@ func newRootCmd() *cobra.Command {
 		newUpCmd(g), newDownCmd(g), newStatusCmd(g), newListCmd(g),
 		newExecCmd(g), newLogsCmd(g), newCurlCmd(g), newEventsCmd(g),
 		newMaintCmd(g), newAgentCmd(g), newKillCmd(g), newReviveCmd(g), newLinkCmd(g), newImpairCmd(g),
+		newAddCmd(g), newRemoveCmd(g),
+		newLoadCmd(g),
 	)
 	return root
 }

@@ -38,8 +38,14 @@ func Apply(ctx context.Context, p *Plan, rec Recorder, log *slog.Logger) error {
 			return err
 		}
 	}
-	hs := make(map[string]*netlink.Handle, len(p.Namespaces))
-	nss := make(map[string]netns.NsHandle, len(p.Namespaces))
+	return build(ctx, p, rec, log)
+}
+
+// build creates the plan's namespaces, then its other objects, which may
+// also live in namespaces that exist already (a Diff plan).
+func build(ctx context.Context, p *Plan, rec Recorder, log *slog.Logger) error {
+	hs := map[string]*netlink.Handle{}
+	nss := map[string]netns.NsHandle{}
 	defer func() {
 		for _, h := range hs {
 			h.Close()
@@ -48,6 +54,15 @@ func Apply(ctx context.Context, p *Plan, rec Recorder, log *slog.Logger) error {
 			ns.Close()
 		}
 	}()
+	open := func(name string, ns netns.NsHandle) error {
+		nss[name] = ns
+		h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("open netlink in %s: %w", name, err)
+		}
+		hs[name] = h
+		return nil
+	}
 	for _, name := range p.Namespaces {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -59,14 +74,20 @@ func Apply(ctx context.Context, p *Plan, rec Recorder, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		nss[name] = ns
-		h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-		if err != nil {
-			return fmt.Errorf("open netlink in %s: %w", name, err)
+		if err := open(name, ns); err != nil {
+			return err
 		}
-		hs[name] = h
-		if err := setUp(h, "lo"); err != nil {
+		if err := setUp(hs[name], "lo"); err != nil {
 			return fmt.Errorf("set lo up in %s: %w", name, err)
+		}
+	}
+	for _, name := range p.existing() {
+		ns, err := netns.GetFromName(name)
+		if err != nil {
+			return fmt.Errorf("open netns %s: %w", name, err)
+		}
+		if err := open(name, ns); err != nil {
+			return err
 		}
 	}
 	log.Info("progress", "step", "namespaces", "count", len(p.Namespaces))

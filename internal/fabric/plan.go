@@ -15,6 +15,7 @@ package fabric
 
 import (
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"net/netip"
 	"slices"
@@ -96,7 +97,6 @@ func NewPlan(t *topology.Topology, lab string) *Plan {
 		p.Bridges = append(p.Bridges, Bridge{NS: brNS, Name: s.Name, MTU: s.MTU})
 		mtu[s.Name] = s.MTU
 	}
-	port := 0
 	for _, n := range t.Nodes {
 		ns := NodeNetns(lab, n.Name)
 		p.Namespaces = append(p.Namespaces, ns)
@@ -121,10 +121,9 @@ func NewPlan(t *topology.Topology, lab string) *Plan {
 		}
 		for _, ifc := range n.Interfaces {
 			if ifc.Segment != "" {
-				port++
 				p.Veths = append(p.Veths, Veth{
 					NS: ns, Name: ifc.Name,
-					PeerNS: brNS, PeerName: fmt.Sprintf("p%d", port),
+					PeerNS: brNS, PeerName: portName(n.Name, ifc.Name),
 					Master: ifc.Segment,
 					Alias:  n.Name + ":" + ifc.Name,
 					MTU:    mtu[ifc.Segment],
@@ -197,4 +196,14 @@ func (p *Plan) String() string {
 		fmt.Fprintf(&b, "sysctl  %s %s=%s\n", s.NS, s.Key, s.Value)
 	}
 	return b.String()
+}
+
+// portName names a node's port on a bridge after the node and interface,
+// hashed to fit the 15 characters of an interface name: the name stays the
+// same when other nodes come and go (lab add, lab remove). The alias holds
+// the readable form.
+func portName(node, ifc string) string {
+	h := fnv.New32a()
+	h.Write([]byte(node + ":" + ifc))
+	return fmt.Sprintf("p%08x", h.Sum32())
 }

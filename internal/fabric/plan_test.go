@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -73,5 +74,82 @@ func TestPlanShape(t *testing.T) {
 		if len(r.Via) == 0 {
 			t.Errorf("route %+v has no next hop", r)
 		}
+	}
+}
+
+// TestPortNamesUnique: bridge port names are hashes, so check the
+// reference lab's are distinct.
+func TestPortNamesUnique(t *testing.T) {
+	top, err := topology.Load("../../topologies/reference.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	for _, v := range NewPlan(top, "x").Veths {
+		if v.Master == "" {
+			continue
+		}
+		if other, ok := seen[v.PeerName]; ok {
+			t.Errorf("port %s serves %s and %s", v.PeerName, other, v.Alias)
+		}
+		seen[v.PeerName] = v.Alias
+	}
+}
+
+// TestDiff adds an LB7 and an LB4 to the minimal lab and removes them:
+// only the new node's objects and the tunnels between them are built,
+// and only those are torn down.
+func TestDiff(t *testing.T) {
+	top, err := topology.Load("../../topologies/minimal.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withLB7, err := top.WithNodeLike("lb7-3", "lb7-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withBoth, err := withLB7.WithNodeLike("lb4-3", "lb4-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0, p1, p2 := NewPlan(top, "m"), NewPlan(withLB7, "m"), NewPlan(withBoth, "m")
+
+	d := Diff(p0, p1)
+	if want := []string{"lab-m.lb7-3"}; !slices.Equal(d.Namespaces, want) {
+		t.Errorf("namespaces %v, want %v", d.Namespaces, want)
+	}
+	if len(d.Veths) != 2 || len(d.Tunnels) != 2 || len(d.Bridges) != 0 {
+		t.Errorf("diff %d veths %d tunnels %d bridges, want 2 2 0:\n%s", len(d.Veths), len(d.Tunnels), len(d.Bridges), d)
+	}
+	for _, x := range d.Addrs {
+		if x.NS != "lab-m.lb7-3" {
+			t.Errorf("address %v outside the new node", x)
+		}
+	}
+	if got := d.existing(); !slices.Equal(got, []string{"lab-m"}) {
+		t.Errorf("existing namespaces %v, want the bridges' lab-m", got)
+	}
+
+	// A new LB4: every LB7 gets a tunnel from it.
+	d = Diff(p1, p2)
+	var tunnelNS []string
+	for _, tu := range d.Tunnels {
+		if tu.Name != "lb4-3" {
+			t.Errorf("tunnel %+v, want only tunnels named lb4-3", tu)
+		}
+		tunnelNS = append(tunnelNS, tu.NS)
+	}
+	if want := []string{"lab-m.lb7-1", "lab-m.lb7-2", "lab-m.lb7-3"}; !slices.Equal(tunnelNS, want) {
+		t.Errorf("tunnels in %v, want %v", tunnelNS, want)
+	}
+
+	// Removing the LB4 again: its namespace, and the tunnels to it in the
+	// LB7s that stay.
+	ns, tunnels := Gone(p2, p1)
+	if !slices.Equal(ns, []string{"lab-m.lb4-3"}) || len(tunnels) != 3 {
+		t.Errorf("gone %v and %d tunnels, want lab-m.lb4-3 and 3", ns, len(tunnels))
+	}
+	if d := Diff(p2, p1); len(d.Namespaces)+len(d.Veths)+len(d.Tunnels)+len(d.Addrs)+len(d.Routes) != 0 {
+		t.Errorf("removing builds something:\n%s", d)
 	}
 }

@@ -167,7 +167,7 @@ func Undo(path string, log *slog.Logger) error {
 func undo(r Record) error {
 	switch r.Kind {
 	case KindNetns:
-		return removeNetns(r.Name)
+		return RemoveNetns(r.Name)
 	case KindProcess:
 		return killProcess(r.PID, r.Start)
 	case KindLink:

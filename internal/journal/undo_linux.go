@@ -80,9 +80,10 @@ func waitGone(gone func() bool) error {
 	return nil
 }
 
-// removeNetns kills whatever still runs in the named namespace, then
-// unmounts and removes its file.
-func removeNetns(name string) error {
+// RemoveNetns kills whatever still runs in the named namespace, then
+// unmounts and removes its file; a namespace that does not exist is not an
+// error.
+func RemoveNetns(name string) error {
 	path := filepath.Join(NetnsDir, name)
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {

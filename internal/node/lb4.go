@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,8 +27,10 @@ const DisableFile = "disable"
 // the VIPs while at least one LB7 is healthy and /etc/lb/disable does not
 // exist.
 //
-// Every LB4 lists the LB7s in topology order, so all LB4s program the same
-// destination list and so the same Maglev table (see package ipvs). A failed
+// Every LB4 lists the LB7s in reverse topology order, so all LB4s program
+// the same destination list and so the same Maglev table (see package
+// ipvs), and an LB7 added at runtime (last in the topology) costs no
+// re-ordering. A failed
 // LB7 keeps its place with weight 0: with the fallback flag only its own
 // flows move, consistently on every LB4.
 type lb4 struct {
@@ -51,18 +54,14 @@ type lb7Target struct {
 }
 
 func (l *lb4) Start(ctx context.Context) error {
-	t := l.a.topo
+	t := l.a.topology()
 	table, err := ipvs.Open("")
 	if err != nil {
 		return err
 	}
 	l.table = table
-	for _, n := range t.NodesByRole(topology.RoleLB7) {
-		addr, err := l.a.facing(n.Name)
-		if err != nil {
-			return err
-		}
-		l.lb7s = append(l.lb7s, lb7Target{n.Name, addr})
+	if l.lb7s, err = l.targets(t); err != nil {
+		return err
 	}
 	l.healthy = map[string]bool{}
 	// The next hop the LB4 announces: its own address as the routers see it.
@@ -101,11 +100,7 @@ func (l *lb4) Start(ctx context.Context) error {
 			l.a.log.Error("reconcile", "err", err)
 		}
 	})
-	var targets []health.Target
-	for _, d := range l.lb7s {
-		targets = append(targets, health.Target{Name: d.name, Addr: netip.AddrPortFrom(d.addr, 80), Path: "/healthcheck"})
-	}
-	go l.checker.Run(ctx, targets)
+	go l.checker.Run(ctx, healthTargets(l.lb7s))
 	go l.watchDisable(ctx)
 	go l.a.watchPeers(ctx, l.speaker)
 	go func() { <-ctx.Done(); l.speaker.Stop(); l.table.Close() }()
@@ -154,7 +149,7 @@ func (l *lb4) reconcile() error {
 			healthy[t.addr], anyHealthy = true, true
 		}
 	}
-	want := IPVSPlan(l.a.topo, l.lb7Addrs(), healthy, l.a.node.Settings.Health.RemoveFailed)
+	want := IPVSPlan(l.a.topology(), l.lb7Addrs(), healthy, l.a.node.Settings.Health.RemoveFailed)
 	changes, err := l.table.Apply(want)
 	for _, c := range changes {
 		l.a.log.Info("ipvs", "change", c.String())
@@ -168,7 +163,7 @@ func (l *lb4) reconcile() error {
 	if announce == l.announced {
 		return nil
 	}
-	for _, v := range l.a.topo.VIPAddresses() {
+	for _, v := range l.a.topology().VIPAddresses() {
 		p := netip.PrefixFrom(v, v.BitLen())
 		if announce {
 			err = l.speaker.Announce(p, l.nextHop)
@@ -195,13 +190,16 @@ func (l *lb4) lb7Addrs() []netip.Addr {
 
 // IPVSPlan is the IPVS state an LB4 wants: one service per VIP with every
 // LB7 (lb7s, in topology order: the same on every LB4) as a tunnel
-// destination, weight 1 when healthy and 0 otherwise, or left out when
+// destination, the last LB7 first: an LB7 added at runtime comes last in
+// the topology, so it goes to the head of the kernel's list, where IPVS
+// inserts, and no other destination is re-added (see package ipvs). Each
+// one has weight 1 when healthy and 0 otherwise, or left out when
 // removeFailed asks to delete failed LB7s.
 func IPVSPlan(t *topology.Topology, lb7s []netip.Addr, healthy map[netip.Addr]bool, removeFailed bool) []ipvs.Desired {
 	var want []ipvs.Desired
 	for _, v := range t.VIPs {
 		d := ipvs.Desired{Service: ipvs.Service{Address: v.Address, Port: v.Port, Protocol: v.Protocol, Scheduler: v.Scheduler, Flags: v.Flags}}
-		for _, a := range lb7s {
+		for _, a := range slices.Backward(lb7s) {
 			w := 0
 			if healthy[a] {
 				w = 1

@@ -82,7 +82,7 @@ func HAProxyConfigFile(configs, lb7 string) string {
 // client-native before the lab started (on the host: generating it in a
 // slow VM costs seconds per LB7).
 func (l *lb7) Start(ctx context.Context) error {
-	cfg, err := HAProxyConfig(l.a.topo, l.a.node, l.a.cfg.Dir)
+	cfg, err := HAProxyConfig(l.a.topology(), l.a.node, l.a.cfg.Dir)
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if !ok {
 		return fmt.Errorf("node %s is not in the topology", cfg.Node)
 	}
-	a := &agent{cfg: cfg, log: log, started: time.Now(), topo: cfg.Topology, node: n}
+	a := &agent{cfg: cfg, log: log, started: time.Now(), topo: cfg.Topology, node: n, loads: newLoadRegistry(ctx, log)}
 	a.role = newRole(a)
 	log.Info("starting services", "role", n.Role)
 	if err := a.role.Start(ctx); err != nil {
@@ -117,9 +117,12 @@ type agent struct {
 	cfg     Config
 	log     *slog.Logger
 	started time.Time
-	topo    *topology.Topology
 	node    *topology.Node
-	role    role
+
+	topoMu sync.Mutex
+	topo   *topology.Topology // the whole lab; lab add/remove replace it
+	role   role
+	loads  *loadRegistry
 
 	mu     sync.Mutex
 	events []control.Event
@@ -147,6 +150,8 @@ func (a *agent) routes() http.Handler {
 	mux.HandleFunc("GET /bench", a.bench)
 	mux.HandleFunc("POST /maint", a.maint)
 	mux.HandleFunc("GET /events", a.eventsHandler)
+	mux.HandleFunc("POST /topology", a.setTopology)
+	a.loads.routes(mux)
 	return mux
 }
 

@@ -59,7 +59,7 @@ func routerID(n *topology.Node) (netip.Addr, error) {
 
 // facing returns the address of node to as seen from this node.
 func (a *agent) facing(to string) (netip.Addr, error) {
-	addr, ok := a.topo.AddressFacing(a.node.Name, to)
+	addr, ok := a.topology().AddressFacing(a.node.Name, to)
 	if !ok {
 		return netip.Addr{}, fmt.Errorf("%s shares no segment or link with %s", a.node.Name, to)
 	}

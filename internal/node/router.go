@@ -23,7 +23,7 @@ func (a *agent) bgpConfig() (bgp.Config, error) {
 	}
 	t := a.node.Settings.BGP
 	return bgp.Config{
-		RouterID: id, ASN: a.topo.BGP.ASN,
+		RouterID: id, ASN: a.topology().BGP.ASN,
 		HoldTime: t.HoldTime, Keepalive: t.Keepalive, ConnectRetry: t.ConnectRetry,
 	}, nil
 }
@@ -32,9 +32,9 @@ func (a *agent) bgpConfig() (bgp.Config, error) {
 // when the topology has some, else (routers) every LB4 or (LB4s) every
 // router.
 func (a *agent) upstreams(direct topology.Role, addPaths bool) ([]bgp.Neighbor, error) {
-	names := a.topo.BGP.RouteReflectors
+	names := a.topology().BGP.RouteReflectors
 	if len(names) == 0 {
-		for _, n := range a.topo.NodesByRole(direct) {
+		for _, n := range a.topology().NodesByRole(direct) {
 			names = append(names, n.Name)
 		}
 	}
@@ -105,10 +105,10 @@ func (r *router) Start(ctx context.Context) error {
 
 // Ready when every VIP has a route through every LB4.
 func (r *router) Ready() (bool, string) {
-	want := len(r.a.topo.NodesByRole(topology.RoleLB4))
+	want := len(r.a.topology().NodesByRole(topology.RoleLB4))
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, v := range r.a.topo.VIPs {
+	for _, v := range r.a.topology().VIPs {
 		p := netip.PrefixFrom(v.Address, v.Address.BitLen())
 		if got := len(r.routes[p]); got < want {
 			return false, fmt.Sprintf("%s has %d of %d next hops", p, got, want)
@@ -147,14 +147,8 @@ func (r *reflector) Start(ctx context.Context) error {
 		return err
 	}
 	cfg.Listen = true
-	for _, role := range []topology.Role{topology.RoleRouter, topology.RoleLB4} {
-		for _, n := range r.a.topo.NodesByRole(role) {
-			addr, err := r.a.facing(n.Name)
-			if err != nil {
-				return err
-			}
-			cfg.Neighbors = append(cfg.Neighbors, bgp.Neighbor{Address: addr, RRClient: true, AddPaths: true})
-		}
+	if cfg.Neighbors, err = r.clients(); err != nil {
+		return err
 	}
 	r.speaker = bgp.New(cfg, r.a.log)
 	if err := r.speaker.Start(ctx); err != nil {

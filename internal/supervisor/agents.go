@@ -42,13 +42,14 @@ func (s *Supervisor) startAgents(ctx context.Context) error {
 	}
 	s.lifelineR, s.lifelineW = r, w
 	var wg sync.WaitGroup
-	errs := make([]error, len(s.topo.Nodes))
+	t, _ := s.current()
+	errs := make([]error, len(t.Nodes))
 	// All at once: an agent that waits for its HAProxy must not hold up
 	// the others; past a few hundred nodes, the kernel's process table
 	// and memory are the limits.
 	sem := make(chan struct{}, 256)
-	for i := range s.topo.Nodes {
-		n := &s.topo.Nodes[i]
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -61,7 +62,7 @@ func (s *Supervisor) startAgents(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	s.log.Info("progress", "step", "agents", "count", len(s.topo.Nodes))
+	s.log.Info("progress", "step", "agents", "count", len(t.Nodes))
 	return nil
 }
 
@@ -75,8 +76,11 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 		return err
 	}
 	defer logf.Close()
+	s.mu.Lock()
+	topoFile := s.topoFile
+	s.mu.Unlock()
 	cmd := exec.Command(s.cfg.Executable, "_agent",
-		"--lab", s.cfg.Name, "--node", n.Name, "--role", string(n.Role), "--dir", dir, "--topology", s.cfg.Topology, "--configs", s.cfg.Configs)
+		"--lab", s.cfg.Name, "--node", n.Name, "--role", string(n.Role), "--dir", dir, "--topology", topoFile, "--configs", s.cfg.Configs)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The agent writes a byte on fd 4 once it serves its socket: no polling.
 	readyR, readyW, err := os.Pipe()

@@ -29,12 +29,16 @@ func (s *Supervisor) routes() http.Handler {
 	mux.HandleFunc("GET /v1/nodes/{node}/http", s.proxy("/http"))
 	mux.HandleFunc("GET /v1/nodes/{node}/bench", s.proxy("/bench"))
 	mux.HandleFunc("POST /v1/nodes/{node}/maint", s.proxy("/maint"))
+	mux.HandleFunc("POST /v1/nodes/{node}/load", s.proxyLoad)
+	mux.HandleFunc("/v1/nodes/{node}/load/{rest...}", s.proxyLoad)
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
 	mux.HandleFunc("GET /v1/nodes/{node}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/nodes/{node}/kill", s.handleKill)
 	mux.HandleFunc("POST /v1/nodes/{node}/revive", s.handleRevive)
 	mux.HandleFunc("POST /v1/links/{a}/{b}", s.handleLink)
 	mux.HandleFunc("POST /v1/links/{a}/{b}/impair", s.handleImpair)
+	mux.HandleFunc("POST /v1/nodes/{node}/add", s.handleAdd)
+	mux.HandleFunc("POST /v1/nodes/{node}/remove", s.handleRemove)
 	mux.HandleFunc("POST /v1/down", s.handleDown)
 	return s.auth(mux)
 }
@@ -66,13 +70,14 @@ func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
 		SupervisorPID: os.Getpid(),
 	}
 	s.mu.Unlock()
-	if s.topo == nil {
+	topo, _ := s.current()
+	if topo == nil {
 		writeJSON(w, st)
 		return
 	}
-	st.Nodes = make([]control.NodeStatus, len(s.topo.Nodes))
+	st.Nodes = make([]control.NodeStatus, len(topo.Nodes))
 	var wg sync.WaitGroup
-	for i, n := range s.topo.Nodes {
+	for i, n := range topo.Nodes {
 		ns := control.NodeStatus{Name: n.Name, Role: string(n.Role), Netns: fabric.NodeNetns(s.cfg.Name, n.Name), Loopback: len(n.Loopback)}
 		for _, ifc := range n.Interfaces {
 			is := control.InterfaceStatus{Name: ifc.Name, Segment: ifc.Segment, Peer: ifc.Peer}
@@ -127,8 +132,8 @@ func (s *Supervisor) agentGet(ctx context.Context, name, path string) control.Ag
 
 // knownNode answers 404 for a node the lab does not have.
 func (s *Supervisor) knownNode(w http.ResponseWriter, name string) bool {
-	if s.topo != nil {
-		if _, ok := s.topo.Node(name); ok {
+	if t, _ := s.current(); t != nil {
+		if _, ok := t.Node(name); ok {
 			return true
 		}
 	}
@@ -169,7 +174,8 @@ func (s *Supervisor) handleEvents(w http.ResponseWriter, r *http.Request) {
 	var all []control.Event
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, n := range s.topo.Nodes {
+	t, _ := s.current()
+	for _, n := range t.Nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -56,7 +56,7 @@ func (s *Supervisor) kill(name string, freeze bool) error {
 		return fmt.Errorf("stat netns of %s: %w", name, err)
 	}
 	if freeze {
-		if err := fabric.Impair(s.plan.NodeEnds(name), fabric.Impairment{Loss: 100}); err != nil {
+		if err := fabric.Impair(s.planNow().NodeEnds(name), fabric.Impairment{Loss: 100}); err != nil {
 			return fmt.Errorf("freeze %s: %w", name, err)
 		}
 		return journal.SignalNetnsProcesses(st.Ino, unix.SIGSTOP)
@@ -83,7 +83,7 @@ func (s *Supervisor) revive(ctx context.Context, name string) error {
 	s.mu.Unlock()
 	if frozen {
 		// Thaw: the same processes go on, the packets flow again.
-		if err := fabric.Impair(s.plan.NodeEnds(name), fabric.Impairment{}); err != nil {
+		if err := fabric.Impair(s.planNow().NodeEnds(name), fabric.Impairment{}); err != nil {
 			return fmt.Errorf("thaw %s: %w", name, err)
 		}
 		ns, err := netns.GetFromName(fabric.NodeNetns(s.cfg.Name, name))
@@ -100,7 +100,8 @@ func (s *Supervisor) revive(ctx context.Context, name string) error {
 			return fmt.Errorf("thaw %s: %w", name, err)
 		}
 	} else {
-		n, _ := s.topo.Node(name)
+		t, _ := s.current()
+		n, _ := t.Node(name)
 		if err := s.startAgent(ctx, n); err != nil {
 			return fmt.Errorf("revive %s: %w", name, err)
 		}
@@ -150,7 +151,7 @@ func (s *Supervisor) handleLink(w http.ResponseWriter, r *http.Request) {
 	if !s.knownNode(w, a) {
 		return
 	}
-	ends, err := s.plan.LinkEnds(a, b)
+	ends, err := s.planNow().LinkEnds(a, b)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
@@ -178,7 +179,7 @@ func (s *Supervisor) handleImpair(w http.ResponseWriter, r *http.Request) {
 	if !s.knownNode(w, a) {
 		return
 	}
-	ends, err := s.plan.LinkEnds(a, b)
+	ends, err := s.planNow().LinkEnds(a, b)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
@@ -205,4 +206,9 @@ func (s *Supervisor) handleImpair(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{"link": a + " " + b, "impairment": im})
+}
+
+func (s *Supervisor) planNow() *fabric.Plan {
+	_, p := s.current()
+	return p
 }

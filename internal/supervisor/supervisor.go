@@ -71,6 +71,10 @@ type Supervisor struct {
 	events []control.Event // the supervisor's own: injections, lifecycle
 	killed map[string]bool // nodes crashed by lab kill
 	frozen map[string]bool // nodes frozen by lab kill --freeze
+	// topoFile is the topology agents start with: the original file, or
+	// the one saved after lab add or lab remove.
+	topoFile string
+	changeMu sync.Mutex // one lab add or remove at a time
 
 	lifelineW *os.File
 	lifelineR *os.File
@@ -139,10 +143,14 @@ func (s *Supervisor) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.topo = t
+	s.mu.Lock()
+	s.topo, s.topoFile = t, s.cfg.Topology
+	s.mu.Unlock()
 	s.log.Info("progress", "step", "topology", "nodes", len(t.Nodes), "segments", len(t.Segments), "mode", string(s.cfg.Mode))
 	plan := fabric.NewPlan(t, s.cfg.Name)
+	s.mu.Lock()
 	s.plan = plan
+	s.mu.Unlock()
 	if err := fabric.Apply(ctx, plan, s.jr, s.log); err != nil {
 		return fmt.Errorf("build fabric: %w", err)
 	}
@@ -222,7 +230,8 @@ func (s *Supervisor) waitConverged(ctx context.Context, timeout time.Duration) e
 	lastReport := time.Time{}
 	for {
 		var waiting []string
-		for _, n := range s.topo.Nodes {
+		t, _ := s.current()
+		for _, n := range t.Nodes {
 			s.mu.Lock()
 			a := s.agents[n.Name]
 			s.mu.Unlock()

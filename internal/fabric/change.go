@@ -1,0 +1,129 @@
+package fabric
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/lab-lb/lab/internal/journal"
+)
+
+// Runtime changes (`lab add`, `lab remove`): the plans of the topology
+// before and after are compared, Apply builds what Diff returns in the
+// running lab, and Shrink tears down what Gone returns.
+
+// Diff returns the objects of next that prev lacks: applied to a lab built
+// from prev, it makes the lab of next. Objects are compared whole, so a
+// changed one shows up too (Apply replaces addresses and routes).
+func Diff(prev, next *Plan) *Plan {
+	d := &Plan{Lab: next.Lab}
+	d.Namespaces = added(prev.Namespaces, next.Namespaces)
+	d.Bridges = added(prev.Bridges, next.Bridges)
+	d.Veths = added(prev.Veths, next.Veths)
+	d.Tunnels = added(prev.Tunnels, next.Tunnels)
+	d.Addrs = added(prev.Addrs, next.Addrs)
+	d.Sysctls = added(prev.Sysctls, next.Sysctls)
+	for _, r := range next.Routes {
+		if !slices.ContainsFunc(prev.Routes, func(o Route) bool { return o.NS == r.NS && o.To == r.To && slices.Equal(o.Via, r.Via) }) {
+			d.Routes = append(d.Routes, r)
+		}
+	}
+	return d
+}
+
+// Gone returns the namespaces of prev that next lacks, and the tunnels of
+// prev that next lacks in namespaces that stay.
+func Gone(prev, next *Plan) (namespaces []string, tunnels []Tunnel) {
+	namespaces = added(next.Namespaces, prev.Namespaces)
+	for _, t := range added(next.Tunnels, prev.Tunnels) {
+		if !slices.Contains(namespaces, t.NS) {
+			tunnels = append(tunnels, t)
+		}
+	}
+	return namespaces, tunnels
+}
+
+// added lists the elements of next that prev lacks, in next's order.
+func added[T comparable](prev, next []T) []T {
+	var out []T
+	for _, x := range next {
+		if !slices.Contains(prev, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// existing lists the namespaces the plan's objects live in that the plan
+// does not create.
+func (p *Plan) existing() []string {
+	var out []string
+	add := func(ns string) {
+		if ns != "" && !slices.Contains(p.Namespaces, ns) && !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	for _, b := range p.Bridges {
+		add(b.NS)
+	}
+	for _, v := range p.Veths {
+		add(v.NS)
+		add(v.PeerNS)
+	}
+	for _, t := range p.Tunnels {
+		add(t.NS)
+	}
+	for _, a := range p.Addrs {
+		add(a.NS)
+	}
+	for _, r := range p.Routes {
+		add(r.NS)
+	}
+	for _, s := range p.Sysctls {
+		add(s.NS)
+	}
+	return out
+}
+
+// Shrink deletes the tunnels, then the namespaces (with whatever still runs
+// in them; their veths go with them, bridge ports included). What is
+// already gone is not an error, so Shrink can be run again.
+func Shrink(namespaces []string, tunnels []Tunnel, log *slog.Logger) error {
+	for _, t := range tunnels {
+		if err := deleteLink(t.NS, t.Name); err != nil {
+			return fmt.Errorf("delete tunnel %s in %s: %w", t.Name, t.NS, err)
+		}
+	}
+	for _, name := range namespaces {
+		if err := journal.RemoveNetns(name); err != nil {
+			return fmt.Errorf("remove netns %s: %w", name, err)
+		}
+		log.Info("removed netns", "netns", name)
+	}
+	return nil
+}
+
+func deleteLink(nsName, name string) error {
+	ns, err := netns.GetFromName(nsName)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", nsName, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("open netlink in %s: %w", nsName, err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if _, ok := err.(netlink.LinkNotFoundError); ok {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return h.LinkDel(l)
+}

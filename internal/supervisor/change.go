@@ -1,0 +1,193 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/lab-lb/lab/internal/fabric"
+	"github.com/lab-lb/lab/internal/haproxy"
+	"github.com/lab-lb/lab/internal/node"
+	"github.com/lab-lb/lab/internal/topology"
+)
+
+// TopologyFile is the resolved topology the supervisor saves in the
+// configs directory once `lab add` or `lab remove` changed the lab; the
+// host side (lab.Open) reads it in place of the original file.
+const TopologyFile = "topology.json"
+
+// current returns the lab's topology and plan, which lab add and lab
+// remove replace.
+func (s *Supervisor) current() (*topology.Topology, *fabric.Plan) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.topo, s.plan
+}
+
+// add builds a new LB4 or LB7 like an existing one, starts its agent and
+// tells every other agent about it. What it built is torn down if a step
+// fails.
+func (s *Supervisor) add(ctx context.Context, name, like string) (err error) {
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	prev, prevPlan := s.current()
+	next, err := prev.WithNodeLike(name, like)
+	if err != nil {
+		return err
+	}
+	nextPlan := fabric.NewPlan(next, s.cfg.Name)
+	diff := fabric.Diff(prevPlan, nextPlan)
+	defer func() {
+		if err == nil {
+			return
+		}
+		ns, tunnels := fabric.Gone(nextPlan, prevPlan)
+		s.mu.Lock()
+		s.killed[name] = true // its agent's exit is expected
+		s.mu.Unlock()
+		if uerr := fabric.Shrink(ns, tunnels, s.log); uerr != nil {
+			s.log.Error("undo add", "node", name, "err", uerr)
+		}
+		s.mu.Lock()
+		delete(s.killed, name)
+		delete(s.agents, name)
+		s.mu.Unlock()
+		if uerr := s.commit(prev, prevPlan); uerr != nil {
+			s.log.Error("undo add", "node", name, "err", uerr)
+		}
+	}()
+	if err := fabric.Apply(ctx, diff, s.jr, s.log); err != nil {
+		return fmt.Errorf("build %s: %w", name, err)
+	}
+	n, _ := next.Node(name)
+	if n.Role == topology.RoleLB7 {
+		cfg, err := node.HAProxyConfig(next, n, s.nodeDir(name))
+		if err != nil {
+			return err
+		}
+		text, err := haproxy.Generate(cfg)
+		if err != nil {
+			return fmt.Errorf("generate haproxy configuration of %s: %w", name, err)
+		}
+		if err := os.WriteFile(node.HAProxyConfigFile(s.cfg.Configs, name), text, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := s.commit(next, nextPlan); err != nil {
+		return err
+	}
+	s.event(name, "inject", fmt.Sprintf("add: a %s like %s", n.Role, like))
+	if err := s.startAgent(ctx, n); err != nil {
+		return err
+	}
+	return s.tellAgents(ctx, next, name)
+}
+
+// remove takes an LB4 or LB7 out: an LB4's processes die first (its BGP
+// sessions close, the routers drop it), an LB7 first leaves every LB4's
+// IPVS service; then the node's namespace and the tunnels to it go.
+func (s *Supervisor) remove(ctx context.Context, name string) error {
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	prev, prevPlan := s.current()
+	next, err := prev.Without(name)
+	if err != nil {
+		return err
+	}
+	n, _ := prev.Node(name)
+	nextPlan := fabric.NewPlan(next, s.cfg.Name)
+	ns, tunnels := fabric.Gone(prevPlan, nextPlan)
+	s.event(name, "inject", "remove: the "+string(n.Role)+" leaves the lab")
+	s.mu.Lock()
+	s.killed[name] = true // its agent's exit is expected
+	s.mu.Unlock()
+	if n.Role == topology.RoleLB7 {
+		if err := s.tellAgents(ctx, next, name); err != nil {
+			return err
+		}
+	}
+	if err := fabric.Shrink(ns, tunnels, s.log); err != nil {
+		return err
+	}
+	if err := s.commit(next, nextPlan); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.agents, name)
+	delete(s.killed, name)
+	delete(s.frozen, name)
+	s.mu.Unlock()
+	if n.Role != topology.RoleLB7 {
+		return s.tellAgents(ctx, next, name)
+	}
+	return nil
+}
+
+// commit saves t as the lab's topology, for agents started from now on
+// (lab revive too) and for the host side.
+func (s *Supervisor) commit(t *topology.Topology, p *fabric.Plan) error {
+	path := filepath.Join(s.cfg.Configs, TopologyFile)
+	if err := t.Save(path); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.topo, s.plan, s.topoFile = t, p, path
+	s.mu.Unlock()
+	return nil
+}
+
+// tellAgents posts t to every running agent but skip's.
+func (s *Supervisor) tellAgents(ctx context.Context, t *topology.Topology, skip string) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(t.Nodes))
+	for i, n := range t.Nodes {
+		s.mu.Lock()
+		down := s.killed[n.Name] || n.Name == skip
+		s.mu.Unlock()
+		if down {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := s.agentClient(n.Name)
+			if err == nil {
+				err = c.Post(ctx, "/topology", t)
+				c.Close()
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("tell %s: %w", n.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Supervisor) handleAdd(w http.ResponseWriter, r *http.Request) {
+	if err := s.add(r.Context(), r.PathValue("node"), r.URL.Query().Get("like")); err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
+	writeJSON(w, map[string]string{"added": r.PathValue("node")})
+}
+
+func (s *Supervisor) handleRemove(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("node")
+	if !s.knownNode(w, name) {
+		return
+	}
+	if err := s.remove(r.Context(), name); err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
+	writeJSON(w, map[string]string{"removed": name})
+}

@@ -1,0 +1,324 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lab-lb/lab/internal/node"
+	"github.com/lab-lb/lab/internal/topology"
+	"github.com/lab-lb/lab/internal/traffic"
+)
+
+// Report is the result of a load: every connection with its outcome, and
+// the figures computed from them.
+type Report = traffic.Report
+
+// LoadProgress is a live view of a load. (Progress names the steps of a
+// bring-up.)
+type LoadProgress = traffic.Progress
+
+// LoadConfig describes a load; zero values take the defaults of the load
+// engine (200 workers downloading /10M, read timeout 3s, stall threshold
+// 1s, and so on).
+type LoadConfig struct {
+	// From is the node the load runs from, usually a client (required).
+	From string
+	// VIPs names the targets: VIP names, addresses (every TCP VIP on the
+	// address) or address:port pairs. Empty means every TCP VIP of the
+	// topology.
+	VIPs []string
+	// Sources are the source addresses; empty means every loopback
+	// address of From in the topology (none: the kernel chooses).
+	Sources []netip.Addr
+	// Workers is the number of concurrent connections.
+	Workers int
+	// Path is the path each connection downloads.
+	Path string
+	// ReadSize is the largest number of bytes one read takes.
+	ReadSize int
+	// Pause is the longest random pause between two reads; negative means
+	// none.
+	Pause time.Duration
+	// ReadTimeout bounds every read: a read that waits longer breaks the
+	// connection.
+	ReadTimeout time.Duration
+	// StallThreshold is the wait above which a connection that still ends
+	// well counts as interrupted; it must be below ReadTimeout.
+	StallThreshold time.Duration
+	// ConnectTimeout bounds the TCP handshake.
+	ConnectTimeout time.Duration
+	// EarlyStop is the chance, after each read, to close the connection
+	// early (a success); negative means never.
+	EarlyStop float64
+	// Seed makes the random choices reproducible; 0 takes one from the
+	// clock.
+	Seed int64
+}
+
+// WithDefaults returns c with its zero tunables set to the load engine's
+// defaults (From, VIPs and Sources are left as they are).
+func (c LoadConfig) WithDefaults() LoadConfig {
+	d := traffic.Config{
+		Workers: c.Workers, Path: c.Path, ReadSize: c.ReadSize, Pause: c.Pause,
+		EarlyStop: c.EarlyStop, ReadTimeout: c.ReadTimeout, StallThreshold: c.StallThreshold,
+		ConnectTimeout: c.ConnectTimeout,
+	}.WithDefaults()
+	c.Workers, c.Path, c.ReadSize, c.Pause = d.Workers, d.Path, d.ReadSize, d.Pause
+	c.EarlyStop, c.ReadTimeout, c.StallThreshold, c.ConnectTimeout = d.EarlyStop, d.ReadTimeout, d.StallThreshold, d.ConnectTimeout
+	return c
+}
+
+// Load is a load running from a node, inside its agent: it outlives the
+// context that started it and runs until Stop, or until the node's agent
+// stops.
+type Load struct {
+	// Node is the node the load runs from and ID its id there.
+	Node, ID string
+	// Targets and Sources are the resolved VIP:port pairs and source
+	// addresses.
+	Targets []netip.AddrPort
+	Sources []netip.Addr
+
+	lab *Lab
+}
+
+// StartLoad resolves cfg against the lab's topology and starts the load
+// from cfg.From.
+func (l *Lab) StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
+	t, err := l.Topology()
+	if err != nil {
+		return nil, fmt.Errorf("start load: %w", err)
+	}
+	tc, err := loadConfig(t, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start load: %w", err)
+	}
+	var started node.LoadStarted
+	if err := l.postJSON(ctx, "/v1/nodes/"+url.PathEscape(cfg.From)+"/load", node.NewLoadRequest(tc), &started); err != nil {
+		return nil, fmt.Errorf("start load from %s: %w", cfg.From, err)
+	}
+	return &Load{Node: cfg.From, ID: started.ID, Targets: tc.Targets, Sources: tc.Sources, lab: l}, nil
+}
+
+// path returns the control API path of the load, with suffix.
+func (ld *Load) path(suffix string) string {
+	return "/v1/nodes/" + url.PathEscape(ld.Node) + "/load/" + url.PathEscape(ld.ID) + suffix
+}
+
+// Progress returns the load's live figures.
+func (ld *Load) Progress(ctx context.Context) (*LoadProgress, error) {
+	var lp node.LoadProgress
+	if err := ld.lab.client.GetJSON(ctx, ld.path(""), &lp); err != nil {
+		return nil, fmt.Errorf("progress of load %s on %s: %w", ld.ID, ld.Node, err)
+	}
+	p := lp.Progress()
+	return &p, nil
+}
+
+// Stop stops the load and returns its report; the node forgets the load,
+// so a second Stop fails. Connections in progress are cut and count as ok.
+func (ld *Load) Stop(ctx context.Context) (*Report, error) {
+	var rep Report
+	if err := ld.lab.postJSON(ctx, ld.path("/stop"), nil, &rep); err != nil {
+		return nil, fmt.Errorf("stop load %s on %s: %w", ld.ID, ld.Node, err)
+	}
+	return &rep, nil
+}
+
+// loadConfig resolves cfg against t into the load engine's configuration:
+// the node, the VIPs and the source addresses.
+func loadConfig(t *topology.Topology, cfg LoadConfig) (traffic.Config, error) {
+	if cfg.From == "" {
+		return traffic.Config{}, errors.New("no node to run the load from")
+	}
+	n, ok := t.Node(cfg.From)
+	if !ok {
+		return traffic.Config{}, fmt.Errorf("no node %s in topology %s", cfg.From, t.Name)
+	}
+	sources := slices.Clone(cfg.Sources)
+	if len(sources) == 0 {
+		sources = slices.Clone(n.Loopback)
+	}
+	targets, err := loadTargets(t, cfg.VIPs, sources)
+	if err != nil {
+		return traffic.Config{}, err
+	}
+	return traffic.Config{
+		Targets:        targets,
+		Sources:        sources,
+		Workers:        cfg.Workers,
+		Path:           cfg.Path,
+		ReadSize:       cfg.ReadSize,
+		Pause:          cfg.Pause,
+		EarlyStop:      cfg.EarlyStop,
+		ReadTimeout:    cfg.ReadTimeout,
+		StallThreshold: cfg.StallThreshold,
+		ConnectTimeout: cfg.ConnectTimeout,
+		Seed:           cfg.Seed,
+	}, nil
+}
+
+// loadTargets resolves the VIPs named in names (names, addresses or
+// address:port pairs) into targets, in the topology's order, each once.
+// No name means every TCP VIP that sources can reach (every one when
+// sources is empty). A VIP of a family without a source is an error.
+func loadTargets(t *topology.Topology, names []string, sources []netip.Addr) ([]netip.AddrPort, error) {
+	var has4, has6 bool
+	for _, s := range sources {
+		if s.Unmap().Is4() {
+			has4 = true
+		} else {
+			has6 = true
+		}
+	}
+	reachable := func(a netip.Addr) bool {
+		return len(sources) == 0 || (a.Unmap().Is4() && has4) || (!a.Unmap().Is4() && has6)
+	}
+	tcp := func(v *topology.VIP) bool { return v.Protocol == "" || v.Protocol == "tcp" }
+
+	chosen := make([]bool, len(t.VIPs))
+	if len(names) == 0 {
+		found := false
+		for i := range t.VIPs {
+			if v := &t.VIPs[i]; tcp(v) && reachable(v.Address) {
+				chosen[i], found = true, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("topology %s has no TCP VIP that the sources can reach", t.Name)
+		}
+	}
+	var errs []error
+	for _, name := range names {
+		matched := matchVIPs(t, name)
+		if len(matched) == 0 {
+			errs = append(errs, fmt.Errorf("no VIP %q in topology %s (VIPs: %s)", name, t.Name, vipNames(t)))
+			continue
+		}
+		for _, i := range matched {
+			v := &t.VIPs[i]
+			switch {
+			case !tcp(v):
+				errs = append(errs, fmt.Errorf("VIP %s (%s port %d) is %s: the load speaks TCP", v.Name, v.Address, v.Port, v.Protocol))
+			case !reachable(v.Address):
+				errs = append(errs, fmt.Errorf("VIP %s (%s): no source address of its family", v.Name, v.Address))
+			default:
+				chosen[i] = true
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var targets []netip.AddrPort
+	for i, v := range t.VIPs {
+		if chosen[i] {
+			targets = append(targets, netip.AddrPortFrom(v.Address, v.Port))
+		}
+	}
+	return targets, nil
+}
+
+// matchVIPs returns the indexes of the VIPs named s: by name, by
+// address:port, or by address (every VIP on it).
+func matchVIPs(t *topology.Topology, s string) []int {
+	var out []int
+	ap, apErr := netip.ParseAddrPort(s)
+	a, aErr := netip.ParseAddr(s)
+	for i, v := range t.VIPs {
+		switch {
+		case v.Name == s,
+			apErr == nil && v.Address == ap.Addr().Unmap() && v.Port == ap.Port(),
+			aErr == nil && v.Address == a.Unmap():
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// vipNames lists the topology's VIP names for messages.
+func vipNames(t *topology.Topology) string {
+	if len(t.VIPs) == 0 {
+		return "none"
+	}
+	names := make([]string, len(t.VIPs))
+	for i, v := range t.VIPs {
+		names[i] = v.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// postJSON posts in (nil for no body) as JSON to path on the lab's control
+// API and decodes the answer into out. control.Client.Post discards
+// answers; this is the variant that keeps them.
+func (l *Lab) postJSON(ctx context.Context, path string, in, out any) error {
+	hc, base, err := l.httpClient()
+	if err != nil {
+		return err
+	}
+	defer hc.CloseIdleConnections()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if l.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+l.Token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("POST %s: %s", path, strings.TrimSpace(string(msg)))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer of POST %s: %w", path, err)
+	}
+	return nil
+}
+
+// httpClient returns an HTTP client for the lab's control endpoint and the
+// base URL of its requests.
+func (l *Lab) httpClient() (*http.Client, string, error) {
+	u, err := url.Parse(string(l.Endpoint))
+	if err != nil {
+		return nil, "", fmt.Errorf("parse endpoint %q: %w", l.Endpoint, err)
+	}
+	tr := &http.Transport{DisableCompression: true}
+	switch u.Scheme {
+	case "unix":
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", u.Path)
+		}
+		return &http.Client{Transport: tr}, "http://lab", nil
+	case "tcp":
+		tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+		return &http.Client{Transport: tr}, "http://" + u.Host, nil
+	}
+	return nil, "", fmt.Errorf("endpoint %q: want unix:// or tcp://", l.Endpoint)
+}
