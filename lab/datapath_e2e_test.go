@@ -353,9 +353,36 @@ func TestE2EReference(t *testing.T) {
 	if len(st.Nodes) != 37 {
 		t.Errorf("%d nodes, want 37", len(st.Nodes))
 	}
+	// Up returns at the first moment every node is ready; in a starved VM
+	// late health checks may still flip a few LB7s. Requests are made once
+	// the event log has been still for 5s.
+	waitQuiet(t, l, 5*time.Second, 3*time.Minute)
 	for i, vip := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"} {
 		srcs := sourceRange("203.0.113", 1+i*50, 5+i*50) // 5 sources per VIP, 20 in all
 		lb7s, servers := curlFrom(t, l, "users", "http://"+vip+"/", srcs)
 		t.Logf("%s: LB7s %v, backends %v", vip, lb7s, servers)
+	}
+}
+
+// waitQuiet waits until the lab's event log has not grown for quiet.
+func waitQuiet(t *testing.T, l *lab.Lab, quiet, timeout time.Duration) {
+	t.Helper()
+	start := time.Now()
+	n, since := -1, time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		evs, err := l.Events(ctx)
+		cancel()
+		if err == nil && len(evs) != n {
+			n, since = len(evs), time.Now()
+		}
+		if time.Since(since) >= quiet {
+			t.Logf("event log still for %s after %s", quiet, time.Since(start).Round(time.Second))
+			return
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("the lab never settled: its event log kept growing for %s", timeout)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
