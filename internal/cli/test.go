@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lab-lb/lab/lab"
+)
+
+func newTestCmd(g *globals) *cobra.Command {
+	var (
+		up, markdown bool
+		vmMode       string
+		junit, svg   string
+	)
+	c := &cobra.Command{
+		Use:   "test SCENARIO.yaml...",
+		Short: "Run scenarios (load, failures, assertions on broken connections) and report; exits 1 when one fails",
+		Long: `Run each scenario file against the running lab (--name), or with --up
+against a fresh lab of the scenario's own topology, brought up before it
+and taken down after. For each one, print what was measured: steps with
+their times, connections per VIP (started, ok, broken, interrupted),
+failover time per injection, and every assertion PASS or FAIL. With
+several scenarios, a table of broken connections per scenario and VIP
+(scheduler) follows: the design's claims, measured.
+
+The format of a scenario file is in the README ("Scenario tests").`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.output != "text" && g.output != "json" {
+				return fmt.Errorf("-o %q: want text or json", g.output)
+			}
+			var scenarios []*lab.Scenario
+			var errs []error
+			for _, path := range args {
+				s, err := lab.LoadScenario(path)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				if up && s.Topology == "" {
+					errs = append(errs, fmt.Errorf("%s: --up needs the scenario's topology: field", path))
+				}
+				scenarios = append(scenarios, s)
+			}
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			var results []*lab.ScenarioResult
+			for _, s := range scenarios {
+				res, err := runScenario(cmd.Context(), g, s, up, lab.VMMode(vmMode), cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				results = append(results, res)
+				if g.output == "text" {
+					if err := res.WriteText(out); err != nil {
+						return err
+					}
+					fmt.Fprintln(out)
+				}
+				if svg != "" {
+					if err := writeFile(filepath.Join(svg, s.Name+".svg"), res.WriteSVG); err != nil {
+						return err
+					}
+				}
+				if cmd.Context().Err() != nil {
+					break
+				}
+			}
+			if g.output == "json" {
+				if err := g.print(out, results, nil); err != nil {
+					return err
+				}
+			} else if len(results) > 1 || markdown {
+				write := lab.WriteClaims
+				if markdown {
+					write = lab.WriteClaimsMarkdown
+				}
+				if err := write(out, results); err != nil {
+					return err
+				}
+			}
+			if junit != "" {
+				if err := writeFile(junit, func(w io.Writer) error { return lab.WriteJUnit(w, results) }); err != nil {
+					return err
+				}
+			}
+			failed := 0
+			for _, r := range results {
+				if !r.Passed() {
+					failed++
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d scenarios failed", failed, len(results))
+			}
+			return nil
+		},
+	}
+	g.addOutputFlag(c)
+	c.Flags().BoolVar(&up, "up", false, "bring up a fresh lab of each scenario's topology, and take it down after")
+	c.Flags().StringVar(&vmMode, "vm", "auto", "with --up: run inside a user-mode Linux VM: auto, always, never")
+	c.Flags().StringVar(&junit, "junit", "", "write JUnit XML to this file")
+	c.Flags().StringVar(&svg, "svg", "", "write each scenario's timeline to DIR/NAME.svg")
+	c.Flags().BoolVar(&markdown, "markdown", false, "print the claims table as Markdown")
+	return c
+}
+
+// runScenario runs s on the lab named by --name, or on a fresh one.
+func runScenario(ctx context.Context, g *globals, s *lab.Scenario, up bool, vm lab.VMMode, progress io.Writer) (*lab.ScenarioResult, error) {
+	if up {
+		fmt.Fprintf(progress, "%s: bringing up %s\n", s.Name, s.Topology)
+		return lab.RunScenarioFresh(ctx, s, lab.Options{VM: vm, Log: g.logger()})
+	}
+	l, err := lab.Open(g.name)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	return l.RunScenario(ctx, s, g.logger())
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,192 @@
+package scenario
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteText writes a readable report: the verdict, the steps with their
+// offsets, the connections per VIP, the failover after each injection and
+// every assertion with PASS or FAIL.
+func (r *Result) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
+
+	p("scenario %s: %s\n", r.Name, verdict(r.Passed()))
+	if r.Description != "" {
+		p("  %s\n", r.Description)
+	}
+	if r.Claim != "" {
+		p("claim: %s\n", r.Claim)
+	}
+	p("ran for %s\n", formatDuration(r.End.Sub(r.Start)))
+	if r.Err != nil {
+		p("error: %s\n", r.Err)
+	}
+
+	p("\nsteps\n  at\ttook\tstep\tresult\n")
+	for _, s := range r.Steps {
+		label := s.Step.Label
+		if s.Implied {
+			label += " (implied)"
+		}
+		switch {
+		case !s.Ran:
+			p("  -\t-\t%s\tnot run\n", label)
+		case s.Err != nil:
+			p("  %s\t%s\t%s\tFAILED: %s\n", offset(s.At), formatDuration(s.Took), label, s.Err)
+		default:
+			p("  %s\t%s\t%s\tok\n", offset(s.At), formatDuration(s.Took), label)
+		}
+	}
+
+	if r.Report == nil {
+		p("\ntraffic: none measured\n")
+	} else {
+		p("\ntraffic: read timeout %s, stall threshold %s\n", r.Report.ReadTimeout, r.Report.StallThreshold)
+		p("  vip\tscheduler\tstarted\tok\tbroken\tinterrupted\n")
+		for _, t := range r.Totals() {
+			p("  %s\t%s\t%d\t%d\t%d\t%d\n", t.VIP, dash(t.Scheduler), t.Started, t.OK, t.Broken, t.Interrupted)
+		}
+	}
+
+	if len(r.Failovers) > 0 {
+		p("\nfailover after each injection\n  step\tat\tfailover\tbroken")
+		for _, v := range r.VIPs {
+			p("\t%s", v.Name)
+		}
+		p("\n")
+		for _, f := range r.Failovers {
+			p("  %s\t%s\t%s\t%d", f.Step, offset(f.At), formatDuration(f.Failover), f.Broken)
+			for _, v := range f.ByVIP {
+				p("\t%s/%d", formatDuration(v.Failover), v.Broken)
+			}
+			p("\n")
+		}
+	}
+
+	if len(r.Assertions) > 0 {
+		p("\nassertions\n")
+		for _, a := range r.Assertions {
+			p("  %s  %s\n", verdict(a.Passed), a.Message())
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write scenario report: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write scenario report: %w", err)
+	}
+	return nil
+}
+
+// WriteClaims writes the claims table as aligned text: one row per result
+// (its claim, or its name), one column per VIP and scheduler with "broken/
+// total" connections, the longest failover and the verdict.
+func WriteClaims(w io.Writer, results []*Result) error {
+	bw := bufio.NewWriter(w)
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	for _, row := range claimRows(results) {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write claims table: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write claims table: %w", err)
+	}
+	return nil
+}
+
+// WriteClaimsMarkdown writes the claims table of WriteClaims as a Markdown
+// table, for the README.
+func WriteClaimsMarkdown(w io.Writer, results []*Result) error {
+	bw := bufio.NewWriter(w)
+	for i, row := range claimRows(results) {
+		for j := range row {
+			row[j] = strings.ReplaceAll(row[j], "|", `\|`)
+		}
+		fmt.Fprintf(bw, "| %s |\n", strings.Join(row, " | "))
+		if i == 0 {
+			fmt.Fprintf(bw, "|%s\n", strings.Repeat("---|", len(row)))
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write claims table: %w", err)
+	}
+	return nil
+}
+
+// claimRows returns the claims table, header first.
+func claimRows(results []*Result) [][]string {
+	var cols []string
+	index := map[string]int{}
+	for _, r := range results {
+		for _, v := range r.VIPs {
+			c := vipColumn(v)
+			if _, ok := index[c]; !ok {
+				index[c] = len(cols)
+				cols = append(cols, c)
+			}
+		}
+	}
+	rows := [][]string{append(append([]string{"claim"}, cols...), "failover", "result")}
+	for _, r := range results {
+		row := make([]string, len(cols)+3)
+		row[0] = r.Claim
+		if row[0] == "" {
+			row[0] = r.Name
+		}
+		for i := range cols {
+			row[i+1] = "-"
+		}
+		totals := r.Totals()
+		for i, v := range r.VIPs {
+			row[index[vipColumn(v)]+1] = fmt.Sprintf("%d/%d", totals[i].Broken, totals[i].Started)
+		}
+		row[len(cols)+1] = "-"
+		if len(r.Failovers) > 0 {
+			var worst time.Duration
+			for _, f := range r.Failovers {
+				worst = max(worst, f.Failover)
+			}
+			row[len(cols)+1] = formatDuration(worst)
+		}
+		row[len(cols)+2] = verdict(r.Passed())
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// vipColumn names a VIP's column in the claims table, such as "www (mh)".
+func vipColumn(v VIP) string {
+	if v.Scheduler == "" {
+		return v.Name
+	}
+	return fmt.Sprintf("%s (%s)", v.Name, v.Scheduler)
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+// offset writes an offset from the start of the run, such as "+5.002s".
+func offset(d time.Duration) string {
+	return fmt.Sprintf("+%.3fs", d.Seconds())
+}
+
+// dash returns s, or "-" when it is empty.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

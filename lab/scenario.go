@@ -1,0 +1,249 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+
+	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/node"
+	"github.com/lab-lb/lab/internal/scenario"
+	"github.com/lab-lb/lab/internal/topology"
+)
+
+// Scenario is a parsed scenario file (see `lab help test` and the README):
+// a load, steps that disturb the lab, and assertions on what broke.
+type Scenario = scenario.Scenario
+
+// ScenarioResult is what a scenario run measured and judged. It writes a
+// report (WriteText), a timeline (WriteSVG); WriteJUnit and WriteClaims
+// take several.
+type ScenarioResult = scenario.Result
+
+// LoadScenario reads and validates a scenario file; the error lists every
+// problem as FILE:LINE: field: message.
+func LoadScenario(path string) (*Scenario, error) { return scenario.LoadFile(path) }
+
+// WriteJUnit writes results as JUnit XML, one test suite per scenario and
+// one test case per assertion.
+var WriteJUnit = scenario.WriteJUnit
+
+// WriteClaims writes the table of broken connections per scenario and VIP
+// (scheduler); WriteClaimsMarkdown the same as Markdown.
+var (
+	WriteClaims         = scenario.WriteClaims
+	WriteClaimsMarkdown = scenario.WriteClaimsMarkdown
+)
+
+// RunScenario plays s on the lab: it starts the load, injects, waits for
+// conditions, stops the load and checks the assertions. A failed step or
+// assertion is in the result (Passed() is false); the error is for misuse.
+func (l *Lab) RunScenario(ctx context.Context, s *Scenario, log *slog.Logger) (*ScenarioResult, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return scenario.Run(ctx, scenarioLab{l}, s, log)
+}
+
+// RunScenarioFresh brings up a lab of the scenario's topology (named
+// opts.Name, by default "test-" and the scenario's name), runs s on it
+// and takes it down, whatever happened.
+func RunScenarioFresh(ctx context.Context, s *Scenario, opts Options) (res *ScenarioResult, err error) {
+	if s.Topology == "" {
+		return nil, fmt.Errorf("scenario %s names no topology", s.Name)
+	}
+	if opts.Name == "" {
+		opts.Name = "test-" + s.Name
+		if len(opts.Name) > 24 {
+			opts.Name = strings.TrimRight(opts.Name[:24], "-")
+		}
+	}
+	_ = Down(context.WithoutCancel(ctx), opts.Name, opts.Log) // a leftover of a crashed run
+	l, err := Up(ctx, s.Topology, opts)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", s.Name, err)
+	}
+	defer func() {
+		l.Close()
+		if derr := Down(context.WithoutCancel(ctx), opts.Name, opts.Log); derr != nil && err == nil {
+			err = derr
+		}
+	}()
+	return l.RunScenario(ctx, s, opts.Log)
+}
+
+// scenarioLab is the lab as package scenario sees it.
+type scenarioLab struct{ l *Lab }
+
+func (s scenarioLab) VIPs(context.Context) ([]scenario.VIP, error) {
+	t, err := s.l.Topology()
+	if err != nil {
+		return nil, err
+	}
+	var out []scenario.VIP
+	for _, v := range t.VIPs {
+		out = append(out, scenario.VIP{Name: v.Name, Target: netip.AddrPortFrom(v.Address, v.Port), Scheduler: v.Scheduler})
+	}
+	return out, nil
+}
+
+func (s scenarioLab) StartLoad(ctx context.Context, ld scenario.Load) (scenario.LoadRun, error) {
+	return s.l.StartLoad(ctx, LoadConfig{
+		From: ld.From, VIPs: ld.VIPs, Workers: ld.Workers, Path: ld.Path, ReadSize: ld.ReadSize,
+		Pause: ld.Pause, ReadTimeout: ld.ReadTimeout, StallThreshold: ld.StallThreshold,
+		EarlyStop: ld.EarlyStop, Seed: ld.Seed,
+	})
+}
+
+func (s scenarioLab) Do(ctx context.Context, a scenario.Action) error {
+	l := s.l
+	switch a.Kind {
+	case scenario.KindKill:
+		return l.Kill(ctx, a.Node)
+	case scenario.KindFreeze:
+		return l.Freeze(ctx, a.Node)
+	case scenario.KindRevive:
+		return l.Revive(ctx, a.Node)
+	case scenario.KindMaint:
+		return l.Maint(ctx, a.Node, a.State == "on")
+	case scenario.KindAgent:
+		return l.Agent(ctx, a.Node, a.State)
+	case scenario.KindLink:
+		return l.SetLink(ctx, a.Node, a.Peer, a.State == "up")
+	case scenario.KindImpair:
+		return l.Impair(ctx, a.Node, a.Peer, Impairment{Delay: a.Delay, Jitter: a.Jitter, Loss: a.Loss})
+	case scenario.KindAdd:
+		like := a.Like
+		if like == "" {
+			var err error
+			if like, err = s.model(a.Node); err != nil {
+				return err
+			}
+		}
+		return l.Add(ctx, a.Node, like)
+	case scenario.KindRemove:
+		return l.Remove(ctx, a.Node)
+	case scenario.KindExec:
+		var out strings.Builder
+		code, err := l.Exec(ctx, a.Node, a.Argv, nil, &out, &out)
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return fmt.Errorf("%s exited with status %d: %s", strings.Join(a.Argv, " "), code, strings.TrimSpace(out.String()))
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown step kind %q", a.Kind)
+}
+
+// model picks the node an added node copies when the scenario names none:
+// the first node of the group its name belongs to (lb7-4: group lb7).
+func (s scenarioLab) model(name string) (string, error) {
+	t, err := s.l.Topology()
+	if err != nil {
+		return "", err
+	}
+	group := strings.TrimRight(name, "0123456789")
+	group = strings.TrimSuffix(group, "-")
+	for _, n := range t.Nodes {
+		if n.Group == group && topology.Changeable(n.Role) {
+			return n.Name, nil
+		}
+	}
+	return "", fmt.Errorf("add %s: no group %s to copy a node from (give like:)", name, group)
+}
+
+func (s scenarioLab) Check(ctx context.Context, c scenario.Condition) (bool, string, error) {
+	st, err := s.l.Status(ctx)
+	if err != nil {
+		// A busy lab may answer late: not yet, rather than the end.
+		return false, err.Error(), nil
+	}
+	t, err := s.l.Topology()
+	if err != nil {
+		return false, "", err
+	}
+	return checkCondition(t, st, c)
+}
+
+// checkCondition judges c on a status snapshot of the lab of topology t.
+func checkCondition(t *topology.Topology, st *control.Status, c scenario.Condition) (bool, string, error) {
+	if c.Converged {
+		for _, n := range st.Nodes {
+			switch {
+			case n.Agent.State == "killed" || n.Agent.State == "frozen":
+			case n.Agent.State != "running":
+				return false, fmt.Sprintf("%s: agent %s", n.Name, n.Agent.State), nil
+			case !n.Agent.Ready:
+				return false, n.Name + ": " + n.Agent.Waiting, nil
+			}
+		}
+		return true, "", nil
+	}
+	vip, err := findVIP(t, c.VIP)
+	if err != nil {
+		return false, "", err
+	}
+	switch {
+	case c.NextHops != nil:
+		prefix := netip.PrefixFrom(vip.Address, vip.Address.BitLen()).String()
+		for _, n := range st.Nodes {
+			if n.Role != string(topology.RoleRouter) || n.Agent.State != "running" {
+				continue
+			}
+			var rs node.RouterStatus
+			if err := json.Unmarshal(n.Agent.Tier, &rs); err != nil {
+				return false, n.Name + ": no router status yet", nil
+			}
+			if got := len(rs.Routes[prefix]); got != *c.NextHops {
+				return false, fmt.Sprintf("%s routes %s via %d next hops", n.Name, prefix, got), nil
+			}
+		}
+		return true, "", nil
+	case c.Weight != nil:
+		lb7, ok := t.Node(c.LB7)
+		if !ok || lb7.Role != topology.RoleLB7 {
+			return false, "", fmt.Errorf("no lb7 %s", c.LB7)
+		}
+		for _, n := range st.Nodes {
+			if n.Role != string(topology.RoleLB4) || n.Agent.State != "running" {
+				continue
+			}
+			addr, _ := t.AddressFacing(n.Name, c.LB7)
+			var ls node.LB4Status
+			if err := json.Unmarshal(n.Agent.Tier, &ls); err != nil {
+				return false, n.Name + ": no IPVS status yet", nil
+			}
+			w := -1
+			for _, svc := range ls.Services {
+				if svc.Service.Address != vip.Address || svc.Service.Port != vip.Port {
+					continue
+				}
+				for _, d := range svc.Destinations {
+					if d.Address == addr {
+						w = d.Weight
+					}
+				}
+			}
+			if w != *c.Weight {
+				return false, fmt.Sprintf("%s gives %s weight %d", n.Name, c.LB7, w), nil
+			}
+		}
+		return true, "", nil
+	}
+	return false, "", errors.New("empty condition")
+}
+
+func findVIP(t *topology.Topology, name string) (topology.VIP, error) {
+	for _, v := range t.VIPs {
+		if v.Name == name || v.Address.String() == name {
+			return v, nil
+		}
+	}
+	return topology.VIP{}, fmt.Errorf("no VIP %s", name)
+}
