@@ -32,7 +32,7 @@ type LoadProgress = traffic.Progress
 // engine (200 workers downloading /10M, read timeout 3s, stall threshold
 // 1s, and so on).
 type LoadConfig struct {
-	// From is the node the load runs from, usually a client (required).
+	// From is the node the load runs from; default: the first client.
 	From string
 	// VIPs names the targets: VIP names, addresses (every TCP VIP on the
 	// address) or address:port pairs. Empty means every TCP VIP of the
@@ -100,6 +100,11 @@ func (l *Lab) StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start load: %w", err)
 	}
+	if cfg.From == "" {
+		if cfg.From, err = firstClient(t); err != nil {
+			return nil, fmt.Errorf("start load: %w", err)
+		}
+	}
 	tc, err := loadConfig(t, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start load: %w", err)
@@ -136,11 +141,23 @@ func (ld *Load) Stop(ctx context.Context) (*Report, error) {
 	return &rep, nil
 }
 
+// firstClient is the node a load runs from when none is named.
+func firstClient(t *topology.Topology) (string, error) {
+	clients := t.NodesByRole(topology.RoleClient)
+	if len(clients) == 0 {
+		return "", errors.New("no node to run the load from: the topology has no client; name one")
+	}
+	return clients[0].Name, nil
+}
+
 // loadConfig resolves cfg against t into the load engine's configuration:
 // the node, the VIPs and the source addresses.
 func loadConfig(t *topology.Topology, cfg LoadConfig) (traffic.Config, error) {
 	if cfg.From == "" {
-		return traffic.Config{}, errors.New("no node to run the load from")
+		var err error
+		if cfg.From, err = firstClient(t); err != nil {
+			return traffic.Config{}, err
+		}
 	}
 	n, ok := t.Node(cfg.From)
 	if !ok {

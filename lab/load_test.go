@@ -101,9 +101,15 @@ func TestLoadConfig(t *testing.T) {
 			},
 		},
 		{
-			name:    "no node",
+			name: "no node: the first client",
+			cfg:  LoadConfig{},
+			want: traffic.Config{Targets: []netip.AddrPort{www, alt}, Sources: v4src},
+		},
+		{
+			name:    "no node and no client",
 			cfg:     LoadConfig{},
-			wantErr: "no node to run the load from",
+			edit:    func(t *topology.Topology) { t.Nodes = t.Nodes[2:] },
+			wantErr: "no node to run the load from: the topology has no client",
 		},
 		{
 			name:    "unknown node",

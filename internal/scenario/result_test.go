@@ -192,3 +192,20 @@ func TestPassed(t *testing.T) {
 		})
 	}
 }
+
+// TestExceptLB7Refused: with except-lb7, a connection refused at connect
+// (no LB7 known: the dead LB7's kernel refused it) is that LB7's share,
+// while other broken connections without an LB7 still count.
+func TestExceptLB7Refused(t *testing.T) {
+	r := sampleResult()
+	r.Report.Conns = append(r.Report.Conns,
+		conn(11, vipWWW, 6000, 6000, "", traffic.OutcomeRefused),
+		conn(12, vipWWW, 6000, 6100, "", traffic.OutcomeReset),
+	)
+	r.evaluate([]Assertion{{Metric: MetricBroken, Limit: 4, Scope: Scope{ExceptLB7: "lb7-2"}}})
+	// Of the sample's 10, lb7-2 served 2, 4 and 7; 3, 8 and 9 broke. Then
+	// 11 is left out and 12 counts.
+	if got := r.Assertions[0]; got.Conns != 8 || got.Measured != 4 || !got.Passed {
+		t.Errorf("got %d connections, %v broken, passed %v; want 8, 4, true", got.Conns, got.Measured, got.Passed)
+	}
+}

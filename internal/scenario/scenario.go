@@ -252,8 +252,10 @@ type Scope struct {
 	// step with that label.
 	Before string `json:",omitzero"`
 	// ExceptLB7 leaves out the connections that LB7 served (by their
-	// X-Lab-LB7 header; a connection that broke before any header is
-	// kept).
+	// X-Lab-LB7 header) and the ones refused at connect, which carry no
+	// header: when an LB7 dies, the LB4s keep sending it new flows until
+	// their checks notice, and its kernel refuses them. Those are its
+	// share too. Other connections that broke before any header are kept.
 	ExceptLB7 string `json:",omitzero"`
 }
 
