@@ -37,8 +37,11 @@ type Target struct {
 
 // State is a target's current view.
 type State struct {
-	Name      string    `json:"name"`
-	Healthy   bool      `json:"healthy"`
+	Name    string `json:"name"`
+	Healthy bool   `json:"healthy"`
+	// Known is false until the target has passed Rise checks or failed
+	// Fall in a row: until then "unhealthy" is a default, not a verdict.
+	Known     bool      `json:"known"`
 	Since     time.Time `json:"since"`
 	LastError string    `json:"last_error,omitempty"`
 }
@@ -64,7 +67,8 @@ type tracked struct {
 }
 
 // New returns a checker calling onChange (from its own goroutines, one at
-// a time) whenever a target turns healthy or unhealthy.
+// a time) whenever a target turns healthy or unhealthy, and when a new
+// target is first found unhealthy (Known turns true).
 func New(cfg Config, log *slog.Logger, onChange func(State)) *Checker {
 	return &Checker{cfg: cfg, log: log, onChange: onChange, states: map[string]*tracked{}, running: map[string]context.CancelFunc{}}
 }
@@ -184,13 +188,13 @@ func (c *Checker) record(t Target, err error) {
 		s.ok, s.fail = s.ok+1, 0
 		s.LastError = ""
 		if !s.Healthy && s.ok >= c.cfg.Rise {
-			s.Healthy, s.Since, changed = true, time.Now(), true
+			s.Healthy, s.Known, s.Since, changed = true, true, time.Now(), true
 		}
 	} else {
 		s.ok, s.fail = 0, s.fail+1
 		s.LastError = err.Error()
-		if s.Healthy && s.fail >= c.cfg.Fall {
-			s.Healthy, s.Since, changed = false, time.Now(), true
+		if (s.Healthy || !s.Known) && s.fail >= c.cfg.Fall {
+			s.Healthy, s.Known, s.Since, changed = false, true, time.Now(), true
 		}
 	}
 	st := s.State

@@ -66,14 +66,26 @@ func TestRiseFall(t *testing.T) {
 	waitFor([]bool{true, false, true})
 }
 
-// TestUnreachable checks that a target nobody answers never turns healthy.
+// TestUnreachable checks that a target nobody answers never turns
+// healthy, and is reported once, as known unhealthy, after Fall failures.
 func TestUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	addr := addrOf(t, srv)
 	srv.Close()
-	c := New(Config{Interval: 5 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 1, Fall: 1}, slog.New(slog.DiscardHandler), func(s State) {
-		t.Errorf("unexpected change %+v", s)
+	var mu sync.Mutex
+	var changes []State
+	c := New(Config{Interval: 5 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 1, Fall: 2}, slog.New(slog.DiscardHandler), func(s State) {
+		mu.Lock()
+		changes = append(changes, s)
+		mu.Unlock()
 	})
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(changes) != 1 || changes[0].Healthy || !changes[0].Known {
+			t.Errorf("changes %+v, want one: known unhealthy", changes)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	c.Run(ctx, []Target{{Name: "gone", Addr: addr, Path: "/healthcheck"}})

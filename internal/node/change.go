@@ -93,6 +93,7 @@ func (l *lb4) Reconfigure(_ context.Context, t *topology.Topology) error {
 	for name := range l.healthy {
 		if !keep[name] {
 			delete(l.healthy, name)
+			delete(l.known, name)
 		}
 	}
 	l.mu.Unlock()

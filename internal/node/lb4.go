@@ -43,6 +43,7 @@ type lb4 struct {
 
 	mu        sync.Mutex
 	healthy   map[string]bool
+	known     map[string]bool // checked enough to be healthy or not
 	disabled  bool
 	announced bool
 	changes   []ipvs.Change
@@ -63,7 +64,7 @@ func (l *lb4) Start(ctx context.Context) error {
 	if l.lb7s, err = l.targets(t); err != nil {
 		return err
 	}
-	l.healthy = map[string]bool{}
+	l.healthy, l.known = map[string]bool{}, map[string]bool{}
 	// The next hop the LB4 announces: its own address as the routers see it.
 	for _, r := range t.NodesByRole(topology.RoleRouter) {
 		if addr, ok := t.AddressFacing(r.Name, l.a.node.Name); ok {
@@ -93,7 +94,7 @@ func (l *lb4) Start(ctx context.Context) error {
 	h := l.a.node.Settings.Health
 	l.checker = health.New(health.Config{Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}, l.a.log, func(s health.State) {
 		l.mu.Lock()
-		l.healthy[s.Name] = s.Healthy
+		l.healthy[s.Name], l.known[s.Name] = s.Healthy, s.Known
 		l.mu.Unlock()
 		l.a.event("health", fmt.Sprintf("%s healthy=%v %s", s.Name, s.Healthy, s.LastError))
 		if err := l.reconcile(); err != nil {
@@ -159,7 +160,15 @@ func (l *lb4) reconcile() error {
 	if err != nil {
 		return fmt.Errorf("program ipvs: %w", err)
 	}
-	announce := anyHealthy && !l.disabled
+	// A starting LB4 announces only once it knows every LB7's state: with
+	// one LB7 healthy and another still unchecked, its Maglev table would
+	// differ from the other LB4s', and flows ECMP moves to it would reach
+	// other LB7s than the ones holding them.
+	allKnown := true
+	for _, t := range l.lb7s {
+		allKnown = allKnown && l.known[t.name]
+	}
+	announce := anyHealthy && !l.disabled && (l.announced || allKnown)
 	if announce == l.announced {
 		return nil
 	}
