@@ -6,10 +6,10 @@ BIN         := bin/lab
 DEB_PACKAGES := user-mode-linux haproxy nftables iproute2 iputils-ping curl ipvsadm
 export GONOSUMDB := github.com/haproxytech
 
-.PHONY: help deps build test test-unit test-e2e demo bench fmt lint clean
+.PHONY: help deps build test test-unit test-e2e demo bench claims fmt lint clean
 
 help: ## show this help
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 deps: ## install the Debian packages lab needs (apt-get)
 	@if dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then echo "Debian packages present"; else \
@@ -18,8 +18,10 @@ deps: ## install the Debian packages lab needs (apt-get)
 build: ## build bin/lab
 	$(GO) build -o $(BIN) ./cmd/lab
 
+# -p 1: one package at a time, so that two labs never share the machine's
+# CPUs (the claim scenarios count stalls; a starved VM makes some).
 test: deps ## the whole test suite; end-to-end tests must run (no skips)
-	LAB_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 40m ./...
+	LAB_REQUIRE_E2E=1 $(GO) test -p 1 -count=1 -timeout 60m ./...
 
 test-unit: ## unit tests only (no root, no VM)
 	$(GO) test -short ./...
@@ -36,8 +38,13 @@ demo: deps build ## bring up topologies/minimal.yaml and show traffic through it
 		grep -E '^X-Lab-(Lb7|Server):' | paste -sd' '; done
 	@echo "the lab stays up: try '$(BIN) exec r1 -- ip route' or '$(BIN) exec lb4-1 -- ipvsadm -Ln', then '$(BIN) down minimal'"
 
-bench: deps ## print the figures: bring-up times, request rates (one run each)
+bench: deps ## print the figures: bring-up times, request rates, failover times (one run each)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 40m ./lab/ ./internal/traffic/
+
+claims: deps build ## the claims table: every scenario of testdata/scenarios on the reference lab (mh, sh, wlc)
+	./$(BIN) down claims
+	./$(BIN) up --name claims topologies/reference.yaml
+	./$(BIN) --name claims test --markdown testdata/scenarios/*.yaml; status=$$?; ./$(BIN) down claims; exit $$status
 
 fmt: ## format the code
 	gofmt -w $$(git ls-files '*.go')
