@@ -5,48 +5,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/lab-lb/lab/internal/yamlerr"
 )
 
 // Error is one problem found in a scenario, at a line of its file.
-type Error struct {
-	File  string
-	Line  int    // 1-based; 0 when the problem has no line
-	Field string // path such as steps[2].kill; may be empty
-	Msg   string
-}
-
-// Error formats the problem as FILE:LINE: FIELD: MSG, leaving out what
-// is unknown.
-func (e Error) Error() string {
-	var b strings.Builder
-	if e.File != "" || e.Line > 0 {
-		b.WriteString(e.File)
-		if e.Line > 0 {
-			fmt.Fprintf(&b, ":%d", e.Line)
-		}
-		b.WriteString(": ")
-	}
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+type Error = yamlerr.Error
 
 // Errors is every problem found in a scenario, sorted by line.
-type Errors struct {
-	List []Error
-}
-
-// Error returns one problem per line.
-func (e *Errors) Error() string {
-	lines := make([]string, len(e.List))
-	for i, err := range e.List {
-		lines[i] = err.Error()
-	}
-	return strings.Join(lines, "\n")
-}
+type Errors = yamlerr.Errors
 
 // collector gathers problems. It keeps the first problem of each field
 // only, so that a value that failed to parse is not reported again by the

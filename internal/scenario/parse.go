@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
 )
 
@@ -64,7 +65,7 @@ func (f fields) at(key string) string {
 // has reports whether key is present with a non-null value.
 func (f fields) has(key string) bool {
 	n, ok := f.vals[key]
-	return ok && !isNull(n)
+	return ok && !yamlerr.IsNull(n)
 }
 
 // parse reads data into a Scenario, or returns nil when the file is not a
@@ -142,7 +143,7 @@ func (p *parser) load(n *yaml.Node, path string) Load {
 }
 
 func (p *parser) step(n *yaml.Node, path string) Step {
-	st := Step{Line: line(n)}
+	st := Step{Line: yamlerr.Line(n)}
 	f, ok := p.mapping(n, path, append(append([]string(nil), stepKinds...), "label"))
 	if !ok {
 		return st
@@ -180,7 +181,7 @@ func (p *parser) step(n *yaml.Node, path string) Step {
 			st.Kind = KindLoadStop
 		case ok:
 			p.errorAt(v, vpath, "%q: want start or stop", s)
-		case isNull(v):
+		case yamlerr.IsNull(v):
 			p.errorAt(v, vpath, "want start or stop")
 		}
 		if st.Kind == "load" {
@@ -260,7 +261,7 @@ func (p *parser) condition(n *yaml.Node, path string) Condition {
 }
 
 func (p *parser) assertion(n *yaml.Node, path string) Assertion {
-	a := Assertion{Line: line(n)}
+	a := Assertion{Line: yamlerr.Line(n)}
 	f, ok := p.mapping(n, path, append(append([]string(nil), metricKeys...), scopeKeys...))
 	if !ok {
 		return a
@@ -306,21 +307,21 @@ func (p *parser) assertion(n *yaml.Node, path string) Assertion {
 // mapping checks that n is a mapping with string keys among known, each
 // once, and returns its values. It reports n when it is not a mapping.
 func (p *parser) mapping(n *yaml.Node, path string, known []string) (fields, bool) {
-	n = deref(n)
+	n = yamlerr.Deref(n)
 	f := fields{path: path, vals: map[string]*yaml.Node{}}
 	if n == nil {
 		return f, false
 	}
 	p.c.see(path, n.Line)
 	if n.Kind != yaml.MappingNode {
-		p.errorAt(n, path, "want a mapping, got %s", describe(n))
+		p.errorAt(n, path, "want a mapping, got %s", yamlerr.Describe(n))
 		return f, false
 	}
 	first := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		key, val := deref(n.Content[i]), deref(n.Content[i+1])
+		key, val := yamlerr.Deref(n.Content[i]), yamlerr.Deref(n.Content[i+1])
 		if key == nil || key.Kind != yaml.ScalarNode {
-			p.c.record(line(n.Content[i]), column(n.Content[i]), path, "keys must be plain strings")
+			p.c.record(yamlerr.Line(n.Content[i]), yamlerr.Column(n.Content[i]), path, "keys must be plain strings")
 			continue
 		}
 		kpath := f.at(key.Value)
@@ -335,7 +336,7 @@ func (p *parser) mapping(n *yaml.Node, path string, known []string) (fields, boo
 		}
 		first[key.Value] = key.Line
 		if !slices.Contains(known, key.Value) {
-			p.c.record(key.Line, key.Column, path, fmt.Sprintf("unknown key %q%s", key.Value, suggest(key.Value, known)))
+			p.c.record(key.Line, key.Column, path, fmt.Sprintf("unknown key %q%s", key.Value, yamlerr.Suggest(key.Value, known)))
 			f.unknown++
 			continue
 		}
@@ -356,24 +357,24 @@ func (p *parser) list(f fields, key string) []*yaml.Node {
 	}
 	n, path := f.vals[key], f.at(key)
 	if n.Kind != yaml.SequenceNode {
-		p.errorAt(n, path, "want a list, got %s", describe(n))
+		p.errorAt(n, path, "want a list, got %s", yamlerr.Describe(n))
 		return nil
 	}
 	items := make([]*yaml.Node, 0, len(n.Content))
 	for i, it := range n.Content {
-		it = deref(it)
+		it = yamlerr.Deref(it)
 		ipath := fmt.Sprintf("%s[%d]", path, i)
 		switch {
 		case it == nil:
-			p.c.add(line(n.Content[i]), column(n.Content[i]), ipath, "alias loop")
-		case isNull(it):
+			p.c.add(yamlerr.Line(n.Content[i]), yamlerr.Column(n.Content[i]), ipath, "alias loop")
+		case yamlerr.IsNull(it):
 			p.errorAt(it, ipath, "empty list item")
 		default:
 			p.c.see(ipath, it.Line)
 			items = append(items, it)
 			continue
 		}
-		items = append(items, &yaml.Node{Kind: yaml.MappingNode, Line: line(it), Column: column(it)})
+		items = append(items, &yaml.Node{Kind: yaml.MappingNode, Line: yamlerr.Line(it), Column: yamlerr.Column(it)})
 	}
 	return items
 }
@@ -381,12 +382,12 @@ func (p *parser) list(f fields, key string) []*yaml.Node {
 // scalar returns the text of n, reporting a value that is not a scalar.
 // A null value is "" and false, silently.
 func (p *parser) scalar(n *yaml.Node, path string) (string, bool) {
-	n = deref(n)
+	n = yamlerr.Deref(n)
 	switch {
-	case n == nil || isNull(n):
+	case n == nil || yamlerr.IsNull(n):
 		return "", false
 	case n.Kind != yaml.ScalarNode:
-		p.errorAt(n, path, "want a single value, got %s", describe(n))
+		p.errorAt(n, path, "want a single value, got %s", yamlerr.Describe(n))
 		return "", false
 	}
 	return n.Value, true
@@ -472,7 +473,7 @@ func (p *parser) percentAt(n *yaml.Node, path string) (float64, bool) {
 
 // errorAt reports a problem with the value n written at path.
 func (p *parser) errorAt(n *yaml.Node, path, format string, args ...any) {
-	p.c.add(line(n), column(n), path, format, args...)
+	p.c.add(yamlerr.Line(n), yamlerr.Column(n), path, format, args...)
 }
 
 var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -504,7 +505,7 @@ func document(c *collector, data []byte) (root *yaml.Node) {
 	case !errors.Is(err, io.EOF):
 		syntaxError(c, err)
 	}
-	if len(doc.Content) == 0 || isNull(deref(doc.Content[0])) {
+	if len(doc.Content) == 0 || yamlerr.IsNull(yamlerr.Deref(doc.Content[0])) {
 		c.add(1, 0, "", "empty file")
 		return nil
 	}
@@ -519,86 +520,4 @@ func syntaxError(c *collector, err error) {
 		return
 	}
 	c.add(0, 0, "", "syntax error: %s", strings.TrimPrefix(msg, "yaml: "))
-}
-
-// deref follows aliases to the anchored node; it gives up on a loop.
-func deref(n *yaml.Node) *yaml.Node {
-	for range 100 {
-		if n == nil || n.Kind != yaml.AliasNode {
-			return n
-		}
-		n = n.Alias
-	}
-	return nil
-}
-
-func isNull(n *yaml.Node) bool {
-	return n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
-
-// describe names what a node holds, for "want X, got Y" messages.
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return strconv.Quote(n.Value)
-	}
-	return "nothing"
-}
-
-func line(n *yaml.Node) int {
-	if n == nil {
-		return 0
-	}
-	return n.Line
-}
-
-func column(n *yaml.Node) int {
-	if n == nil {
-		return 0
-	}
-	return n.Column
-}
-
-// suggest returns ` (did you mean "x"?)` for a close known key, or "".
-func suggest(key string, known []string) string {
-	best, dist := "", 3
-	for _, k := range known {
-		if d := distance(key, k); d < dist && d <= max(1, len(k)/4) {
-			best, dist = k, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// distance is the edit distance between a and b, a swap of two neighbours
-// counting as one edit.
-func distance(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }

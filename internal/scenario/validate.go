@@ -8,6 +8,7 @@ import (
 
 	"github.com/lab-lb/lab/internal/agentcheck"
 	"github.com/lab-lb/lab/internal/traffic"
+	"github.com/lab-lb/lab/internal/yamlerr"
 )
 
 var (
@@ -296,7 +297,7 @@ func (v *validator) label(path, label string) {
 		for _, st := range v.s.Steps {
 			known = append(known, st.Label)
 		}
-		v.c.field(path, "no step is labelled %q%s", label, suggest(label, known))
+		v.c.field(path, "no step is labelled %q%s", label, yamlerr.Suggest(label, known))
 	case 1:
 	default:
 		lines := make([]string, len(idx))

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
 )
 
@@ -239,8 +240,8 @@ func TestMerge(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _ := tc.v.str()
-			if s != tc.want || line(tc.v.Node) != tc.line {
-				t.Errorf("got %q at line %d, want %q at line %d", s, line(tc.v.Node), tc.want, tc.line)
+			if s != tc.want || yamlerr.Line(tc.v.Node) != tc.line {
+				t.Errorf("got %q at line %d, want %q at line %d", s, yamlerr.Line(tc.v.Node), tc.want, tc.line)
 			}
 		})
 	}

@@ -6,47 +6,16 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
 )
 
 // Error is one problem found in a topology, at a line of a file.
-type Error struct {
-	File  string
-	Line  int    // 1-based; 0 when the problem has no line
-	Field string // dotted path such as nodes.r1.links[1]; may be empty
-	Msg   string
-}
-
-// Error formats the problem as FILE:LINE: FIELD: MSG.
-func (e Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	b.WriteString(": ")
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+type Error = yamlerr.Error
 
 // Errors is every problem found in a topology, sorted by file and line.
 // Parse returns it as its error.
-type Errors struct {
-	List []Error
-}
-
-// Error returns one problem per line.
-func (e *Errors) Error() string {
-	lines := make([]string, len(e.List))
-	for i, err := range e.List {
-		lines[i] = err.Error()
-	}
-	return strings.Join(lines, "\n")
-}
+type Errors = yamlerr.Errors
 
 // origin tells where a YAML node was written.
 type origin struct {
@@ -83,12 +52,12 @@ func (c *collector) add(file string, line, col int, field, format string, args .
 // at records a problem with the value written at n, named by its path.
 func (c *collector) at(n *yaml.Node, format string, args ...any) {
 	o := c.where(n)
-	c.add(o.file, line(n), column(n), o.path, format, args...)
+	c.add(o.file, yamlerr.Line(n), yamlerr.Column(n), o.path, format, args...)
 }
 
 // atField records a problem at the line of n, under an explicit field path.
 func (c *collector) atField(n *yaml.Node, field, format string, args ...any) {
-	c.add(c.where(n).file, line(n), column(n), field, format, args...)
+	c.add(c.where(n).file, yamlerr.Line(n), yamlerr.Column(n), field, format, args...)
 }
 
 // where returns the origin of n, defaulting to the topology file.
@@ -136,18 +105,4 @@ func (c *collector) err() error {
 		list[i] = c.list[o]
 	}
 	return &Errors{List: list}
-}
-
-func line(n *yaml.Node) int {
-	if n == nil {
-		return 0
-	}
-	return n.Line
-}
-
-func column(n *yaml.Node) int {
-	if n == nil {
-		return 0
-	}
-	return n.Column
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
 )
 
@@ -155,7 +156,7 @@ func resolve(c *collector, file string, data []byte, cfg *rawConfigs) *Topology 
 	if root == nil {
 		return nil
 	}
-	if root = deref(root); root == nil || isNull(root) {
+	if root = yamlerr.Deref(root); root == nil || yamlerr.IsNull(root) {
 		c.at(root, "empty topology (want a mapping with name and nodes)")
 		return nil
 	}
@@ -197,7 +198,7 @@ func (r *resolver) atOnce(n *yaml.Node, format string, args ...any) {
 // keyNode returns the key node of a top-level key, or the root.
 func (r *resolver) keyNode(key string) *yaml.Node {
 	for i := 0; i+1 < len(r.root.Content); i += 2 {
-		if k := deref(r.root.Content[i]); k != nil && k.Value == key {
+		if k := yamlerr.Deref(r.root.Content[i]); k != nil && k.Value == key {
 			return k
 		}
 	}
@@ -207,8 +208,8 @@ func (r *resolver) keyNode(key string) *yaml.Node {
 // valueOf returns the value of a top-level key node, or nil.
 func (r *resolver) valueOf(key *yaml.Node) *yaml.Node {
 	for i := 0; i+1 < len(r.root.Content); i += 2 {
-		if deref(r.root.Content[i]) == key {
-			return deref(r.root.Content[i+1])
+		if yamlerr.Deref(r.root.Content[i]) == key {
+			return yamlerr.Deref(r.root.Content[i+1])
 		}
 	}
 	return nil
@@ -406,7 +407,7 @@ func (r *resolver) segments() {
 func (r *resolver) nodes() {
 	if len(r.raw.Nodes) == 0 {
 		key := r.keyNode("nodes")
-		if v := r.valueOf(key); v == nil || isNull(v) || v.Kind == yaml.MappingNode {
+		if v := r.valueOf(key); v == nil || yamlerr.IsNull(v) || v.Kind == yaml.MappingNode {
 			r.c.atField(key, "nodes", "required: at least one node")
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
 
 	"github.com/lab-lb/lab/configs"
@@ -84,14 +85,14 @@ func settingsKeys() []string {
 
 // inlineSettings returns a mapping of the settings keys of a node entry.
 func inlineSettings(n *yaml.Node) *yaml.Node {
-	n = deref(n)
+	n = yamlerr.Deref(n)
 	if n == nil || n.Kind != yaml.MappingNode {
 		return nil
 	}
 	keys := settingsKeys()
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := deref(n.Content[i]); k != nil && slices.Contains(keys, k.Value) {
+		if k := yamlerr.Deref(n.Content[i]); k != nil && slices.Contains(keys, k.Value) {
 			out.Content = append(out.Content, k, n.Content[i+1])
 		}
 	}
@@ -113,14 +114,14 @@ const maxMergeDepth = 4
 func mergeAt(depth int, layers []*yaml.Node) *yaml.Node {
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	for _, l := range layers {
-		l = deref(l)
+		l = yamlerr.Deref(l)
 		if l == nil || l.Kind != yaml.MappingNode {
 			continue
 		}
 		out.Line, out.Column = l.Line, l.Column
 		for i := 0; i+1 < len(l.Content); i += 2 {
-			k, v := deref(l.Content[i]), deref(l.Content[i+1])
-			if k == nil || v == nil || isNull(v) {
+			k, v := yamlerr.Deref(l.Content[i]), yamlerr.Deref(l.Content[i+1])
+			if k == nil || v == nil || yamlerr.IsNull(v) {
 				continue
 			}
 			j := -1
@@ -147,7 +148,7 @@ func mergeAt(depth int, layers []*yaml.Node) *yaml.Node {
 // values run too.
 func decodeSettings(c *collector, n *yaml.Node, whole bool) Settings {
 	var raw rawSettings
-	if n = deref(n); n == nil || n.Kind != yaml.MappingNode {
+	if n = yamlerr.Deref(n); n == nil || n.Kind != yaml.MappingNode {
 		return Settings{}
 	}
 	_ = n.Decode(&raw) // Shapes were checked; leaves are converted below.

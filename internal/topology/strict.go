@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
 )
 
@@ -117,7 +118,7 @@ func (v *value) UnmarshalYAML(n *yaml.Node) error {
 // str returns the scalar text, and false when the value is absent or not a
 // scalar (the checker reports the latter).
 func (v value) str() (string, bool) {
-	if v.Node == nil || v.Node.Kind != yaml.ScalarNode || isNull(v.Node) {
+	if v.Node == nil || v.Node.Kind != yaml.ScalarNode || yamlerr.IsNull(v.Node) {
 		return "", false
 	}
 	return v.Node.Value, true
@@ -156,12 +157,12 @@ func (m *omap[T]) UnmarshalYAML(n *yaml.Node) error {
 	seen := map[string]bool{}
 	var msgs []string
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := deref(n.Content[i])
+		k := yamlerr.Deref(n.Content[i])
 		if k == nil || k.Kind != yaml.ScalarNode || seen[k.Value] {
 			continue
 		}
 		seen[k.Value] = true
-		e := entry[T]{Key: k, Node: deref(n.Content[i+1])}
+		e := entry[T]{Key: k, Node: yamlerr.Deref(n.Content[i+1])}
 		if err := n.Content[i+1].Decode(&e.V); err != nil {
 			var te *yaml.TypeError
 			if !errors.As(err, &te) {
@@ -184,39 +185,19 @@ type elemer interface{ elem() reflect.Type }
 
 var valueType = reflect.TypeFor[value]()
 
-// deref follows aliases to the anchored node. It gives up on a loop of
-// aliases (which the YAML parser does not produce) and returns nil.
-func deref(n *yaml.Node) *yaml.Node {
-	for range 100 {
-		if n == nil || n.Kind != yaml.AliasNode {
-			return n
-		}
-		n = n.Alias
-	}
-	return nil
-}
-
-func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
-
-// describe names what a node holds, for "want X, got Y" messages.
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return strconv.Quote(n.Value)
-	}
-	return "nothing"
-}
-
 // field is one key of a struct schema.
 type field struct {
 	name string
 	typ  reflect.Type
+}
+
+// names lists the keys of fields, in order.
+func names(fields []field) []string {
+	out := make([]string, len(fields))
+	for i, f := range fields {
+		out[i] = f.name
+	}
+	return out
 }
 
 // fieldsOf lists the YAML keys of a struct type, inline structs flattened.
@@ -250,12 +231,12 @@ type checker struct {
 
 // check validates n (written at path) against type t.
 func (k *checker) check(n *yaml.Node, t reflect.Type, path string) {
-	n = deref(n)
+	n = yamlerr.Deref(n)
 	if n == nil {
 		return
 	}
 	k.c.note(n, k.file, path)
-	if isNull(n) {
+	if yamlerr.IsNull(n) {
 		return
 	}
 	if s, ok := reflect.Zero(t).Interface().(schemaer); ok {
@@ -265,18 +246,18 @@ func (k *checker) check(n *yaml.Node, t reflect.Type, path string) {
 	switch {
 	case t == valueType:
 		if n.Kind != yaml.ScalarNode {
-			k.c.at(n, "want a single value, got %s", describe(n))
+			k.c.at(n, "want a single value, got %s", yamlerr.Describe(n))
 		}
 	case t.Implements(reflect.TypeFor[elemer]()):
 		k.mapping(n, path, nil, reflect.Zero(t).Interface().(elemer).elem())
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			k.c.at(n, "want a list, got %s", describe(n))
+			k.c.at(n, "want a list, got %s", yamlerr.Describe(n))
 			return
 		}
 		for i, it := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
-			if d := deref(it); d != nil && isNull(d) {
+			if d := yamlerr.Deref(it); d != nil && yamlerr.IsNull(d) {
 				k.c.note(d, k.file, p)
 				k.c.at(d, "empty list item")
 				continue
@@ -294,7 +275,7 @@ func (k *checker) check(n *yaml.Node, t reflect.Type, path string) {
 // is set, any key with values of type elem.
 func (k *checker) mapping(n *yaml.Node, path string, fields []field, elem reflect.Type) {
 	if n.Kind != yaml.MappingNode {
-		k.c.at(n, "want a mapping, got %s", describe(n))
+		k.c.at(n, "want a mapping, got %s", yamlerr.Describe(n))
 		return
 	}
 	first := map[string]int{}
@@ -303,7 +284,7 @@ func (k *checker) mapping(n *yaml.Node, path string, fields []field, elem reflec
 	kept := n.Content[:0:0]
 	defer func() { n.Content = kept }()
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		key, val := deref(n.Content[i]), n.Content[i+1]
+		key, val := yamlerr.Deref(n.Content[i]), n.Content[i+1]
 		if key == nil || key.Kind != yaml.ScalarNode {
 			k.c.atField(n.Content[i], path, "keys must be plain strings")
 			continue
@@ -332,51 +313,11 @@ func (k *checker) mapping(n *yaml.Node, path string, fields []field, elem reflec
 			}
 		}
 		if t == nil {
-			k.c.atField(key, path, "unknown key %q%s", key.Value, suggest(key.Value, fields))
+			k.c.atField(key, path, "unknown key %q%s", key.Value, yamlerr.Suggest(key.Value, names(fields)))
 			continue
 		}
 		k.check(val, t, p)
 	}
-}
-
-// suggest returns ` (did you mean "x"?)` for a close known key, or "".
-func suggest(key string, fields []field) string {
-	best, dist := "", 3
-	for _, f := range fields {
-		if d := distance(key, f.name); d < dist && d <= max(1, len(f.name)/4) {
-			best, dist = f.name, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// distance is the edit distance between a and b, a swap of two neighbours
-// counting as one edit (optimal string alignment).
-func distance(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }
 
 var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
