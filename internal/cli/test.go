@@ -18,6 +18,7 @@ func newTestCmd(g *globals) *cobra.Command {
 		up, markdown bool
 		vmMode       string
 		junit, svg   string
+		workers      int
 	)
 	c := &cobra.Command{
 		Use:   "test SCENARIO.yaml...",
@@ -43,6 +44,9 @@ The format of a scenario file is in the README ("Scenario tests").`,
 				if err != nil {
 					errs = append(errs, err)
 					continue
+				}
+				if workers > 0 {
+					s.Load.Workers = workers
 				}
 				if up && s.Topology == "" {
 					errs = append(errs, fmt.Errorf("%s: --up needs the scenario's topology: field", path))
@@ -111,6 +115,7 @@ The format of a scenario file is in the README ("Scenario tests").`,
 	c.Flags().StringVar(&junit, "junit", "", "write JUnit XML to this file")
 	c.Flags().StringVar(&svg, "svg", "", "write each scenario's timeline to DIR/NAME.svg")
 	c.Flags().BoolVar(&markdown, "markdown", false, "print the claims table as Markdown")
+	c.Flags().IntVar(&workers, "workers", 0, "override every scenario's load workers (size the load to the machine: the steady scenario must break nothing)")
 	return c
 }
 

@@ -19,6 +19,10 @@ import (
 	"github.com/lab-lb/lab/internal/topology"
 )
 
+// announceGrace, in health-check intervals, is how long a starting LB4
+// waits for every LB7 to be healthy before it announces with some down.
+const announceGrace = 20
+
 // DisableFile on an LB4 withdraws its VIPs from BGP while it exists.
 const DisableFile = "disable"
 
@@ -102,6 +106,13 @@ func (l *lb4) Start(ctx context.Context) error {
 		}
 	})
 	go l.checker.Run(ctx, healthTargets(l.lb7s))
+	// The grace time ends without a health change to reconcile on.
+	grace := time.AfterFunc(announceGrace*h.Interval+time.Millisecond, func() {
+		if err := l.reconcile(); err != nil {
+			l.a.log.Error("reconcile", "err", err)
+		}
+	})
+	go func() { <-ctx.Done(); grace.Stop() }()
 	go l.watchDisable(ctx)
 	go l.a.watchPeers(ctx, l.speaker)
 	go func() { <-ctx.Done(); l.speaker.Stop(); l.table.Close() }()
@@ -160,15 +171,19 @@ func (l *lb4) reconcile() error {
 	if err != nil {
 		return fmt.Errorf("program ipvs: %w", err)
 	}
-	// A starting LB4 announces only once it knows every LB7's state: with
-	// one LB7 healthy and another still unchecked, its Maglev table would
-	// differ from the other LB4s', and flows ECMP moves to it would reach
-	// other LB7s than the ones holding them.
-	allKnown := true
+	// A starting LB4 announces once every LB7 is healthy: with one LB7
+	// missing from its Maglev table while the other LB4s have it, flows
+	// ECMP moves to it would reach other LB7s than the ones holding them.
+	// A first check that times out in a busy lab is not proof that the
+	// others see that LB7 down; when some LB7 is still down after a grace
+	// time, the LB4 announces anyway with what it knows.
+	allHealthy, allKnown := true, true
 	for _, t := range l.lb7s {
+		allHealthy = allHealthy && l.healthy[t.name]
 		allKnown = allKnown && l.known[t.name]
 	}
-	announce := anyHealthy && !l.disabled && (l.announced || allKnown)
+	grace := time.Since(l.a.started) > announceGrace*l.a.node.Settings.Health.Interval
+	announce := anyHealthy && !l.disabled && (l.announced || allHealthy || allKnown && grace)
 	if announce == l.announced {
 		return nil
 	}
