@@ -180,6 +180,30 @@ func (l *Lab) Status(ctx context.Context) (*control.Status, error) {
 	return l.client.Status(ctx)
 }
 
+// Readiness returns the lab's status with only whether each node has
+// converged (Agent.Ready, Agent.Waiting), which is much cheaper to make
+// than Status in a busy lab.
+func (l *Lab) Readiness(ctx context.Context) (*control.Status, error) {
+	var st control.Status
+	if err := l.client.GetJSON(ctx, "/v1/status?ready=1", &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// StatusOf returns the status of the nodes of the given roles only.
+func (l *Lab) StatusOf(ctx context.Context, roles ...topology.Role) (*control.Status, error) {
+	q := neturl.Values{}
+	for _, r := range roles {
+		q.Add("role", string(r))
+	}
+	var st control.Status
+	if err := l.client.GetJSON(ctx, "/v1/status?"+q.Encode(), &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 // Exec runs argv inside node and returns its exit status. stdin may be nil.
 func (l *Lab) Exec(ctx context.Context, node string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	if len(argv) == 0 {

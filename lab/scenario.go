@@ -159,7 +159,16 @@ func (s scenarioLab) model(name string) (string, error) {
 }
 
 func (s scenarioLab) Check(ctx context.Context, c scenario.Condition) (bool, string, error) {
-	st, err := s.l.Status(ctx)
+	var st *control.Status
+	var err error
+	switch {
+	case c.Converged:
+		st, err = s.l.Readiness(ctx)
+	case c.NextHops != nil:
+		st, err = s.l.StatusOf(ctx, topology.RoleRouter)
+	default:
+		st, err = s.l.StatusOf(ctx, topology.RoleLB4)
+	}
 	if err != nil {
 		// A busy lab may answer late: not yet, rather than the end.
 		return false, err.Error(), nil

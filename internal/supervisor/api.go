@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -75,9 +76,26 @@ func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, st)
 		return
 	}
-	st.Nodes = make([]control.NodeStatus, len(topo.Nodes))
+	// ?ready asks each agent only whether it has converged (cheap), not
+	// for its tier's state; ?role=lb4&role=router keeps those roles only.
+	// Both keep polling light in a busy lab.
+	q := r.URL.Query()
+	agentPath := "/status"
+	if q.Has("ready") {
+		agentPath = "/ready"
+	}
+	nodes := topo.Nodes
+	if roles := q["role"]; len(roles) > 0 {
+		nodes = nil
+		for _, n := range topo.Nodes {
+			if slices.Contains(roles, string(n.Role)) {
+				nodes = append(nodes, n)
+			}
+		}
+	}
+	st.Nodes = make([]control.NodeStatus, len(nodes))
 	var wg sync.WaitGroup
-	for i, n := range topo.Nodes {
+	for i, n := range nodes {
 		ns := control.NodeStatus{Name: n.Name, Role: string(n.Role), Netns: fabric.NodeNetns(s.cfg.Name, n.Name), Loopback: len(n.Loopback)}
 		for _, ifc := range n.Interfaces {
 			is := control.InterfaceStatus{Name: ifc.Name, Segment: ifc.Segment, Peer: ifc.Peer}
@@ -100,7 +118,7 @@ func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st.Nodes[i].Agent = s.agentStatus(r.Context(), n.Name)
+			st.Nodes[i].Agent = s.agentGet(r.Context(), n.Name, agentPath)
 		}()
 	}
 	wg.Wait()
@@ -109,10 +127,6 @@ func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
 
 func (s *Supervisor) agentClient(name string) (*control.Client, error) {
 	return control.NewClient(control.Endpoint("unix://"+filepath.Join(s.nodeDir(name), node.SocketName)), "")
-}
-
-func (s *Supervisor) agentStatus(ctx context.Context, name string) control.AgentStatus {
-	return s.agentGet(ctx, name, "/status")
 }
 
 func (s *Supervisor) agentGet(ctx context.Context, name, path string) control.AgentStatus {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/lab-lb/lab/internal/fabric"
 	"github.com/lab-lb/lab/internal/haproxy"
@@ -172,8 +173,14 @@ func (s *Supervisor) tellAgents(ctx context.Context, t *topology.Topology, skip 
 	return nil
 }
 
+// changeTimeout bounds lab add and lab remove. They do not stop when the
+// client goes away: a change half made is worse than one finished late.
+const changeTimeout = 3 * time.Minute
+
 func (s *Supervisor) handleAdd(w http.ResponseWriter, r *http.Request) {
-	if err := s.add(r.Context(), r.PathValue("node"), r.URL.Query().Get("like")); err != nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), changeTimeout)
+	defer cancel()
+	if err := s.add(ctx, r.PathValue("node"), r.URL.Query().Get("like")); err != nil {
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	}
@@ -185,7 +192,9 @@ func (s *Supervisor) handleRemove(w http.ResponseWriter, r *http.Request) {
 	if !s.knownNode(w, name) {
 		return
 	}
-	if err := s.remove(r.Context(), name); err != nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), changeTimeout)
+	defer cancel()
+	if err := s.remove(ctx, name); err != nil {
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	}
