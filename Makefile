@@ -42,8 +42,8 @@ bench: deps ## print the figures: bring-up times, request rates, failover times 
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 40m ./lab/ ./internal/traffic/
 
 # The reference lab's 37 nodes leave little of the VM's one CPU to the
-# load: 12 workers keep the steady (calibration) scenario clean there.
-CLAIMS_WORKERS ?= 12
+# load: 8 workers keep the steady (calibration) scenario clean there.
+CLAIMS_WORKERS ?= 8
 claims: deps build ## the claims table: every scenario of testdata/scenarios on the reference lab (mh, sh, wlc)
 	./$(BIN) down claims
 	./$(BIN) up --name claims topologies/reference.yaml

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/fabric"
 	"github.com/lab-lb/lab/internal/haproxy"
 	"github.com/lab-lb/lab/internal/node"
@@ -154,10 +155,21 @@ func (s *Supervisor) tellAgents(ctx context.Context, t *topology.Topology, skip 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := s.agentClient(n.Name)
-			if err == nil {
-				err = c.Post(ctx, "/topology", t)
-				c.Close()
+			// A starved agent may drop the request (the VM is busiest
+			// right when a node starts): try again a few times.
+			var err error
+			for try := range 3 {
+				if try > 0 {
+					time.Sleep(time.Duration(try) * time.Second)
+				}
+				var c *control.Client
+				if c, err = s.agentClient(n.Name); err == nil {
+					err = c.Post(ctx, "/topology", t)
+					c.Close()
+				}
+				if err == nil || ctx.Err() != nil {
+					break
+				}
 			}
 			if err != nil {
 				errs[i] = fmt.Errorf("tell %s: %w", n.Name, err)
