@@ -258,6 +258,14 @@ func TestE2EKillRevive(t *testing.T) {
 	}
 	took := waitStatus(t, l, 10*time.Second, "lb4-2 out of r1's route", func(st *control.Status) bool { return hops(st) == 1 })
 	t.Logf("lab kill lb4-2: out of r1's route in %s (status polled every 100ms)", took.Round(10*time.Millisecond))
+	// Its event log outlives its agent.
+	evs, err := l.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(evs, func(e control.Event) bool { return e.Node == "lb4-2" && e.Kind == "ipvs" }) {
+		t.Error("lab events lost the killed lb4-2's IPVS events")
+	}
 	st := status(t, l)
 	for _, n := range st.Nodes {
 		if n.Name == "lb4-2" && n.Agent.State != "killed" {

@@ -104,19 +104,23 @@ func must(b *testing.B, err error) {
 	}
 }
 
-// mark returns how many events the lab has logged so far: what follows
-// is the reaction to the next change.
-func mark(b *testing.B, l *lab.Lab) int {
+// mark returns the time of the lab's latest event: what follows is the
+// reaction to the next change. (Times, not counts: a killed node's events
+// leave the log with its agent.)
+func mark(b *testing.B, l *lab.Lab) time.Time {
 	b.Helper()
 	evs, err := l.Events(context.Background())
 	must(b, err)
-	return len(evs)
+	if len(evs) == 0 {
+		return time.Time{}
+	}
+	return evs[len(evs)-1].Time
 }
 
-// reaction waits until, among the events after the first mark ones, the
+// reaction waits until, among the events after mark, the
 // first matching cause is followed by n events matching effect, and
 // returns the time from the cause to the last of them.
-func reaction(b *testing.B, l *lab.Lab, mark int, cause, effect func(control.Event) bool, n int) time.Duration {
+func reaction(b *testing.B, l *lab.Lab, mark time.Time, cause, effect func(control.Event) bool, n int) time.Duration {
 	b.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -124,7 +128,10 @@ func reaction(b *testing.B, l *lab.Lab, mark int, cause, effect func(control.Eve
 		must(b, err)
 		var t0 time.Time
 		got := 0
-		for _, e := range evs[min(mark, len(evs)):] {
+		for _, e := range evs {
+			if !e.Time.After(mark) {
+				continue
+			}
 			switch {
 			case t0.IsZero() && cause(e):
 				t0 = e.Time
@@ -143,11 +150,11 @@ func reaction(b *testing.B, l *lab.Lab, mark int, cause, effect func(control.Eve
 }
 
 // injectTime is the time of the first injection event after mark.
-func injectTime(b *testing.B, l *lab.Lab, mark int) time.Time {
+func injectTime(b *testing.B, l *lab.Lab, mark time.Time) time.Time {
 	evs, err := l.Events(context.Background())
 	must(b, err)
-	for _, e := range evs[min(mark, len(evs)):] {
-		if e.Kind == "inject" {
+	for _, e := range evs {
+		if e.Kind == "inject" && e.Time.After(mark) {
 			return e.Time
 		}
 	}

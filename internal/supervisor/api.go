@@ -190,28 +190,47 @@ func (s *Supervisor) handleEvents(w http.ResponseWriter, r *http.Request) {
 	var wg sync.WaitGroup
 	t, _ := s.current()
 	for _, n := range t.Nodes {
+		s.mu.Lock()
+		down := s.killed[n.Name]
+		s.mu.Unlock()
+		if down { // a frozen agent would not answer; a dead one's log is saved
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := s.agentClient(n.Name)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			var evs []control.Event
-			if c.GetJSON(r.Context(), "/events", &evs) == nil {
-				mu.Lock()
-				all = append(all, evs...)
-				mu.Unlock()
-			}
+			evs := s.agentEvents(n.Name)
+			mu.Lock()
+			all = append(all, evs...)
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	s.mu.Lock()
 	all = append(all, s.events...)
+	for _, evs := range s.saved {
+		all = append(all, evs...)
+	}
 	s.mu.Unlock()
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
 	writeJSON(w, all)
+}
+
+// agentEvents returns a node agent's event log, nil when it does not
+// answer within a few seconds.
+func (s *Supervisor) agentEvents(name string) []control.Event {
+	c, err := s.agentClient(name)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var evs []control.Event
+	if c.GetJSON(ctx, "/events", &evs) != nil {
+		return nil
+	}
+	return evs
 }
 
 func (s *Supervisor) handleLogs(w http.ResponseWriter, r *http.Request) {

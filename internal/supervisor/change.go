@@ -103,8 +103,10 @@ func (s *Supervisor) remove(ctx context.Context, name string) error {
 	nextPlan := fabric.NewPlan(next, s.cfg.Name)
 	ns, tunnels := fabric.Gone(prevPlan, nextPlan)
 	s.event(name, "inject", "remove: the "+string(n.Role)+" leaves the lab")
+	evs := s.agentEvents(name) // its log goes with it: keep a copy
 	s.mu.Lock()
 	s.killed[name] = true // its agent's exit is expected
+	s.saved[name] = append(s.saved[name], evs...)
 	s.mu.Unlock()
 	if n.Role == topology.RoleLB7 {
 		if err := s.tellAgents(ctx, next, name); err != nil {

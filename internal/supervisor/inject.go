@@ -36,7 +36,13 @@ func (s *Supervisor) kill(name string, freeze bool) error {
 		return fmt.Errorf("%s is already killed (bring it back with lab revive %s)", name, name)
 	}
 	a := s.agents[name]
+	s.mu.Unlock()
+	// Its event log dies with the agent (or cannot answer, frozen): keep a
+	// copy for lab events.
+	evs := s.agentEvents(name)
+	s.mu.Lock()
 	s.killed[name] = true
+	s.saved[name] = append(s.saved[name], evs...)
 	s.mu.Unlock()
 	// The event first: what reacts to the crash must come after it in the
 	// log.
@@ -109,6 +115,9 @@ func (s *Supervisor) revive(ctx context.Context, name string) error {
 	s.mu.Lock()
 	delete(s.killed, name)
 	delete(s.frozen, name)
+	if frozen { // the same agent answers again, with its whole log
+		delete(s.saved, name)
+	}
 	s.mu.Unlock()
 	if frozen {
 		s.event(name, "inject", "revive: processes continued, packets flow again")

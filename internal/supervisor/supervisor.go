@@ -68,9 +68,10 @@ type Supervisor struct {
 	mu     sync.Mutex
 	phase  string
 	agents map[string]*agentProc
-	events []control.Event // the supervisor's own: injections, lifecycle
-	killed map[string]bool // nodes crashed by lab kill
-	frozen map[string]bool // nodes frozen by lab kill --freeze
+	events []control.Event            // the supervisor's own: injections, lifecycle
+	killed map[string]bool            // nodes crashed by lab kill
+	frozen map[string]bool            // nodes frozen by lab kill --freeze
+	saved  map[string][]control.Event // event logs of killed agents
 	// topoFile is the topology agents start with: the original file, or
 	// the one saved after lab add or lab remove.
 	topoFile string
@@ -89,7 +90,7 @@ type Supervisor struct {
 // for `down`, then takes the lab down. A build failure is rolled back and
 // returned.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	s := &Supervisor{cfg: cfg, log: log, started: time.Now(), phase: "building", agents: map[string]*agentProc{}, killed: map[string]bool{}, frozen: map[string]bool{}, done: make(chan struct{})}
+	s := &Supervisor{cfg: cfg, log: log, started: time.Now(), phase: "building", agents: map[string]*agentProc{}, killed: map[string]bool{}, frozen: map[string]bool{}, saved: map[string][]control.Event{}, done: make(chan struct{})}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "nodes"), 0o700); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
