@@ -12,6 +12,7 @@ import (
 
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/node"
+	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/lab"
 )
 
@@ -377,20 +378,17 @@ func waitQuiet(t *testing.T, l *lab.Lab, quiet, timeout time.Duration) {
 	t.Helper()
 	start := time.Now()
 	n, since := -1, time.Now()
-	for {
+	testenv.EventuallyEvery(t, timeout, 500*time.Millisecond, "event log still for "+quiet.String(), func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		evs, err := l.Events(ctx)
 		cancel()
 		if err == nil && len(evs) != n {
 			n, since = len(evs), time.Now()
 		}
-		if time.Since(since) >= quiet {
-			t.Logf("event log still for %s after %s", quiet, time.Since(start).Round(time.Second))
-			return
+		if time.Since(since) < quiet {
+			return fmt.Errorf("%d events, the last change %s ago", n, time.Since(since).Round(time.Second))
 		}
-		if time.Since(start) > timeout {
-			t.Fatalf("the lab never settled: its event log kept growing for %s", timeout)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return nil
+	})
+	t.Logf("event log still for %s after %s", quiet, time.Since(start).Round(time.Second))
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/traffic"
 	"github.com/lab-lb/lab/lab"
 )
@@ -122,10 +123,12 @@ func mark(b *testing.B, l *lab.Lab) time.Time {
 // returns the time from the cause to the last of them.
 func reaction(b *testing.B, l *lab.Lab, mark time.Time, cause, effect func(control.Event) bool, n int) time.Duration {
 	b.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	var d time.Duration
+	testenv.EventuallyEvery(b, time.Minute, 100*time.Millisecond, "reaction", func() error {
 		evs, err := l.Events(context.Background())
-		must(b, err)
+		if err != nil {
+			return err
+		}
 		var t0 time.Time
 		got := 0
 		for _, e := range evs {
@@ -138,15 +141,14 @@ func reaction(b *testing.B, l *lab.Lab, mark time.Time, cause, effect func(contr
 			case !t0.IsZero() && effect(e):
 				got++
 				if got == n {
-					return e.Time.Sub(t0)
+					d = e.Time.Sub(t0)
+					return nil
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("no reaction within a minute (cause seen: %v, %d of %d effects)", !t0.IsZero(), got, n)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("cause seen: %v, %d of %d effects", !t0.IsZero(), got, n)
+	})
+	return d
 }
 
 // injectTime is the time of the first injection event after mark.
@@ -184,15 +186,14 @@ func lastFailure(rep *lab.Report, at time.Time) time.Duration {
 
 func waitStarted(b *testing.B, ld *lab.Load, n int) {
 	b.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	testenv.EventuallyEvery(b, 2*time.Minute, 200*time.Millisecond, fmt.Sprintf("%d connections started", n), func() error {
 		p, err := ld.Progress(context.Background())
-		if err == nil && p.Started >= n {
-			return
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			b.Fatal(fmt.Sprintf("the load did not reach %d connections", n))
+		if p.Started < n {
+			return fmt.Errorf("%d started", p.Started)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }

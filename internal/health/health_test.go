@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lab-lb/lab/internal/testenv"
 )
 
 // TestRiseFall drives a target through healthy and unhealthy with a server
@@ -122,19 +125,14 @@ func TestUpdate(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	waitHealthy := func(name string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		testenv.Eventually(t, 5*time.Second, name+" healthy", func() error {
 			mu.Lock()
-			ok := healthy[name]
-			mu.Unlock()
-			if ok {
-				return
+			defer mu.Unlock()
+			if !healthy[name] {
+				return errors.New("not healthy yet")
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never turned healthy", name)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	waitHealthy("lb7-1")
 	b := Target{Name: "lb7-2", Addr: addrOf(t, srv), Path: "/"}

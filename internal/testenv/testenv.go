@@ -52,9 +52,16 @@ func RequireBinary(t testing.TB, name string) string {
 // sleeps.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
+	EventuallyEvery(t, timeout, 10*time.Millisecond, what, cond)
+}
+
+// EventuallyEvery is Eventually polling every interval: a condition that
+// asks a lab in a one-CPU VM must not keep that CPU busy answering.
+func EventuallyEvery(t testing.TB, timeout, interval time.Duration, what string, cond func() error) {
+	t.Helper()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		err := cond()
