@@ -1,14 +1,9 @@
 package lab
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -110,7 +105,7 @@ func (l *Lab) StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 		return nil, fmt.Errorf("start load: %w", err)
 	}
 	var started node.LoadStarted
-	if err := l.postJSON(ctx, "/v1/nodes/"+url.PathEscape(cfg.From)+"/load", node.NewLoadRequest(tc), &started); err != nil {
+	if err := l.client.PostJSON(ctx, "/v1/nodes/"+url.PathEscape(cfg.From)+"/load", node.NewLoadRequest(tc), &started); err != nil {
 		return nil, fmt.Errorf("start load from %s: %w", cfg.From, err)
 	}
 	return &Load{Node: cfg.From, ID: started.ID, Targets: tc.Targets, Sources: tc.Sources, lab: l}, nil
@@ -135,7 +130,7 @@ func (ld *Load) Progress(ctx context.Context) (*LoadProgress, error) {
 // so a second Stop fails. Connections in progress are cut and count as ok.
 func (ld *Load) Stop(ctx context.Context) (*Report, error) {
 	var rep Report
-	if err := ld.lab.postJSON(ctx, ld.path("/stop"), nil, &rep); err != nil {
+	if err := ld.lab.client.PostJSON(ctx, ld.path("/stop"), nil, &rep); err != nil {
 		return nil, fmt.Errorf("stop load %s on %s: %w", ld.ID, ld.Node, err)
 	}
 	return &rep, nil
@@ -276,66 +271,3 @@ func vipNames(t *topology.Topology) string {
 	return strings.Join(names, ", ")
 }
 
-// postJSON posts in (nil for no body) as JSON to path on the lab's control
-// API and decodes the answer into out. control.Client.Post discards
-// answers; this is the variant that keeps them.
-func (l *Lab) postJSON(ctx context.Context, path string, in, out any) error {
-	hc, base, err := l.httpClient()
-	if err != nil {
-		return err
-	}
-	defer hc.CloseIdleConnections()
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encode request: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if l.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+l.Token)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("POST %s: %s", path, strings.TrimSpace(string(msg)))
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode answer of POST %s: %w", path, err)
-	}
-	return nil
-}
-
-// httpClient returns an HTTP client for the lab's control endpoint and the
-// base URL of its requests.
-func (l *Lab) httpClient() (*http.Client, string, error) {
-	u, err := url.Parse(string(l.Endpoint))
-	if err != nil {
-		return nil, "", fmt.Errorf("parse endpoint %q: %w", l.Endpoint, err)
-	}
-	tr := &http.Transport{DisableCompression: true}
-	switch u.Scheme {
-	case "unix":
-		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", u.Path)
-		}
-		return &http.Client{Transport: tr}, "http://lab", nil
-	case "tcp":
-		tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
-		return &http.Client{Transport: tr}, "http://" + u.Host, nil
-	}
-	return nil, "", fmt.Errorf("endpoint %q: want unix:// or tcp://", l.Endpoint)
-}

@@ -99,6 +99,28 @@ func (c *Client) Post(ctx context.Context, path string, v any) error {
 	return err
 }
 
+// PostJSON sends in (nil for no body) as JSON with a POST and decodes the
+// JSON answer into out.
+func (c *Client) PostJSON(ctx context.Context, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = strings.NewReader(string(b))
+	}
+	resp, err := c.do(ctx, http.MethodPost, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer of POST %s: %w", path, err)
+	}
+	return nil
+}
+
 // Status returns the lab's status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	var st Status
