@@ -270,4 +270,3 @@ func vipNames(t *topology.Topology) string {
 	}
 	return strings.Join(names, ", ")
 }
-
