@@ -153,16 +153,26 @@ func (s *Supervisor) handleRevive(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]string{"revived": name})
 }
 
-// handleLink sets a link down or up: both ends of the veth carrying node
-// a's link b (a segment it joins, or a node it is linked to).
-func (s *Supervisor) handleLink(w http.ResponseWriter, r *http.Request) {
-	a, b := r.PathValue("a"), r.PathValue("b")
+// linkEnds resolves the request's link: node a's leg of segment b, or its
+// link to node b. It answers the error itself when there is none.
+func (s *Supervisor) linkEnds(w http.ResponseWriter, r *http.Request) (a, b string, ends []fabric.End, ok bool) {
+	a, b = r.PathValue("a"), r.PathValue("b")
 	if !s.knownNode(w, a) {
-		return
+		return a, b, nil, false
 	}
 	ends, err := s.planNow().LinkEnds(a, b)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
+		return a, b, nil, false
+	}
+	return a, b, ends, true
+}
+
+// handleLink sets a link down or up: both ends of the veth carrying node
+// a's link b (a segment it joins, or a node it is linked to).
+func (s *Supervisor) handleLink(w http.ResponseWriter, r *http.Request) {
+	a, b, ends, ok := s.linkEnds(w, r)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
@@ -184,17 +194,13 @@ func (s *Supervisor) handleLink(w http.ResponseWriter, r *http.Request) {
 // handleImpair puts delay, jitter and loss on both ends of a link; all zero
 // removes them.
 func (s *Supervisor) handleImpair(w http.ResponseWriter, r *http.Request) {
-	a, b := r.PathValue("a"), r.PathValue("b")
-	if !s.knownNode(w, a) {
-		return
-	}
-	ends, err := s.planNow().LinkEnds(a, b)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusNotFound)
+	a, b, ends, ok := s.linkEnds(w, r)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
 	var im fabric.Impairment
+	var err error
 	for key, d := range map[string]*time.Duration{"delay": &im.Delay, "jitter": &im.Jitter} {
 		if v := q.Get(key); v != "" {
 			if *d, err = time.ParseDuration(v); err != nil || *d < 0 {
