@@ -303,7 +303,7 @@ func TestLoadClient(t *testing.T) {
 		t.Errorf("report %+v, want 3 connections ok", rep)
 	}
 	_, err = ld.Stop(ctx)
-	if err == nil || !strings.Contains(err.Error(), `stop load 4 on client1: POST /v1/nodes/client1/load/4/stop: no load "4"`) {
+	if err == nil || !strings.Contains(err.Error(), `stop load 4 on client1: no load "4"`) {
 		t.Errorf("second stop: error %v, want the agent's 404 message", err)
 	}
 

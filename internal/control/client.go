@@ -65,9 +65,28 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("%s %s: %s", method, path, strings.TrimSpace(string(msg)))
+		return nil, &APIError{Method: method, Path: path, Code: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
 	}
 	return resp, nil
+}
+
+// APIError is a refusal from the control API. Its message is the
+// server's, written for the user ("node lb7-2 already exists"); the
+// request is named too when the server gave no reason of its own (no
+// message, or net/http's for a route it does not know: a lab binary of
+// another version).
+type APIError struct {
+	Method, Path string
+	Code         int
+	Message      string
+}
+
+func (e *APIError) Error() string {
+	switch e.Message {
+	case "", "404 page not found", http.StatusText(e.Code):
+		return fmt.Sprintf("%s %s: %d %s", e.Method, e.Path, e.Code, http.StatusText(e.Code))
+	}
+	return e.Message
 }
 
 // GetJSON decodes the JSON document at path into v.
