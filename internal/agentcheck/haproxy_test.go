@@ -1,141 +1,29 @@
 package agentcheck
 
 import (
-	"encoding/csv"
+	"errors"
 	"fmt"
-	"github.com/lab-lb/lab/internal/testenv"
-	"io"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/lab-lb/lab/internal/haproxy/haproxytest"
+	"github.com/lab-lb/lab/internal/testenv"
 )
-
-// requireHAProxy returns the haproxy binary's path, or skips the test with a
-// reason (fails instead when LAB_REQUIRE_E2E=1).
-func requireHAProxy(t *testing.T) string {
-	t.Helper()
-	return testenv.RequireBinary(t, "haproxy")
-}
-
-// startHAProxy runs haproxy in the foreground with config until the test
-// ends, and returns the path of its admin socket, which config must name
-// as {{SOCKET}}.
-func startHAProxy(t *testing.T, bin, config string) string {
-	t.Helper()
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "admin.sock")
-	cfg := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(config, "{{SOCKET}}", sock)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-db", "-f", cfg)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start haproxy: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("haproxy output:\n%s", out.String())
-		}
-	})
-	waitUntil(t, "haproxy's admin socket", func() (bool, string) {
-		select {
-		case <-exited:
-			t.Fatalf("haproxy exited:\n%s", out.String())
-		default:
-		}
-		_, err := os.Stat(sock)
-		return err == nil, fmt.Sprint(err)
-	})
-	return sock
-}
-
-// waitUntil polls cond every 20 ms until it holds, failing the test after
-// 10 seconds with cond's last description.
-func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; last: %s", what, last)
-		}
-		<-tick.C
-	}
-}
-
-// serverStat returns the named columns of a server's "show stat" row.
-func serverStat(t *testing.T, sock, backend, server string, columns ...string) []string {
-	t.Helper()
-	conn, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatalf("dial haproxy socket: %v", err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "show stat\n"); err != nil {
-		t.Fatalf("show stat: %v", err)
-	}
-	b, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatalf("show stat: %v", err)
-	}
-	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(string(b), "# ")))
-	r.FieldsPerRecord = -1
-	rows, err := r.ReadAll()
-	if err != nil || len(rows) == 0 {
-		t.Fatalf("parse show stat %q: %v", b, err)
-	}
-	index := map[string]int{}
-	for i, name := range rows[0] {
-		index[name] = i
-	}
-	for _, row := range rows[1:] {
-		if len(row) < 2 || row[0] != backend || row[1] != server {
-			continue
-		}
-		var out []string
-		for _, c := range columns {
-			i, ok := index[c]
-			if !ok || i >= len(row) {
-				t.Fatalf("show stat has no column %q", c)
-			}
-			out = append(out, row[i])
-		}
-		return out
-	}
-	t.Fatalf("show stat has no row %s/%s:\n%s", backend, server, b)
-	return nil
-}
 
 // TestHAProxyAppliesAnswers checks the answers against the real HAProxy:
 // a server with only an agent check (the reference lab's "enabler" trick)
 // follows the file, and keeps its state while the file is invalid.
 func TestHAProxyAppliesAnswers(t *testing.T) {
-	bin := requireHAProxy(t)
 	path := filepath.Join(t.TempDir(), "agent-check")
 	addr, rec := startServer(t, path)
 	_, port, _ := net.SplitHostPort(addr)
-	sock := startHAProxy(t, bin, `
+	sock := haproxytest.Start(t, `
 global
     stats socket {{SOCKET}} level admin
     nbthread 1
@@ -186,13 +74,22 @@ backend be
 			}
 			if step.settle != "" {
 				rec.take(slog.LevelDebug)
-				waitUntil(t, step.settle, func() (bool, string) {
-					return rec.has(step.settle), "not logged"
+				testenv.Eventually(t, 10*time.Second, step.settle, func() error {
+					if !rec.has(step.settle) {
+						return errors.New("not logged")
+					}
+					return nil
 				})
 			}
-			waitUntil(t, fmt.Sprintf("status, weight, last_agt %q", step.want), func() (bool, string) {
-				got := serverStat(t, sock, "be", "s1", "status", "weight", "last_agt")
-				return cmp.Equal(got, step.want), fmt.Sprint(got)
+			testenv.Eventually(t, 10*time.Second, fmt.Sprintf("status, weight, last_agt %q", step.want), func() error {
+				got, err := haproxytest.ServerStat(sock, "be", "s1", "status", "weight", "last_agt")
+				if err != nil {
+					return err
+				}
+				if !cmp.Equal(got, step.want) {
+					return fmt.Errorf("got %q", got)
+				}
+				return nil
 			})
 		})
 	}
