@@ -74,9 +74,14 @@ func (c LoadConfig) WithDefaults() LoadConfig {
 	return c
 }
 
+// loadLease is how long a load runs on once its owner (this process) has
+// stopped asking for it: a `lab load` killed with SIGKILL leaves no load
+// running for ever. A Load asks every loadLease/4.
+const loadLease = time.Minute
+
 // Load is a load running from a node, inside its agent: it outlives the
-// context that started it and runs until Stop, or until the node's agent
-// stops.
+// context that started it and runs until Stop, until the node's agent
+// stops, or until this process has been gone for a minute (its lease).
 type Load struct {
 	// Node is the node the load runs from and ID its id there.
 	Node, ID string
@@ -85,7 +90,8 @@ type Load struct {
 	Targets []netip.AddrPort
 	Sources []netip.Addr
 
-	lab *Lab
+	lab      *Lab
+	stopKeep context.CancelFunc
 }
 
 // StartLoad resolves cfg against the lab's topology and starts the load
@@ -104,11 +110,35 @@ func (l *Lab) StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start load: %w", err)
 	}
+	req := node.NewLoadRequest(tc)
+	req.Lease = loadLease.String()
 	var started node.LoadStarted
-	if err := l.client.PostJSON(ctx, "/v1/nodes/"+url.PathEscape(cfg.From)+"/load", node.NewLoadRequest(tc), &started); err != nil {
+	if err := l.client.PostJSON(ctx, "/v1/nodes/"+url.PathEscape(cfg.From)+"/load", req, &started); err != nil {
 		return nil, fmt.Errorf("start load from %s: %w", cfg.From, err)
 	}
-	return &Load{Node: cfg.From, ID: started.ID, Targets: tc.Targets, Sources: tc.Sources, lab: l}, nil
+	ld := &Load{Node: cfg.From, ID: started.ID, Targets: tc.Targets, Sources: tc.Sources, lab: l}
+	var keepCtx context.Context
+	keepCtx, ld.stopKeep = context.WithCancel(context.Background())
+	go ld.keep(keepCtx)
+	return ld, nil
+}
+
+// keep asks for the load's progress until ctx ends, which renews its
+// lease on the node. A failed renewal is retried at the next tick; should
+// the lease run out all the same, Progress and Stop say so.
+func (ld *Load) keep(ctx context.Context) {
+	tick := time.NewTicker(loadLease / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, loadLease/4)
+		_, _ = ld.Progress(pctx)
+		cancel()
+	}
 }
 
 // path returns the control API path of the load, with suffix.
@@ -129,6 +159,7 @@ func (ld *Load) Progress(ctx context.Context) (*LoadProgress, error) {
 // Stop stops the load and returns its report; the node forgets the load,
 // so a second Stop fails. Connections in progress are cut and count as ok.
 func (ld *Load) Stop(ctx context.Context) (*Report, error) {
+	ld.stopKeep()
 	var rep Report
 	if err := ld.lab.client.PostJSON(ctx, ld.path("/stop"), nil, &rep); err != nil {
 		return nil, fmt.Errorf("stop load %s on %s: %w", ld.ID, ld.Node, err)

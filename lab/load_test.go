@@ -322,7 +322,7 @@ func TestLoadClient(t *testing.T) {
 	if err := json.Unmarshal([]byte(fake.bodies[0]), &req); err != nil {
 		t.Fatalf("decode start request %s: %v", fake.bodies[0], err)
 	}
-	if req.Workers != 7 || len(req.Targets) != 1 || len(req.Sources) != 50 {
-		t.Errorf("start request %s: want 7 workers, 1 target and 50 sources", fake.bodies[0])
+	if req.Workers != 7 || len(req.Targets) != 1 || len(req.Sources) != 50 || req.Lease != loadLease.String() {
+		t.Errorf("start request %s: want 7 workers, 1 target, 50 sources and a lease of %s", fake.bodies[0], loadLease)
 	}
 }

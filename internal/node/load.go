@@ -30,6 +30,11 @@ type LoadRequest struct {
 	StallThreshold string           `json:"stall_threshold,omitempty"`
 	ConnectTimeout string           `json:"connect_timeout,omitempty"`
 	Seed           int64            `json:"seed,omitempty"`
+	// Lease, when set, stops the load once nobody has asked for its
+	// progress for that long: a load whose owner died (a `lab load` killed
+	// with SIGKILL) does not run on for ever. Owners keep it with
+	// GET /load/{id}.
+	Lease string `json:"lease,omitempty"`
 }
 
 // NewLoadRequest returns the request that starts c.
@@ -55,9 +60,10 @@ func NewLoadRequest(c traffic.Config) LoadRequest {
 	}
 }
 
-// Config returns the traffic configuration of r; it reports the durations
-// that do not parse. The configuration itself is checked by traffic.Start.
-func (r LoadRequest) Config() (traffic.Config, error) {
+// Config returns the traffic configuration of r and its lease; it reports
+// the durations that do not parse. The configuration itself is checked by
+// traffic.Start.
+func (r LoadRequest) Config() (traffic.Config, time.Duration, error) {
 	c := traffic.Config{
 		Targets:   r.Targets,
 		Sources:   r.Sources,
@@ -67,6 +73,7 @@ func (r LoadRequest) Config() (traffic.Config, error) {
 		EarlyStop: r.EarlyStop,
 		Seed:      r.Seed,
 	}
+	var lease time.Duration
 	var errs []error
 	for _, f := range []struct {
 		name string
@@ -77,6 +84,7 @@ func (r LoadRequest) Config() (traffic.Config, error) {
 		{"read_timeout", r.ReadTimeout, &c.ReadTimeout},
 		{"stall_threshold", r.StallThreshold, &c.StallThreshold},
 		{"connect_timeout", r.ConnectTimeout, &c.ConnectTimeout},
+		{"lease", r.Lease, &lease},
 	} {
 		if f.s == "" {
 			continue
@@ -88,10 +96,13 @@ func (r LoadRequest) Config() (traffic.Config, error) {
 		}
 		*f.d = d
 	}
-	if err := errors.Join(errs...); err != nil {
-		return traffic.Config{}, fmt.Errorf("load request: %w", err)
+	if lease < 0 {
+		errs = append(errs, fmt.Errorf("lease: %s is negative", lease))
 	}
-	return c, nil
+	if err := errors.Join(errs...); err != nil {
+		return traffic.Config{}, 0, fmt.Errorf("load request: %w", err)
+	}
+	return c, lease, nil
 }
 
 // LoadStarted is the answer of POST /load.
@@ -149,20 +160,30 @@ const maxLoadRequest = 1 << 20
 
 // loadRegistry holds the loads running from a node. They live as long as
 // the registry's context (the agent's), not as long as the request that
-// started them; when that context ends, every load stops.
+// started them; when that context ends, every load stops. A load with a
+// lease also stops, and is forgotten, when its owner stops asking for it.
 type loadRegistry struct {
 	ctx context.Context
 	log *slog.Logger
 
-	mu   sync.Mutex
-	next int
-	runs map[string]*traffic.Run
+	mu      sync.Mutex
+	next    int
+	runs    map[string]*loadEntry
+	expired map[string]time.Duration // ids of loads whose lease ran out
+}
+
+// loadEntry is a running load and its lease.
+type loadEntry struct {
+	run   *traffic.Run
+	lease time.Duration // 0: none
+	timer *time.Timer
+	seen  time.Time // last request for the load
 }
 
 // newLoadRegistry returns an empty registry whose loads run until ctx is
 // done.
 func newLoadRegistry(ctx context.Context, log *slog.Logger) *loadRegistry {
-	g := &loadRegistry{ctx: ctx, log: log, runs: map[string]*traffic.Run{}}
+	g := &loadRegistry{ctx: ctx, log: log, runs: map[string]*loadEntry{}, expired: map[string]time.Duration{}}
 	context.AfterFunc(ctx, g.stopAll)
 	return g
 }
@@ -178,8 +199,8 @@ func (g *loadRegistry) routes(mux *http.ServeMux) {
 func (g *loadRegistry) stopAll() {
 	g.mu.Lock()
 	runs := make([]*traffic.Run, 0, len(g.runs))
-	for _, r := range g.runs {
-		runs = append(runs, r)
+	for _, e := range g.runs {
+		runs = append(runs, e.run)
 	}
 	g.mu.Unlock()
 	for _, r := range runs {
@@ -196,7 +217,7 @@ func (g *loadRegistry) start(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("decode load request: %v", err), http.StatusBadRequest)
 		return
 	}
-	cfg, err := req.Config()
+	cfg, lease, err := req.Config()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -215,35 +236,71 @@ func (g *loadRegistry) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.next++
-	g.runs[id] = run
+	e := &loadEntry{run: run, lease: lease, seen: time.Now()}
+	if lease > 0 {
+		e.timer = time.AfterFunc(lease, func() { g.expire(id, e) })
+	}
+	g.runs[id] = e
 	writeLoadJSON(w, LoadStarted{ID: id})
+}
+
+// expire stops and forgets the load id when nobody asked for it during
+// its lease, or waits for the rest of the lease.
+func (g *loadRegistry) expire(id string, e *loadEntry) {
+	g.mu.Lock()
+	if g.runs[id] != e {
+		g.mu.Unlock()
+		return
+	}
+	if left := e.lease - time.Since(e.seen); left > 0 {
+		e.timer.Reset(left)
+		g.mu.Unlock()
+		return
+	}
+	delete(g.runs, id)
+	g.expired[id] = e.lease
+	g.mu.Unlock()
+	rep := e.run.Stop()
+	g.log.Warn("load stopped: its owner did not ask for it during its lease",
+		"load", id, "lease", e.lease, "connections", rep.Total)
+}
+
+// entry returns the load id and marks it seen, or answers why there is
+// none.
+func (g *loadRegistry) entry(w http.ResponseWriter, id string, forget bool) *loadEntry {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.runs[id]
+	if e == nil {
+		msg := fmt.Sprintf("no load %q", id)
+		if lease, ok := g.expired[id]; ok {
+			msg = fmt.Sprintf("load %q was stopped: nobody asked for it for %s", id, lease)
+		}
+		http.Error(w, msg, http.StatusNotFound)
+		return nil
+	}
+	e.seen = time.Now()
+	if forget {
+		delete(g.runs, id)
+		if e.timer != nil {
+			e.timer.Stop()
+		}
+	}
+	return e
 }
 
 // progress answers the live figures of a load.
 func (g *loadRegistry) progress(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	g.mu.Lock()
-	run := g.runs[id]
-	g.mu.Unlock()
-	if run == nil {
-		http.Error(w, fmt.Sprintf("no load %q", id), http.StatusNotFound)
-		return
+	if e := g.entry(w, r.PathValue("id"), false); e != nil {
+		writeLoadJSON(w, NewLoadProgress(e.run.Snapshot()))
 	}
-	writeLoadJSON(w, NewLoadProgress(run.Snapshot()))
 }
 
 // stop stops a load, forgets it and answers its report.
 func (g *loadRegistry) stop(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	g.mu.Lock()
-	run := g.runs[id]
-	delete(g.runs, id)
-	g.mu.Unlock()
-	if run == nil {
-		http.Error(w, fmt.Sprintf("no load %q", id), http.StatusNotFound)
-		return
+	if e := g.entry(w, r.PathValue("id"), true); e != nil {
+		writeLoadJSON(w, e.run.Stop())
 	}
-	writeLoadJSON(w, run.Stop())
 }
 
 // writeLoadJSON answers v as JSON.

@@ -47,7 +47,7 @@ func loadBackend(t *testing.T) netip.AddrPort {
 // loadAgent serves the load API of a registry whose context the returned
 // function cancels (the agent stopping); the registry's loads are stopped
 // when the test ends.
-func loadAgent(t *testing.T) (*httptest.Server, context.CancelFunc) {
+func loadAgent(t *testing.T) (*httptest.Server, *loadRegistry, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := newLoadRegistry(ctx, slog.New(slog.DiscardHandler))
@@ -59,7 +59,7 @@ func loadAgent(t *testing.T) (*httptest.Server, context.CancelFunc) {
 		cancel()
 		reg.stopAll()
 	})
-	return srv, cancel
+	return srv, reg, cancel
 }
 
 // call sends method path with body (a string sent as is, or a value sent as
@@ -119,7 +119,7 @@ func loadSources() []netip.Addr {
 // forgotten.
 func TestLoadAPI(t *testing.T) {
 	target := loadBackend(t)
-	srv, _ := loadAgent(t)
+	srv, _, _ := loadAgent(t)
 	req := NewLoadRequest(traffic.Config{
 		Targets:  []netip.AddrPort{target},
 		Sources:  loadSources(),
@@ -187,7 +187,7 @@ func TestLoadAPI(t *testing.T) {
 
 // TestLoadAPIErrors checks the answers to bad requests and unknown loads.
 func TestLoadAPIErrors(t *testing.T) {
-	srv, _ := loadAgent(t)
+	srv, _, _ := loadAgent(t)
 	target := netip.MustParseAddrPort("127.0.0.2:1")
 	cases := []struct {
 		name     string
@@ -206,6 +206,9 @@ func TestLoadAPIErrors(t *testing.T) {
 		{name: "bad durations", method: http.MethodPost, path: "/load",
 			body:     LoadRequest{Targets: []netip.AddrPort{target}, ReadTimeout: "3x", Pause: "soon"},
 			wantCode: http.StatusBadRequest, wantMsg: "load request: pause: time: invalid duration \"soon\"\nread_timeout: time: unknown unit"},
+		{name: "bad lease", method: http.MethodPost, path: "/load",
+			body:     LoadRequest{Targets: []netip.AddrPort{target}, Lease: "-1s"},
+			wantCode: http.StatusBadRequest, wantMsg: "load request: lease: -1s is negative"},
 		{name: "no target", method: http.MethodPost, path: "/load", body: LoadRequest{},
 			wantCode: http.StatusBadRequest, wantMsg: "traffic configuration: no target"},
 		{name: "stall above read timeout", method: http.MethodPost, path: "/load",
@@ -238,7 +241,7 @@ func TestLoadAPIErrors(t *testing.T) {
 // running loads and refuses new ones.
 func TestLoadAgentStops(t *testing.T) {
 	target := loadBackend(t)
-	srv, stopAgent := loadAgent(t)
+	srv, _, stopAgent := loadAgent(t)
 	req := NewLoadRequest(traffic.Config{
 		// Connections that never end on their own: every one is active
 		// when the agent stops.
@@ -271,6 +274,48 @@ func TestLoadAgentStops(t *testing.T) {
 	callJSON(t, srv, http.MethodPost, "/load/"+started.ID+"/stop", nil, &rep)
 	if rep.Stopped != 3 || rep.Broken != 0 {
 		t.Errorf("%d connections cut by the stop and %d broken, want 3 and none", rep.Stopped, rep.Broken)
+	}
+}
+
+// TestLoadLease checks that a load with a lease runs on while its owner
+// asks for its progress, stops once the owner goes quiet for the lease,
+// and is then forgotten with a reason.
+func TestLoadLease(t *testing.T) {
+	target := loadBackend(t)
+	srv, reg, _ := loadAgent(t)
+	const lease = 300 * time.Millisecond
+	req := NewLoadRequest(traffic.Config{Targets: []netip.AddrPort{target}, Workers: 2, Path: "/1G", EarlyStop: -1})
+	req.Lease = lease.String()
+	var started LoadStarted
+	callJSON(t, srv, http.MethodPost, "/load", req, &started)
+
+	// An owner asking three times a lease keeps the load running.
+	pace := time.NewTicker(lease / 5)
+	for deadline := time.Now().Add(3 * lease); time.Now().Before(deadline); <-pace.C {
+		var p LoadProgress
+		callJSON(t, srv, http.MethodGet, "/load/"+started.ID, nil, &p)
+	}
+	pace.Stop()
+	reg.mu.Lock()
+	e := reg.runs[started.ID]
+	reg.mu.Unlock()
+	if e == nil {
+		t.Fatalf("load %s was dropped while its owner kept asking", started.ID)
+	}
+
+	// A quiet owner: the load is forgotten and stops (its connections end).
+	testenv.Eventually(t, 10*time.Second, "load expired", func() error {
+		reg.mu.Lock()
+		registered := reg.runs[started.ID] != nil
+		reg.mu.Unlock()
+		if p := e.run.Snapshot(); registered || p.Active != 0 {
+			return fmt.Errorf("registered %v, %d connections active", registered, p.Active)
+		}
+		return nil
+	})
+	code, b := call(t, srv, http.MethodGet, "/load/"+started.ID, nil)
+	if want := fmt.Sprintf("load %q was stopped: nobody asked for it for %s", started.ID, lease); code != http.StatusNotFound || !strings.Contains(string(b), want) {
+		t.Errorf("progress of the expired load: status %d %q, want 404 %q", code, b, want)
 	}
 }
 
@@ -307,8 +352,8 @@ func TestLoadRequestRoundTrip(t *testing.T) {
 			if err := json.Unmarshal(b, &req); err != nil {
 				t.Fatalf("decode %s: %v", b, err)
 			}
-			got, err := req.Config()
-			if err != nil {
+			got, lease, err := req.Config()
+			if err != nil || lease != 0 {
 				t.Fatalf("config of %s: %v", b, err)
 			}
 			if diff := cmp.Diff(got, tc.cfg, cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})); diff != "" {
