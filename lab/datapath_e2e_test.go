@@ -71,8 +71,9 @@ func sourceRange(prefix string, from, to int) []string {
 // TestE2EDataPath checks the three tiers on the minimal topology: the
 // router's ECMP route has one next hop per LB4, every LB4 holds the same
 // Maglev service with IPIP destinations in the same order, requests from
-// 50 source addresses reach every LB7 and every backend, and the answers
-// bypass the LB4s (direct return: IPVS counts no outgoing packets).
+// 50 source addresses reach every LB7 and every backend, the answers
+// bypass the LB4s (direct return: IPVS counts no outgoing packets), and
+// the LB7s decapsulate IPIP from the LB4s only.
 func TestE2EDataPath(t *testing.T) {
 	const name = "e2e-datapath"
 	l := up(t, "../topologies/minimal.yaml", name)
@@ -168,6 +169,62 @@ func TestE2EDataPath(t *testing.T) {
 			}
 		}
 	}
+
+	// Tier 3 decapsulates IPIP from the LB4s only. The same ping, sent
+	// through an IPIP tunnel to lb7-1, is answered when it comes from an
+	// LB4 and dropped when it comes from anyone else (here r1); with
+	// lb7-1's catch-all tunl0 up, as it would be without the lab's
+	// per-LB4 tunnels, r1's ping is answered too.
+	lb7 := addrOn(t, st, "lb7-1", "infra")
+	target := addrOn(t, st, "lb7-1", "servers")
+	for _, c := range []struct {
+		from     string
+		catchAll bool
+		answered bool
+	}{{"lb4-1", false, true}, {"r1", false, false}, {"r1", true, true}} {
+		if c.catchAll {
+			execOK(t, l, "lb7-1", "ip", "link", "set", "tunl0", "up")
+		}
+		// The inner source is the sender's own address too: the VIPs on
+		// its loopback are local on the LB7s as well.
+		local := addrOn(t, st, c.from, "infra")
+		probe := fmt.Sprintf("ip tunnel add probe mode ipip local %s remote %s && "+
+			"ip link set probe up && ip route add %s/32 dev probe src %s && ping -c 2 -W 2 %s",
+			local, lb7, target, local, target)
+		out, code := execOut(t, l, c.from, "sh", "-c", probe)
+		execOK(t, l, c.from, "ip", "tunnel", "del", "probe")
+		if c.catchAll {
+			execOK(t, l, "lb7-1", "ip", "link", "set", "tunl0", "down")
+		}
+		// Both pings must have left (the tunnel was built); the answers
+		// are what differs.
+		sent := strings.Contains(out, "2 packets transmitted")
+		if answered := code == 0; !sent || answered != c.answered {
+			t.Errorf("ping of %s through IPIP from %s (lb7-1's tunl0 up: %v): answered %v, want %v\n%s",
+				target, c.from, c.catchAll, answered, c.answered, out)
+		}
+	}
+}
+
+// addrOn is node's address on segment, from the lab's status.
+func addrOn(t *testing.T, st *control.Status, node, segment string) netip.Addr {
+	t.Helper()
+	for _, n := range st.Nodes {
+		if n.Name != node {
+			continue
+		}
+		for _, ifc := range n.Interfaces {
+			if ifc.Segment == segment {
+				p, err := netip.ParsePrefix(ifc.Address)
+				if err != nil {
+					t.Fatalf("%s on %s: %v", node, segment, err)
+				}
+				return p.Addr()
+			}
+		}
+	}
+	t.Fatalf("%s has no address on %s", node, segment)
+	return netip.Addr{}
 }
 
 // waitStatus polls the lab's status until cond holds, or fails after d.

@@ -188,6 +188,14 @@ func execOut(t *testing.T, l *lab.Lab, node string, argv ...string) (string, int
 	return out.String(), code
 }
 
+// execOK runs argv on node and fails t unless it exits 0.
+func execOK(t *testing.T, l *lab.Lab, node string, argv ...string) {
+	t.Helper()
+	if out, code := execOut(t, l, node, argv...); code != 0 {
+		t.Fatalf("%v on %s: exit %d\n%s", argv, node, code, out)
+	}
+}
+
 func status(t *testing.T, l *lab.Lab) *control.Status {
 	t.Helper()
 	st, err := l.Status(context.Background())
