@@ -56,7 +56,7 @@ type InterfaceStatus struct {
 
 // AgentStatus is what a node's agent says of itself.
 type AgentStatus struct {
-	State   string    `json:"state"` // running, unreachable
+	State   string    `json:"state"` // running; killed, frozen (lab kill); slow, unreachable, exited
 	PID     int       `json:"pid,omitempty"`
 	Started time.Time `json:"started,omitzero"`
 	Error   string    `json:"error,omitempty"`

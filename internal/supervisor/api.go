@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -130,19 +131,49 @@ func (s *Supervisor) agentClient(name string) (*control.Client, error) {
 }
 
 func (s *Supervisor) agentGet(ctx context.Context, name, path string) control.AgentStatus {
+	return s.askAgent(ctx, name, path, agentStatusTimeout)
+}
+
+// askAgent asks the agent of node name for its status at path. When no
+// status comes within timeout, the state says why: the agent exited, is
+// alive but slow, or cannot be reached.
+func (s *Supervisor) askAgent(ctx context.Context, name, path string, timeout time.Duration) control.AgentStatus {
 	c, err := s.agentClient(name)
 	if err != nil {
 		return control.AgentStatus{State: "unreachable", Error: err.Error()}
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var as control.AgentStatus
-	if err := c.GetJSON(ctx, path, &as); err != nil {
-		return control.AgentStatus{State: "unreachable", Error: err.Error()}
+	err = c.GetJSON(ctx, path, &as)
+	if err == nil {
+		return as
 	}
-	return as
+	s.mu.Lock()
+	a := s.agents[name]
+	s.mu.Unlock()
+	exited := a == nil
+	if a != nil {
+		select {
+		case <-a.exited:
+			exited = true
+		default:
+		}
+	}
+	switch {
+	case exited:
+		return control.AgentStatus{State: "exited", Error: err.Error()}
+	case errors.Is(err, context.DeadlineExceeded):
+		// Alive but slow: a node of a busy one-CPU VM, or a tier whose
+		// own queries (HAProxy's runtime API) wait for the CPU.
+		return control.AgentStatus{State: "slow", Error: fmt.Sprintf("no answer within %s: the agent runs but is busy", timeout)}
+	}
+	return control.AgentStatus{State: "unreachable", Error: err.Error()}
 }
+
+// agentStatusTimeout bounds one agent's answer to a status request.
+const agentStatusTimeout = 10 * time.Second
 
 // knownNode answers 404 for a node the lab does not have.
 func (s *Supervisor) knownNode(w http.ResponseWriter, name string) bool {
