@@ -99,7 +99,7 @@ func (l *lb7) Start(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	agent := &agentcheck.Server{Path: filepath.Join("/etc/lb", AgentCheckFile), Log: l.a.log}
+	agent := &agentcheck.Server{Path: filepath.Join(LBDir, AgentCheckFile), Log: l.a.log}
 	if err := l.a.serve(ctx, &wg, enablerAgent.String(), "enabler agent", agent.Serve); err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func (s *server) Start(ctx context.Context) error {
 	if err := s.a.serve(ctx, &wg, ":80", "http server", web.Serve); err != nil {
 		return err
 	}
-	agent := &agentcheck.Server{Path: filepath.Join("/etc/lb", AgentCheckFile), Log: s.a.log}
+	agent := &agentcheck.Server{Path: filepath.Join(LBDir, AgentCheckFile), Log: s.a.log}
 	port := n.Settings.HAProxy.AgentPort
 	return s.a.serve(ctx, &wg, fmt.Sprintf(":%d", port), "agent-check", agent.Serve)
 }
@@ -188,7 +188,7 @@ func (l *lb7) Summary() string {
 }
 
 func (s *server) Summary() string {
-	b, err := os.ReadFile(filepath.Join("/etc/lb", AgentCheckFile))
+	b, err := os.ReadFile(filepath.Join(LBDir, AgentCheckFile))
 	if err != nil {
 		return "agent-check up (no file)"
 	}

@@ -53,10 +53,10 @@ func privateEtc(dir string) error {
 			return err
 		}
 	}
-	if err := os.Mkdir("/etc/lb", 0o755); err != nil {
+	if err := os.Mkdir(LBDir, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount(lb, "/etc/lb", "", unix.MS_BIND, ""); err != nil {
+	if err := unix.Mount(lb, LBDir, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind %s on /etc/lb: %w", lb, err)
 	}
 	return nil

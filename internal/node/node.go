@@ -59,6 +59,10 @@ const (
 	etcName    = "host-etc"
 )
 
+// LBDir is where a node's agent sees its private /etc/lb (maintenance and
+// agent-check files), bound from LBDirName in its state directory.
+const LBDir = "/etc/lb"
+
 // Run sets up the node's mount namespace and serves the agent API until ctx
 // is done or the supervisor goes away.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
