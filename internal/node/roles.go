@@ -67,8 +67,13 @@ func (a *agent) facing(to string) (netip.Addr, error) {
 }
 
 // serve runs fn on a listener at addr until ctx ends; errors are logged.
+// Accepted connections get no TCP keepalive: they are health checks,
+// agent checks and downloads that end on their own, and each keepalive
+// option is one more system call per connection, which a user-mode Linux
+// VM pays dearly when HAProxy checks every backend from every LB7.
 func (a *agent) serve(ctx context.Context, wg *sync.WaitGroup, addr string, what string, fn func(context.Context, net.Listener) error) error {
-	ln, err := net.Listen("tcp", addr)
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen for %s on %s: %w", what, addr, err)
 	}
