@@ -48,7 +48,11 @@ func (r *Result) WriteText(w io.Writer) error {
 	if r.Report == nil {
 		p("\ntraffic: none measured\n")
 	} else {
-		p("\ntraffic: read timeout %s, stall threshold %s\n", r.Report.ReadTimeout, r.Report.StallThreshold)
+		p("\ntraffic: read timeout %s, stall threshold %s", r.Report.ReadTimeout, r.Report.StallThreshold)
+		if r.Report.CPUBusy > 0 {
+			p(", machine CPU busy %.0f%%", 100*r.Report.CPUBusy)
+		}
+		p("\n")
 		p("  vip\tscheduler\tstarted\tok\tbroken\tinterrupted\n")
 		for _, t := range r.Totals() {
 			p("  %s\t%s\t%d\t%d\t%d\t%d\n", t.VIP, dash(t.Scheduler), t.Started, t.OK, t.Broken, t.Interrupted)
@@ -87,7 +91,8 @@ func (r *Result) WriteText(w io.Writer) error {
 
 // WriteClaims writes the claims table as aligned text: one row per result
 // (its claim, or its name), one column per VIP and scheduler with "broken/
-// total" connections, the longest failover and the verdict.
+// total" connections, the longest failover, how busy the machine's CPU was
+// during the load (a busy VM makes stalls of its own) and the verdict.
 func WriteClaims(w io.Writer, results []*Result) error {
 	bw := bufio.NewWriter(w)
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
@@ -135,9 +140,9 @@ func claimRows(results []*Result) [][]string {
 			}
 		}
 	}
-	rows := [][]string{append(append([]string{"claim"}, cols...), "failover", "result")}
+	rows := [][]string{append(append([]string{"claim"}, cols...), "failover", "cpu busy", "result")}
 	for _, r := range results {
-		row := make([]string, len(cols)+3)
+		row := make([]string, len(cols)+4)
 		row[0] = r.Claim
 		if row[0] == "" {
 			row[0] = r.Name
@@ -157,7 +162,11 @@ func claimRows(results []*Result) [][]string {
 			}
 			row[len(cols)+1] = formatDuration(worst)
 		}
-		row[len(cols)+2] = verdict(r.Passed())
+		row[len(cols)+2] = "-"
+		if r.Report != nil && r.Report.CPUBusy > 0 {
+			row[len(cols)+2] = fmt.Sprintf("%.0f%%", 100*r.Report.CPUBusy)
+		}
+		row[len(cols)+3] = verdict(r.Passed())
 		rows = append(rows, row)
 	}
 	return rows

@@ -35,6 +35,11 @@ type Report struct {
 	// X-Lab-Server header; connections without the header are left out.
 	ByLB7    map[string]int `json:"by_lb7"`
 	ByServer map[string]int `json:"by_server"`
+	// CPUBusy is the share of the machine's CPU time (every CPU, from
+	// /proc/stat; in VM mode the VM's) spent busy during the load, from 0
+	// to 1; 0 when unknown. Above about 0.9, stalls may be the machine's
+	// doing, not the lab's.
+	CPUBusy float64 `json:"cpu_busy,omitempty"`
 	// Conns holds every connection, in the order they started.
 	Conns []Conn `json:"conns"`
 }

@@ -125,6 +125,11 @@ type Run struct {
 
 	stopOnce sync.Once
 	report   *Report
+
+	// cpu is the machine's CPU time at the start, for Report.CPUBusy;
+	// cpuErr is set when it could not be read (not Linux).
+	cpu    cpuTimes
+	cpuErr error
 }
 
 // target is a Config target with its request prepared.
@@ -156,6 +161,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Run, error) {
 	}
 	r := newRun(cfg, log)
 	ctx, r.cancel = context.WithCancel(ctx)
+	r.cpu, r.cpuErr = readCPUTimes(procStat)
 	r.start = time.Now()
 	r.wg.Add(len(r.workers))
 	for _, w := range r.workers {
@@ -230,6 +236,11 @@ func (r *Run) Stop() *Report {
 		}
 		slices.SortFunc(conns, func(a, b Conn) int { return a.ID - b.ID })
 		r.report = newReport(r.start, end, r.cfg.ReadTimeout, r.cfg.StallThreshold, conns)
+		if r.cpuErr == nil {
+			if now, err := readCPUTimes(procStat); err == nil {
+				r.report.CPUBusy = busy(r.cpu, now)
+			}
+		}
 		r.log.Info("traffic stopped", "connections", r.report.Total, "ok", r.report.OK,
 			"broken", r.report.Broken, "interrupted", r.report.Interrupted)
 	})

@@ -60,6 +60,10 @@ func TestRunOK(t *testing.T) {
 	if rep.Total < 40 {
 		t.Errorf("%d connections, want at least 40", rep.Total)
 	}
+	// The load itself kept the machine's CPU busy some of the time.
+	if rep.CPUBusy <= 0 || rep.CPUBusy > 1 {
+		t.Errorf("CPU busy %v during the load, want a share in (0, 1]", rep.CPUBusy)
+	}
 	srcSet := map[netip.Addr]bool{}
 	for _, a := range srcs {
 		srcSet[a] = true

@@ -24,7 +24,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
 
 	p("traffic from %s to %s (%s)\n", stamp(r.Start), stamp(r.End), round(r.End.Sub(r.Start)))
-	p("read timeout %s, stall threshold %s\n\n", r.ReadTimeout, r.StallThreshold)
+	p("read timeout %s, stall threshold %s\n", r.ReadTimeout, r.StallThreshold)
+	if r.CPUBusy > 0 {
+		p("machine CPU busy %.0f%% during the load (all CPUs, /proc/stat)\n", 100*r.CPUBusy)
+	}
+	p("\n")
 	p("connections\t%d\n", r.Total)
 	p("ok\t%d\t(interrupted %d, cut by stop %d)\n", r.OK, r.Interrupted, r.Stopped)
 	p("broken\t%d\n", r.Broken)
