@@ -101,6 +101,10 @@ func newDownCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("%d labs are up (%s): name one, or use --all", len(names), strings.Join(names, ", "))
 				}
 			}
+			if len(names) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "no lab is up: nothing to take down")
+				return nil
+			}
 			ctx := context.WithoutCancel(cmd.Context()) // finish cleaning even after ^C
 			for _, n := range names {
 				start := time.Now()
