@@ -1,18 +1,13 @@
 package fabric
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
+	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/topology"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // TestPlanGolden checks the kernel objects planned for the shipped
 // topologies against testdata/*.plan.
@@ -24,19 +19,7 @@ func TestPlanGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := NewPlan(topo, name).String()
-			golden := filepath.Join("testdata", name+".plan")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update)", err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("plan of %s differs (-want +got):\n%s", name, diff)
-			}
+			testenv.Golden(t, filepath.Join("testdata", name+".plan"), []byte(got))
 		})
 	}
 }

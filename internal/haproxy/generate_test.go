@@ -2,7 +2,6 @@ package haproxy
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -10,9 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+	"github.com/lab-lb/lab/internal/testenv"
+)
 
 // referenceConfig is an LB7 of the reference lab: VIPs from 198.51.100.0/24
 // and 2001:db8::198.51.100.0/120, servers on 2001:db8:1::/64 port 88.
@@ -66,16 +65,7 @@ func TestGenerateGolden(t *testing.T) {
 				t.Fatalf("Generate() error: %v", err)
 			}
 			golden := filepath.Join("testdata", tc.name+".cfg")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden file (run with -update to create it): %v", err)
-			}
-			diff(t, golden, string(got), string(want))
+			testenv.Golden(t, golden, got)
 
 			out, err := check(golden)
 			if err != nil {

@@ -2,21 +2,18 @@ package ipvs
 
 import (
 	"errors"
-	"flag"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/lab-lb/lab/internal/testenv"
 	mobyipvs "github.com/moby/ipvs"
 	"golang.org/x/sys/unix"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 const (
 	vip1 = "198.51.100.1"
@@ -588,20 +585,5 @@ func TestChangeLog(t *testing.T) {
 			b.WriteString(l + "\n")
 		}
 	}
-	golden := filepath.Join("testdata", "changelog.golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(b.String(), string(want)); diff != "" {
-		t.Errorf("change log (-got +want):\n%s", diff)
-	}
+	testenv.Golden(t, filepath.Join("testdata", "changelog.golden"), []byte(b.String()))
 }

@@ -2,40 +2,14 @@ package node
 
 import (
 	"encoding/json"
-	"flag"
-	"github.com/lab-lb/lab/internal/testenv"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/lab-lb/lab/internal/haproxy"
+	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/topology"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", name, diff)
-	}
-}
 
 func load(t *testing.T, name string) *topology.Topology {
 	t.Helper()
@@ -64,7 +38,7 @@ func TestHAProxyGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, name+".haproxy.cfg", text)
+			testenv.Golden(t, filepath.Join("testdata", name+".haproxy.cfg"), text)
 		})
 	}
 }
@@ -97,7 +71,7 @@ func TestIPVSPlanGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, name+".ipvs.json", append(b, '\n'))
+			testenv.Golden(t, filepath.Join("testdata", name+".ipvs.json"), append(b, '\n'))
 		})
 	}
 }

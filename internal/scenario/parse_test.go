@@ -3,7 +3,6 @@ package scenario
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,28 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lab-lb/lab/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
-
-// golden compares got with the file at path, or rewrites the file with
-// -update.
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(strings.Split(got, "\n"), strings.Split(string(want), "\n")); diff != "" {
-		t.Errorf("%s mismatch (-got +want):\n%s", path, diff)
-	}
-}
 
 // TestExample parses testdata/example.yaml, checks that it uses every step
 // kind and every metric, and compares the parsed scenario with its golden
@@ -69,7 +48,7 @@ func TestExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/example.golden.json", string(b)+"\n")
+	testenv.Golden(t, "testdata/example.golden.json", append(b, '\n'))
 }
 
 // TestInvalid parses every file under testdata/invalid and compares the
@@ -97,7 +76,7 @@ func TestInvalid(t *testing.T) {
 					t.Errorf("problem %q: want file %q and a line", e.Error(), in)
 				}
 			}
-			golden(t, strings.TrimSuffix(in, ".yaml")+".err", err.Error()+"\n")
+			testenv.Golden(t, strings.TrimSuffix(in, ".yaml")+".err", []byte(err.Error()+"\n"))
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/traffic"
 )
 
@@ -115,7 +116,7 @@ func TestWriters(t *testing.T) {
 			if tc.xml {
 				wellFormed(t, b.Bytes())
 			}
-			golden(t, "testdata/"+tc.file, b.String())
+			testenv.Golden(t, "testdata/"+tc.file, b.Bytes())
 		})
 	}
 }

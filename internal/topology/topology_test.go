@@ -3,7 +3,6 @@ package topology
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,27 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lab-lb/lab/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
-
-// golden compares got with the file at path, or rewrites the file with -update.
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(strings.Split(got, "\n"), strings.Split(string(want), "\n")); diff != "" {
-		t.Errorf("%s mismatch (-got +want):\n%s", path, diff)
-	}
-}
 
 // TestGolden resolves the ready topologies and the valid inputs under
 // testdata, and compares them with their resolved form.
@@ -57,7 +37,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", name+".golden.json"), string(b)+"\n")
+			testenv.Golden(t, filepath.Join("testdata", name+".golden.json"), append(b, '\n'))
 		})
 	}
 }
@@ -87,7 +67,7 @@ func TestInvalid(t *testing.T) {
 					t.Errorf("problem %q: want file %q and a line", e.Error(), in)
 				}
 			}
-			golden(t, strings.TrimSuffix(in, ".yaml")+".err", err.Error()+"\n")
+			testenv.Golden(t, strings.TrimSuffix(in, ".yaml")+".err", []byte(err.Error()+"\n"))
 		})
 	}
 }

@@ -4,17 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lab-lb/lab/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 // t0 is the start of the sample run.
 var t0 = time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)
@@ -160,22 +157,6 @@ func TestReportBetween(t *testing.T) {
 	}
 }
 
-// golden compares got with testdata/name, rewritten with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	diff(t, name, string(got), string(want))
-}
-
 func TestReportText(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -190,7 +171,7 @@ func TestReportText(t *testing.T) {
 			if err := tt.report.WriteText(&buf); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tt.name, buf.Bytes())
+			testenv.Golden(t, filepath.Join("testdata", tt.name), buf.Bytes())
 		})
 	}
 }
@@ -201,7 +182,7 @@ func TestReportJSON(t *testing.T) {
 	if err := r.WriteJSON(&buf); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "report.json", buf.Bytes())
+	testenv.Golden(t, filepath.Join("testdata", "report.json"), buf.Bytes())
 	var back Report
 	dec := json.NewDecoder(&buf)
 	dec.DisallowUnknownFields()
