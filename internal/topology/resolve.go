@@ -48,10 +48,17 @@ type resolver struct {
 	pool  netip.Prefix
 	poolN *yaml.Node
 
-	segs    []*segEntry
-	entries []*nodeEntry
-	members []*member
-	links   []*p2pLink
+	vipAddrs []vipAddr
+	segs     []*segEntry
+	entries  []*nodeEntry
+	members  []*member
+	links    []*p2pLink
+}
+
+// vipAddr is the address of a VIP and the node it was written in.
+type vipAddr struct {
+	addr netip.Addr
+	node *yaml.Node
 }
 
 type segEntry struct {
@@ -179,6 +186,8 @@ func resolve(c *collector, file string, data []byte, cfg *rawConfigs) *Topology 
 	r.allocateSegments()
 	r.allocateLinks()
 	r.loopbacks()
+	r.vipClashes()
+	r.vipServers(len(t.VIPs))
 	r.settings()
 	r.routes()
 	t.BGP.RouteReflectors = r.reflectors()
@@ -294,6 +303,8 @@ func (r *resolver) vips() []VIP {
 			a, problem := parseAddr(s)
 			if problem != "" {
 				r.c.at(raw.Address.Node, "%s", problem)
+			} else {
+				r.vipAddrs = append(r.vipAddrs, vipAddr{a, raw.Address.Node})
 			}
 			v.Address = a
 		}
@@ -696,6 +707,87 @@ func (r *resolver) loopbacks() {
 			e.loopback = append(e.loopback, addrs...)
 		}
 	}
+}
+
+// vipClashes reports every VIP address that the lab also gives a node, or
+// that lies inside a segment: the segment would answer for it (ARP, neighbour
+// discovery) instead of routing it to the LB4s.
+func (r *resolver) vipClashes() {
+	for _, v := range r.vipAddrs {
+		if problem := r.vipClash(v.addr); problem != "" {
+			r.c.at(v.node, "%s %s", v.addr, problem)
+		}
+	}
+}
+
+// vipClash says what a clashes with, or returns "".
+func (r *resolver) vipClash(a netip.Addr) string {
+	for _, s := range r.segs {
+		if !s.prefix.IsValid() || !s.prefix.Contains(a) {
+			continue
+		}
+		for _, m := range s.members {
+			if f := m.ifaceOn(s); f != nil && f.addr.IsValid() && f.addr.Addr() == a {
+				return fmt.Sprintf("is also the address of %s on segment %s", m.name, s.name)
+			}
+		}
+		if problem := hostProblem(s.prefix, a); problem != "" {
+			return fmt.Sprintf("%s segment %s (%s)", problem, s.name, s.prefix)
+		}
+		return fmt.Sprintf("is inside segment %s (%s)", s.name, s.prefix)
+	}
+	for _, l := range r.links {
+		switch a {
+		case l.aIf.addr.Addr():
+			return fmt.Sprintf("is also the address of %s on its link to %s", l.a.name, l.b.name)
+		case l.bIf.addr.Addr():
+			return fmt.Sprintf("is also the address of %s on its link to %s", l.b.name, l.a.name)
+		}
+	}
+	for _, e := range r.entries {
+		switch {
+		case !slices.Contains(e.loopback, a):
+		case e.group:
+			return fmt.Sprintf("is also on lo of every member of group %s", e.name)
+		default:
+			return fmt.Sprintf("is also on lo of %s", e.name)
+		}
+	}
+	return ""
+}
+
+// vipServers reports n VIPs that no LB4 or no LB7 would serve. A node
+// whose role is unknown may be the missing one: its problem is enough.
+func (r *resolver) vipServers(n int) {
+	if n == 0 || len(r.entries) == 0 {
+		return
+	}
+	has := map[Role]bool{}
+	for _, e := range r.entries {
+		if e.role == "" {
+			return
+		}
+		has[e.role] = true
+	}
+	var missing []string
+	for _, role := range []Role{RoleLB4, RoleLB7} {
+		if !has[role] {
+			missing = append(missing, string(role))
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	vips, them := fmt.Sprintf("%d VIPs", n), "them"
+	if n == 1 {
+		vips, them = "1 VIP", "it"
+	}
+	add := "a node with role " + missing[0]
+	if len(missing) == 2 {
+		add = "nodes with roles lb4 and lb7"
+	}
+	r.c.atField(r.keyNode("vips"), "vips", "%s but no %s node to serve %s (add %s)",
+		vips, strings.Join(missing, " and no "), them, add)
 }
 
 // settings merges the settings of every node entry. Every block is also

@@ -185,6 +185,10 @@ func decodeSettings(c *collector, n *yaml.Node, whole bool) Settings {
 			c.at(e.Key, "bad sysctl name (want dotted words such as net.ipv4.ip_forward)")
 			continue
 		}
+		if ok, why := namespacedSysctl(e.Key.Value); !ok {
+			c.at(e.Key, "%s", why)
+			continue
+		}
 		val, ok := e.V.str()
 		if !ok {
 			continue

@@ -321,3 +321,52 @@ func TestErrorFormat(t *testing.T) {
 		})
 	}
 }
+
+// TestVIPServers checks when VIPs without an LB4 or an LB7 are refused.
+func TestVIPServers(t *testing.T) {
+	const head = "name: serve\nsegments:\n  infra: {prefix: 192.0.2.0/24}\n"
+	cases := []struct {
+		name  string
+		nodes string
+		vips  string
+		want  []Error
+	}{
+		{name: "both", nodes: "  a: {role: lb4}\n  b: {role: lb7}\n", vips: "vips: [{address: 198.51.100.1}]\n"},
+		{name: "no VIPs", nodes: "  a: {role: router}\n"},
+		{name: "empty VIPs", nodes: "  a: {role: router}\n", vips: "vips: []\n"},
+		{
+			name:  "no LB4",
+			nodes: "  b: {role: lb7, count: 2}\n",
+			vips:  "vips: [{address: 198.51.100.1}]\n",
+			want:  []Error{{File: "serve.yaml", Line: 6, Field: "vips", Msg: "1 VIP but no lb4 node to serve it (add a node with role lb4)"}},
+		},
+		{
+			name:  "neither",
+			nodes: "  a: {role: router}\n",
+			vips:  "vips: [{address: 198.51.100.1}, {address: 198.51.100.2}]\n",
+			want:  []Error{{File: "serve.yaml", Line: 6, Field: "vips", Msg: "2 VIPs but no lb4 and no lb7 node to serve them (add nodes with roles lb4 and lb7)"}},
+		},
+		{
+			// The unknown role may be the missing LB7: its problem is enough.
+			name:  "unknown role",
+			nodes: "  a: {role: lb4}\n  b: {role: lb8}\n",
+			vips:  "vips: [{address: 198.51.100.1}]\n",
+			want:  []Error{{File: "serve.yaml", Line: 6, Field: "nodes.b.role", Msg: `unknown role "lb8" (want client, host, router, rr, lb4, lb7 or server)`}},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("serve.yaml", []byte(head+"nodes:\n"+tc.nodes+tc.vips))
+			var got []Error
+			var errs *Errors
+			if errors.As(err, &errs) {
+				got = errs.List
+			} else if err != nil {
+				t.Fatalf("Parse error = %v, want *Errors", err)
+			}
+			if diff := cmp.Diff(got, tc.want); diff != "" {
+				t.Errorf("problems (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
