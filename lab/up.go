@@ -70,26 +70,6 @@ const (
 	guestPort       = 7070
 )
 
-// ChooseMode decides how a lab runs and says why.
-func ChooseMode(m VMMode) (control.Mode, string, error) {
-	switch m {
-	case "", VMAuto:
-		if native, reason := vm.CheckHost(); !native {
-			return control.ModeVM, reason + ": running the lab in a user-mode Linux VM", nil
-		}
-		return control.ModeNative, "host kernel has IPVS and IPIP", nil
-	case VMAlways:
-		return control.ModeVM, "--vm always", nil
-	case VMNever:
-		native, reason := vm.CheckHost()
-		if !native {
-			return control.ModeNative, "--vm never (" + reason + ")", nil
-		}
-		return control.ModeNative, "--vm never", nil
-	}
-	return "", "", fmt.Errorf("--vm %q: want auto, always or never", m)
-}
-
 // Up validates the topology at path, builds the lab and returns once every
 // node runs. On failure nothing of the lab is left behind.
 func Up(ctx context.Context, path string, opts Options) (*Lab, error) {
@@ -114,15 +94,28 @@ func Up(ctx context.Context, path string, opts Options) (*Lab, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	mode, reason, err := ChooseMode(opts.VM)
+	if os.Geteuid() != 0 {
+		return nil, errors.New("lab needs root (network namespaces, mounts and netlink): run it with sudo")
+	}
+	schedulers := schedulersOf(t)
+	mode, reason, err := ChooseMode(opts.VM, schedulers...)
 	if err != nil {
 		return nil, err
 	}
 	if opts.Progress != nil {
 		opts.Progress(Progress{Step: "mode " + string(mode), Attrs: map[string]any{"why": reason}})
 	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("lab needs root (network namespaces, mounts and netlink): run it with sudo")
+	if mode == control.ModeNative {
+		// Before anything of the lab exists: a module the kernel lacks
+		// leaves nothing to undo. Loaded modules stay loaded, as after
+		// any modprobe.
+		loaded, err := loadModules(schedulers)
+		if err != nil {
+			return nil, err
+		}
+		if opts.Progress != nil {
+			opts.Progress(Progress{Step: "kernel modules", Attrs: map[string]any{"loaded": moduleList(loaded)}})
+		}
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -155,6 +148,14 @@ func Up(ctx context.Context, path string, opts Options) (*Lab, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// moduleList says which modules were loaded, for people.
+func moduleList(names []string) string {
+	if len(names) == 0 {
+		return "none (all there already)"
+	}
+	return strings.Join(names, ",")
 }
 
 func start(ctx context.Context, in *Info, dir, exe string, opts Options) (*Lab, error) {

@@ -1,4 +1,4 @@
-package vm
+package kmod
 
 import (
 	"bufio"
@@ -12,19 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// GuestModules returns the kernel modules the lab needs inside the guest.
-// Their dependencies (nf_conntrack, ipv6, tunnel4, ip_tunnel, llc, stp...)
-// come from modules.dep. Debian's UML kernel has nf_tables but neither its
-// ip, ip6 nor inet families nor nft_chain_nat, so nftables rules on IP
-// packets are impossible there and nf_tables is not listed.
-func GuestModules() []string {
-	return []string{
-		"ip_vs", "ip_vs_mh", "ip_vs_sh", "ip_vs_wlc", "ip_vs_rr",
-		"ipip", "veth", "bridge", "dummy", "sch_netem",
-		"nf_conntrack", "overlay", "tun",
-	}
-}
 
 // moduleIndex is what modules.dep and modules.builtin say about a module
 // tree: the file of each loadable module relative to the tree, with its
@@ -158,34 +145,6 @@ func (idx *moduleIndex) loadOrder(names ...string) ([]string, error) {
 		}
 	}
 	return order, nil
-}
-
-// moduleLoader loads one module file into the kernel.
-type moduleLoader func(file string) error
-
-// LoadModules loads the named modules and their dependencies from a module
-// tree (dir holds modules.dep, e.g. /usr/lib/uml/modules/$(uname -r)) with
-// finit_module(2), without kmod. Modules already loaded or built in are
-// fine.
-func LoadModules(dir string, names ...string) error {
-	return loadModules(dir, finitModule, names...)
-}
-
-func loadModules(dir string, load moduleLoader, names ...string) error {
-	idx, err := readModuleIndex(dir)
-	if err != nil {
-		return fmt.Errorf("read module index: %w", err)
-	}
-	order, err := idx.loadOrder(names...)
-	if err != nil {
-		return fmt.Errorf("resolve modules in %s: %w", dir, err)
-	}
-	for _, file := range order {
-		if err := load(filepath.Join(dir, file)); err != nil {
-			return fmt.Errorf("load module %s: %w", moduleName(file), err)
-		}
-	}
-	return nil
 }
 
 // finitModule loads a module file; EEXIST (already loaded) is success.

@@ -1,13 +1,14 @@
-package vm
+package kmod
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/lab-lb/lab/internal/testenv"
 )
 
 // modulesDep is an excerpt of Debian's UML modules.dep (6.1.176), with a
@@ -223,19 +224,22 @@ func checkOrder(t *testing.T, idx *moduleIndex, requested, order []string) {
 	}
 }
 
-func TestLoadModules(t *testing.T) {
+func TestLoad(t *testing.T) {
 	dir := writeModuleTree(t, modulesDep, modulesBuiltin)
 	for _, tc := range []struct {
-		name    string
-		modules []string
-		fail    string // file whose loading fails
-		want    []string
-		wantErr string
+		name       string
+		modules    []string
+		loaded     []string // in /sys/module before
+		fail       string   // file whose loading fails
+		want       []string // files loaded
+		wantLoaded []string // what Load reports
+		wantErr    string
 	}{
 		{
-			name:    "ipip",
-			modules: []string{"ipip"},
-			want:    []string{"kernel/net/ipv4/tunnel4.ko", "kernel/net/ipv4/ip_tunnel.ko", "kernel/net/ipv4/ipip.ko"},
+			name:       "ipip",
+			modules:    []string{"ipip"},
+			want:       []string{"kernel/net/ipv4/tunnel4.ko", "kernel/net/ipv4/ip_tunnel.ko", "kernel/net/ipv4/ipip.ko"},
+			wantLoaded: []string{"tunnel4", "ip_tunnel", "ipip"},
 		},
 		{
 			name:    "ip_vs",
@@ -248,23 +252,46 @@ func TestLoadModules(t *testing.T) {
 				"kernel/net/netfilter/nf_conntrack.ko",
 				"kernel/net/netfilter/ipvs/ip_vs.ko",
 			},
+			wantLoaded: []string{"crc_ccitt", "ipv6", "nf_defrag_ipv6", "nf_defrag_ipv4", "nf_conntrack", "ip_vs"},
 		},
 		{
-			name:    "failure stops",
-			modules: []string{"ipip"},
-			fail:    "kernel/net/ipv4/ip_tunnel.ko",
-			want:    []string{"kernel/net/ipv4/tunnel4.ko", "kernel/net/ipv4/ip_tunnel.ko"},
-			wantErr: "load module ip_tunnel: permission denied",
+			name:       "loaded dependencies are skipped",
+			modules:    []string{"ip_vs_mh"},
+			loaded:     []string{"crc_ccitt", "ipv6", "nf_defrag_ipv6", "nf_defrag_ipv4", "nf_conntrack"},
+			want:       []string{"kernel/net/netfilter/ipvs/ip_vs.ko", "kernel/net/netfilter/ipvs/ip_vs_mh.ko"},
+			wantLoaded: []string{"ip_vs", "ip_vs_mh"},
 		},
 		{
-			name:    "unknown module loads nothing",
-			modules: []string{"ipip", "nope"},
-			wantErr: "resolve modules in " + dir + ": module nope not found",
+			name:    "loaded and built-in modules load nothing",
+			modules: []string{"ipip", "unix"},
+			loaded:  []string{"ipip"},
+		},
+		{
+			name:       "failure stops",
+			modules:    []string{"ipip"},
+			fail:       "kernel/net/ipv4/ip_tunnel.ko",
+			want:       []string{"kernel/net/ipv4/tunnel4.ko", "kernel/net/ipv4/ip_tunnel.ko"},
+			wantLoaded: []string{"tunnel4"},
+			wantErr:    "load module ip_tunnel: permission denied",
+		},
+		{
+			name:    "a missing module loads nothing",
+			modules: []string{"ipip", "nope", "gone"},
+			wantErr: "kernel 6.1.176 lacks nope, gone: not built in, not loaded, and no module file under " + dir,
+		},
+		{
+			name:    "a missing dependency loads nothing",
+			modules: []string{"veth", "needs_missing"},
+			wantErr: "resolve modules in " + dir + ": module missing (needed by needs_missing) not found",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			sys := t.TempDir()
+			for _, m := range tc.loaded {
+				mkdirs(t, filepath.Join(sys, m, "initstate"))
+			}
 			var got []string
-			load := func(file string) error {
+			k := Kernel{Release: "6.1.176", SysModule: sys, Tree: dir, load: func(file string) error {
 				rel, err := filepath.Rel(dir, file)
 				if err != nil {
 					return err
@@ -273,34 +300,51 @@ func TestLoadModules(t *testing.T) {
 				if rel == tc.fail {
 					return os.ErrPermission
 				}
+				// The kernel shows a loaded module in sysfs.
+				mkdirs(t, filepath.Join(sys, moduleName(rel), "initstate"))
 				return nil
+			}}
+			var mods []Module
+			for _, m := range tc.modules {
+				mods = append(mods, Module{Name: m})
 			}
-			err := loadModules(dir, load, tc.modules...)
+			loaded, err := k.Load(mods)
 			if tc.wantErr != "" {
 				if err == nil || err.Error() != tc.wantErr {
-					t.Fatalf("loadModules() error = %v, want %q", err, tc.wantErr)
+					t.Fatalf("Load() error = %v, want %q", err, tc.wantErr)
 				}
 			} else if err != nil {
-				t.Fatalf("loadModules() error = %v", err)
+				t.Fatalf("Load() error = %v", err)
 			}
 			if diff := cmp.Diff(got, tc.want); diff != "" {
 				t.Errorf("loaded files (-got +want):\n%s", diff)
 			}
+			if diff := cmp.Diff(loaded, tc.wantLoaded); diff != "" {
+				t.Errorf("Load() names (-got +want):\n%s", diff)
+			}
 		})
 	}
-	t.Run("no modules.dep", func(t *testing.T) {
-		err := loadModules(t.TempDir(), func(string) error { return nil }, "ipip")
-		if !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("loadModules() error = %v, want one matching os.ErrNotExist", err)
-		}
-	})
 }
 
-func TestGuestModulesExistInUML(t *testing.T) {
+// mkdirs creates the directory of path and path itself as an empty file.
+func mkdirs(t *testing.T, path string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNeedsExistInUML checks that Debian's user-mode Linux module tree,
+// which the VM loads from and the stock-host guest offers as its
+// /lib/modules, has every module a lab needs.
+func TestNeedsExistInUML(t *testing.T) {
 	dir := "/usr/lib/uml/modules"
 	ents, err := os.ReadDir(dir)
 	if err != nil || len(ents) == 0 {
-		skipOrFail(t, "no user-mode Linux modules in "+dir)
+		testenv.SkipOrFail(t, "no user-mode Linux modules in %s: apt-get install user-mode-linux", dir)
 	}
 	for _, e := range ents {
 		t.Run(e.Name(), func(t *testing.T) {
@@ -308,11 +352,12 @@ func TestGuestModulesExistInUML(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			order, err := idx.loadOrder(GuestModules()...)
+			names := Names(Needs())
+			order, err := idx.loadOrder(names...)
 			if err != nil {
-				t.Fatalf("loadOrder(GuestModules()) error = %v", err)
+				t.Fatalf("loadOrder(Needs()) error = %v", err)
 			}
-			checkOrder(t, idx, GuestModules(), order)
+			checkOrder(t, idx, names, order)
 		})
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/lab-lb/lab/internal/kmod"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -86,7 +88,7 @@ func guestMain() {
 	r.Release = unix.ByteSliceToString(uts.Release[:])
 	r.Hostname, _ = os.Hostname()
 	t1 := time.Now()
-	if err := LoadModules(filepath.Join("/usr/lib/uml/modules", r.Release), GuestModules()...); err != nil {
+	if _, err := LoadGuestModules(); err != nil {
 		fail("load modules", err)
 	}
 	r.Load = time.Since(t1)
@@ -394,7 +396,7 @@ func TestBootGuest(t *testing.T) {
 	if r.IPIPLink != "ipip" {
 		t.Errorf("link made in a new netns has type %q, want ipip", r.IPIPLink)
 	}
-	for _, m := range GuestModules() {
+	for _, m := range kmod.Names(GuestModules()) {
 		if !slices.Contains(r.Modules, m) {
 			t.Errorf("module %s not loaded in the guest (loaded: %v)", m, r.Modules)
 		}

@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/lab-lb/lab/internal/kmod"
 )
 
 // mgmtInterface is the name UML's vector driver gives the first device
@@ -218,4 +221,31 @@ func mgmtLink(h *netlink.Handle) (netlink.Link, error) {
 func PowerOff() {
 	unix.Sync()
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}
+
+// GuestModules returns the kernel modules loaded in the guest: every
+// module any lab needs (kmod.Needs), and what the guest's own set-up and
+// tests use besides (/dev/net/tun, dummy links, overlays).
+func GuestModules() []kmod.Module {
+	mods := kmod.Needs()
+	for _, name := range []string{"nf_conntrack", "dummy", "overlay", "tun"} {
+		mods = append(mods, kmod.Module{Name: name, For: "the guest"})
+	}
+	return mods
+}
+
+// GuestModuleTree is where the guest's modules are: Debian's user-mode
+// Linux package installs them there, not under /lib/modules.
+func GuestModuleTree(release string) string {
+	return filepath.Join("/usr/lib/uml/modules", release)
+}
+
+// LoadGuestModules loads GuestModules from GuestModuleTree and returns the
+// names of those it loaded.
+func LoadGuestModules() ([]string, error) {
+	k, err := kmod.Running()
+	if err != nil {
+		return nil, err
+	}
+	return k.WithTree(GuestModuleTree(k.Release)).Load(GuestModules())
 }

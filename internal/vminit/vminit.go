@@ -61,7 +61,7 @@ func run(log *slog.Logger) error {
 	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", hostDir.Fd()), HostDir, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind the lab's host directory: %w", err)
 	}
-	if err := vm.LoadModules(filepath.Join("/usr/lib/uml/modules", kernelRelease()), vm.GuestModules()...); err != nil {
+	if _, err := vm.LoadGuestModules(); err != nil {
 		return err
 	}
 	// Every module the lab needs is loaded now. The guest has no module
@@ -101,12 +101,4 @@ func run(log *slog.Logger) error {
 			return nil
 		}
 	}
-}
-
-func kernelRelease() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return ""
-	}
-	return unix.ByteSliceToString(u.Release[:])
 }

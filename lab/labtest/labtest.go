@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/vm"
 	"github.com/lab-lb/lab/lab"
 )
@@ -133,10 +134,8 @@ func missing() string {
 	if os.Geteuid() != 0 {
 		return "not root (network namespaces, mounts, netlink)"
 	}
-	if native, why := vm.CheckHost(); !native {
-		if _, err := vm.FindKernel(); err != nil {
-			return why + ", and " + err.Error()
-		}
+	if h := lab.CheckHost(); h.Mode == control.ModeVM && h.UML == "" {
+		return h.Reason + ", and " + vm.ErrNoKernel.Error()
 	}
 	return ""
 }
