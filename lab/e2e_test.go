@@ -20,12 +20,16 @@ import (
 
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/vm"
+	"github.com/lab-lb/lab/internal/vm/vmtest"
 	"github.com/lab-lb/lab/lab"
 )
 
 // TestMain makes this test binary a complete lab binary: Up starts the
 // running executable as the lab's supervisor, node agents and VM init.
+// Inside the stock-host guest of TestE2ENative, vmtest.Main runs the test
+// as the guest's init instead.
 func TestMain(m *testing.M) {
+	vmtest.Main(m)
 	lab.MaybeRunInternal()
 	os.Exit(m.Run())
 }
@@ -42,10 +46,8 @@ func requireE2E(t testing.TB) {
 	case os.Geteuid() != 0:
 		reason = "end-to-end test needs root (network namespaces, mounts, netlink)"
 	default:
-		if native, why := vm.CheckHost(); !native {
-			if _, err := vm.FindKernel(); err != nil {
-				reason = why + ", and " + err.Error()
-			}
+		if h := lab.CheckHost(); h.Mode == control.ModeVM && h.UML == "" {
+			reason = h.Reason + ", and " + vm.ErrNoKernel.Error()
 		}
 	}
 	if reason == "" {

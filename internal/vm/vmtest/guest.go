@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lab-lb/lab/internal/kmod"
 	"github.com/lab-lb/lab/internal/vm"
 )
 
@@ -26,7 +27,7 @@ const (
 
 // Main is called first thing in a test package's TestMain. Inside a VM
 // started by Run (vm.InGuest() and LAB_VMTEST set) it sets the guest up
-// (SetupGuest, LoadModules(GuestModules...)), runs m.Run() with the
+// (SetupGuest, LoadGuestModules), runs m.Run() with the
 // -test.run pattern the host asked for, -test.v and -test.count=1, prints a
 // final marker line with the exit code on the console, and powers off; it
 // never returns there. Anywhere else it returns at once.
@@ -75,12 +76,11 @@ func prepareGuest(log *slog.Logger, s spec) error {
 	if err := vm.SetupGuest(log); err != nil {
 		return err
 	}
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
-		return fmt.Errorf("read kernel release: %w", err)
-	}
-	modules := filepath.Join("/usr/lib/uml/modules", unix.ByteSliceToString(uts.Release[:]))
-	if err := vm.LoadModules(modules, vm.GuestModules()...); err != nil {
+	if s.StockHost {
+		if err := stockHost(); err != nil {
+			return err
+		}
+	} else if _, err := vm.LoadGuestModules(); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(guestTmp, 0o1777); err != nil {
@@ -99,6 +99,30 @@ func prepareGuest(log *slog.Logger, s spec) error {
 		if err := os.Chdir(s.Dir); err != nil {
 			return fmt.Errorf("enter the test directory: %w", err)
 		}
+	}
+	return nil
+}
+
+// hostModules is where a distribution keeps its kernels' module trees.
+const hostModules = "/lib/modules"
+
+// stockHost makes the guest a stock host with nothing loaded: a tmpfs on
+// /lib/modules (the host's own directory stays untouched) holding the
+// user-mode Linux module tree as /lib/modules/RELEASE, and module
+// autoloading off.
+func stockHost() error {
+	release, err := kmod.Release()
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", hostModules, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		return fmt.Errorf("mount a tmpfs on %s: %w", hostModules, err)
+	}
+	if err := os.Symlink(vm.GuestModuleTree(release), filepath.Join(hostModules, release)); err != nil {
+		return fmt.Errorf("offer the module tree: %w", err)
+	}
+	if err := os.WriteFile("/proc/sys/kernel/modprobe", []byte("\n"), 0); err != nil {
+		return fmt.Errorf("turn module autoloading off: %w", err)
 	}
 	return nil
 }

@@ -44,11 +44,15 @@ const (
 // there; the guest's console is copied into t.Log as it comes. It needs
 // root, /dev/net/tun and linux.uml, and does not run in -short mode:
 // otherwise it skips t with the reason, or fails it when
-// LAB_REQUIRE_E2E=1. The run is bounded by five minutes (less if t's
+// LAB_REQUIRE_E2E=1. The run is bounded by five minutes (see [Timeout]; less if t's
 // deadline is nearer); the VM is killed and its TAP removed when t ends.
 // The test package's TestMain must call Main.
-func Run(t *testing.T, name string) {
+func Run(t *testing.T, name string, opts ...Option) {
 	t.Helper()
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if vm.InGuest() {
 		t.Fatalf("vmtest.Run(%q) called inside the vm: the test would boot vms forever", name)
 	}
@@ -56,7 +60,12 @@ func Run(t *testing.T, name string) {
 	if reason != "" {
 		testenv.SkipOrFail(t, "%s", reason)
 	}
-	code, err := run(t, kernel, name, func(line string) { t.Log("guest: " + line) })
+	if o.stockHost {
+		if err := ensureDir(t, hostModules); err != nil {
+			t.Fatalf("prepare a stock host: %v", err)
+		}
+	}
+	code, err := run(t, kernel, name, o, func(line string) { t.Log("guest: " + line) })
 	if err != nil {
 		t.Fatalf("run %s in a vm: %v", name, err)
 	}
@@ -64,6 +73,8 @@ func Run(t *testing.T, name string) {
 		t.Fatalf("%s failed in the vm with exit status %d: see the guest output above", name, code)
 	}
 }
+
+func defaultOptions() options { return options{memory: guestMemory, timeout: runTimeout} }
 
 // requirements returns the kernel, or why a VM cannot run here.
 func requirements() (kernel, reason string) {
@@ -86,7 +97,7 @@ func requirements() (kernel, reason string) {
 // run boots a VM that runs the tests matching pattern, passes each line
 // of its console to logLine and returns the tests' exit code. The VM is
 // undone at the end of t.
-func run(t *testing.T, kernel, pattern string, logLine func(string)) (int, error) {
+func run(t *testing.T, kernel, pattern string, o options, logLine func(string)) (int, error) {
 	t.Helper()
 	self, err := filepath.Abs(os.Args[0])
 	if err != nil {
@@ -96,7 +107,7 @@ func run(t *testing.T, kernel, pattern string, logLine func(string)) (int, error
 	if err != nil {
 		return 0, fmt.Errorf("find the working directory: %w", err)
 	}
-	bound := runTimeout
+	bound := o.timeout
 	if d, ok := t.Deadline(); ok && time.Until(d)-guestMargin < bound {
 		bound = time.Until(d) - guestMargin
 	}
@@ -105,12 +116,12 @@ func run(t *testing.T, kernel, pattern string, logLine func(string)) (int, error
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	s := spec{Run: pattern, Dir: dir, Timeout: bound - guestMargin, Nonce: newNonce()}
+	s := spec{Run: pattern, Dir: dir, Timeout: bound - guestMargin, Nonce: newNonce(), StockHost: o.stockHost}
 	console := filepath.Join(t.TempDir(), "console.log")
 	begin := time.Now()
 	m, err := start(ctx, t, vm.Config{
 		Kernel:     kernel,
-		Memory:     guestMemory,
+		Memory:     o.memory,
 		Init:       self,
 		Env:        map[string]string{EnvSpec: s.encode()},
 		ConsoleLog: console,
@@ -261,6 +272,23 @@ func kill(pid int, logf func(format string, args ...any)) error {
 		}
 		<-tick.C
 	}
+}
+
+// ensureDir creates dir when it does not exist, and removes it again at
+// the end of t; an existing dir is left alone.
+func ensureDir(t *testing.T, dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(dir); err != nil {
+			t.Errorf("remove %s: %v", dir, err)
+		}
+	})
+	return nil
 }
 
 // umidDir returns the directory UML keeps for the VM on TAP while it runs

@@ -135,7 +135,7 @@ func TestRunReportsFailure(t *testing.T) {
 	kernel := requireVM(t)
 	checkLeftovers(t)
 	var out []string
-	code, err := run(t, kernel, "^TestRunReportsFailure$", func(line string) {
+	code, err := run(t, kernel, "^TestRunReportsFailure$", defaultOptions(), func(line string) {
 		out = append(out, line)
 		t.Log("guest: " + line)
 	})
@@ -155,7 +155,7 @@ func TestRunReportsFailure(t *testing.T) {
 func TestRunNoTests(t *testing.T) {
 	kernel := requireVM(t)
 	checkLeftovers(t)
-	_, err := run(t, kernel, "^TestNoSuchTest$", func(line string) { t.Log("guest: " + line) })
+	_, err := run(t, kernel, "^TestNoSuchTest$", defaultOptions(), func(line string) { t.Log("guest: " + line) })
 	if !errors.Is(err, errNoTests) {
 		t.Errorf("run() with a pattern that matches nothing: error = %v, want %v", err, errNoTests)
 	}
@@ -171,7 +171,7 @@ func TestRunGuestCrash(t *testing.T) {
 	kernel := requireVM(t)
 	checkLeftovers(t)
 	var out []string
-	_, err := run(t, kernel, "^TestRunGuestCrash$", func(line string) {
+	_, err := run(t, kernel, "^TestRunGuestCrash$", defaultOptions(), func(line string) {
 		out = append(out, line)
 		t.Log("guest: " + line)
 	})

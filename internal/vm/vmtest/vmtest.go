@@ -36,10 +36,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/lab-lb/lab/internal/testenv"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lab-lb/lab/internal/testenv"
 )
 
 const (
@@ -61,6 +63,44 @@ type spec struct {
 	Dir     string        `json:"dir"`     // working directory of the host test
 	Timeout time.Duration `json:"timeout"` // -test.timeout in the guest
 	Nonce   string        `json:"nonce"`   // tells the real marker from test output
+	// StockHost makes the guest a stock distribution host: see
+	// [StockHost].
+	StockHost bool `json:"stock_host,omitempty"`
+}
+
+// Option changes how [Run] boots the guest.
+type Option func(*options)
+
+type options struct {
+	stockHost bool
+	memory    string
+	timeout   time.Duration
+}
+
+// StockHost makes the guest look to the lab like a fresh Debian or Ubuntu
+// machine: the user-mode Linux module tree is its /lib/modules/RELEASE,
+// no module is loaded, and the kernel loads none on its own (module
+// autoloading is off, so a module the code under test forgets is an
+// error, not a silent autoload). Natively, `lab up` must load what it
+// needs itself. The host's /lib/modules must exist (Run creates it when
+// it does not, and removes it afterwards): the guest mounts a tmpfs on it.
+func StockHost() Option { return func(o *options) { o.stockHost = true } }
+
+// Memory sets the guest's memory, such as "2G" (default 1G).
+func Memory(m string) Option { return func(o *options) { o.memory = m } }
+
+// Timeout bounds the whole guest run (default five minutes).
+func Timeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// InStockHost reports whether this process runs the tests of a guest
+// booted with [StockHost].
+func InStockHost() bool {
+	v, ok := os.LookupEnv(EnvSpec)
+	if !ok {
+		return false
+	}
+	s, err := decodeSpec(v)
+	return err == nil && s.StockHost
 }
 
 // encode returns the spec as a kernel parameter value: base64url without
