@@ -55,6 +55,9 @@ func apiPeer(c Config, n Neighbor) *api.Peer {
 			KeepaliveInterval: seconds(c.Keepalive),
 		}},
 	}
+	if n.Passive {
+		p.Transport = &api.Transport{PassiveMode: true}
+	}
 	if n.RRClient {
 		p.RouteReflector = &api.RouteReflector{
 			RouteReflectorClient:    true,

@@ -76,6 +76,17 @@ func TestAPIPeer(t *testing.T) {
 			},
 		},
 		{
+			name:     "passive: a reflector's client dials it",
+			neighbor: Neighbor{Address: netip.MustParseAddr("10.0.0.4"), RRClient: true, Passive: true},
+			want: &api.Peer{
+				Conf:           &api.PeerConf{NeighborAddress: "10.0.0.4", PeerAsn: 65000},
+				Timers:         timers,
+				Transport:      &api.Transport{PassiveMode: true},
+				RouteReflector: &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: "10.0.0.2"},
+				AfiSafis:       families(nil),
+			},
+		},
+		{
 			name:     "add-path towards a reflector",
 			neighbor: Neighbor{Address: netip.MustParseAddr("2001:db8::2"), AddPaths: true},
 			want: &api.Peer{

@@ -33,6 +33,11 @@ type Neighbor struct {
 	// AddPaths negotiates ADD-PATH, both sending (up to AddPathsSendMax
 	// paths per prefix) and receiving.
 	AddPaths bool
+	// Passive never dials the peer: it only accepts its session. Exactly
+	// one end of each session should dial; when both do, their
+	// connections collide, and two GoBGP speakers can go on closing each
+	// other's for minutes.
+	Passive bool
 }
 
 // Config is the configuration of one speaker. All sessions are iBGP in ASN.

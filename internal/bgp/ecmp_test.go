@@ -58,7 +58,8 @@ func testECMP(t *testing.T, reflector bool) {
 		routerNeighbors = []Neighbor{{Address: addrRR, AddPaths: true}}
 		lb4Neighbors = []Neighbor{{Address: addrRR}}
 	} else {
-		routerNeighbors = []Neighbor{{Address: addrA}, {Address: addrB}}
+		// As in a lab: the LB4s dial, the router only accepts.
+		routerNeighbors = []Neighbor{{Address: addrA, Passive: true}, {Address: addrB, Passive: true}}
 		lb4Neighbors = []Neighbor{{Address: addrR}}
 	}
 
@@ -69,9 +70,9 @@ func testECMP(t *testing.T, reflector bool) {
 	if reflector {
 		startSpeaker(t, nsRR, childSpec{Name: "rr", Role: roleReflector, Config: Config{
 			RouterID: addrRR, ASN: asn, Listen: true, Neighbors: []Neighbor{
-				{Address: addrR, RRClient: true, AddPaths: true},
-				{Address: addrA, RRClient: true},
-				{Address: addrB, RRClient: true},
+				{Address: addrR, RRClient: true, AddPaths: true, Passive: true},
+				{Address: addrA, RRClient: true, Passive: true},
+				{Address: addrB, RRClient: true, Passive: true},
 			},
 		}})
 	}

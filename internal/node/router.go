@@ -31,8 +31,14 @@ func (a *agent) bgpConfig() (bgp.Config, error) {
 // upstreams are the BGP peers of routers and LB4s: the route reflectors
 // when the topology has some, else (routers) every LB4 or (LB4s) every
 // router.
+//
+// Exactly one end of each session dials, so that no two connections
+// collide: LB4s dial their routers or reflectors, routers dial the
+// reflectors, and a router peering with LB4s directly, like a reflector,
+// only accepts.
 func (a *agent) upstreams(direct topology.Role, addPaths bool) ([]bgp.Neighbor, error) {
 	names := a.topology().BGP.RouteReflectors
+	passive := len(names) == 0 && direct == topology.RoleLB4
 	if len(names) == 0 {
 		for _, n := range a.topology().NodesByRole(direct) {
 			names = append(names, n.Name)
@@ -44,7 +50,7 @@ func (a *agent) upstreams(direct topology.Role, addPaths bool) ([]bgp.Neighbor, 
 		if err != nil {
 			return nil, err
 		}
-		ns = append(ns, bgp.Neighbor{Address: addr, AddPaths: addPaths})
+		ns = append(ns, bgp.Neighbor{Address: addr, AddPaths: addPaths, Passive: passive})
 	}
 	return ns, nil
 }
