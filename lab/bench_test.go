@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lab-lb/lab/internal/vm/vmtest"
 	"github.com/lab-lb/lab/lab"
 )
 
@@ -14,12 +15,12 @@ import (
 // of the ready topologies and the request rate through the VIP. Run them
 // with `make bench` (each is one full run: -benchtime=1x).
 
-func benchUp(b *testing.B, topo, name string) {
+func benchUp(b *testing.B, topo, name string, mode lab.VMMode) {
 	requireE2E(b)
 	for b.Loop() {
 		_ = lab.Down(context.Background(), name, nil)
 		start := time.Now()
-		l, err := lab.Up(context.Background(), topo, lab.Options{Name: name})
+		l, err := lab.Up(context.Background(), topo, lab.Options{Name: name, VM: mode})
 		if err != nil {
 			b.Fatalf("up %s: %v", topo, err)
 		}
@@ -57,9 +58,24 @@ func firstClient(b *testing.B, l *lab.Lab) (string, string) {
 	return "", ""
 }
 
-func BenchmarkUpMinimal(b *testing.B) { benchUp(b, "../topologies/minimal.yaml", "bench-minimal") }
+func BenchmarkUpMinimal(b *testing.B) {
+	benchUp(b, "../topologies/minimal.yaml", "bench-minimal", lab.VMAuto)
+}
 func BenchmarkUpReference(b *testing.B) {
-	benchUp(b, "../topologies/reference.yaml", "bench-reference")
+	benchUp(b, "../topologies/reference.yaml", "bench-reference", lab.VMAuto)
+}
+
+// The same bring-ups natively, in a user-mode Linux guest that plays a
+// stock host (as TestE2ENative): the figures are the guest's, beside the
+// VM mode's above on the same machine. The first one loads the modules.
+func BenchmarkUpNative(b *testing.B) {
+	requireE2E(b)
+	if !vmtest.InStockHost() {
+		vmtest.Run(b, "^BenchmarkUpNative$", vmtest.StockHost(), vmtest.Bench(), vmtest.Memory("2G"), vmtest.Timeout(15*time.Minute))
+		return
+	}
+	b.Run("minimal", func(b *testing.B) { benchUp(b, "../topologies/minimal.yaml", "bench-minimal", lab.VMNever) })
+	b.Run("reference", func(b *testing.B) { benchUp(b, "../topologies/reference.yaml", "bench-reference", lab.VMNever) })
 }
 
 // BenchmarkRequestRate compares, in one run on the minimal topology, the

@@ -47,7 +47,7 @@ const (
 // LAB_REQUIRE_E2E=1. The run is bounded by five minutes (see [Timeout]; less if t's
 // deadline is nearer); the VM is killed and its TAP removed when t ends.
 // The test package's TestMain must call Main.
-func Run(t *testing.T, name string, opts ...Option) {
+func Run(t testing.TB, name string, opts ...Option) {
 	t.Helper()
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -97,7 +97,7 @@ func requirements() (kernel, reason string) {
 // run boots a VM that runs the tests matching pattern, passes each line
 // of its console to logLine and returns the tests' exit code. The VM is
 // undone at the end of t.
-func run(t *testing.T, kernel, pattern string, o options, logLine func(string)) (int, error) {
+func run(t testing.TB, kernel, pattern string, o options, logLine func(string)) (int, error) {
 	t.Helper()
 	self, err := filepath.Abs(os.Args[0])
 	if err != nil {
@@ -108,15 +108,18 @@ func run(t *testing.T, kernel, pattern string, o options, logLine func(string)) 
 		return 0, fmt.Errorf("find the working directory: %w", err)
 	}
 	bound := o.timeout
-	if d, ok := t.Deadline(); ok && time.Until(d)-guestMargin < bound {
-		bound = time.Until(d) - guestMargin
+	// A benchmark has no deadline of its own.
+	if dt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if d, ok := dt.Deadline(); ok && time.Until(d)-guestMargin < bound {
+			bound = time.Until(d) - guestMargin
+		}
 	}
 	if bound <= guestMargin {
 		return 0, fmt.Errorf("only %s left before the test deadline", bound+guestMargin)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	s := spec{Run: pattern, Dir: dir, Timeout: bound - guestMargin, Nonce: newNonce(), StockHost: o.stockHost}
+	s := spec{Run: pattern, Dir: dir, Timeout: bound - guestMargin, Nonce: newNonce(), StockHost: o.stockHost, Bench: o.bench}
 	console := filepath.Join(t.TempDir(), "console.log")
 	begin := time.Now()
 	m, err := start(ctx, t, vm.Config{
@@ -143,7 +146,7 @@ func run(t *testing.T, kernel, pattern string, o options, logLine func(string)) 
 // start starts the VM on a TAP name and management subnet of its own,
 // and undoes it at the end of t. The guest needs its management link to
 // be set up, although nothing talks over it: the console is enough.
-func start(ctx context.Context, t *testing.T, cfg vm.Config) (*vm.Machine, error) {
+func start(ctx context.Context, t testing.TB, cfg vm.Config) (*vm.Machine, error) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(logWriter{t}, nil))
 	for i := range tapAttempts {
@@ -276,7 +279,7 @@ func kill(pid int, logf func(format string, args ...any)) error {
 
 // ensureDir creates dir when it does not exist, and removes it again at
 // the end of t; an existing dir is left alone.
-func ensureDir(t *testing.T, dir string) error {
+func ensureDir(t testing.TB, dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
@@ -345,7 +348,7 @@ func waitEnd(ctx context.Context, pid int, timeout time.Duration) bool {
 }
 
 // logWriter sends log lines to t.Log.
-type logWriter struct{ t *testing.T }
+type logWriter struct{ t testing.TB }
 
 func (w logWriter) Write(b []byte) (int, error) {
 	w.t.Helper()

@@ -66,6 +66,8 @@ type spec struct {
 	// StockHost makes the guest a stock distribution host: see
 	// [StockHost].
 	StockHost bool `json:"stock_host,omitempty"`
+	// Bench runs Run as a benchmark pattern, once (-test.benchtime=1x).
+	Bench bool `json:"bench,omitempty"`
 }
 
 // Option changes how [Run] boots the guest.
@@ -73,6 +75,7 @@ type Option func(*options)
 
 type options struct {
 	stockHost bool
+	bench     bool
 	memory    string
 	timeout   time.Duration
 }
@@ -85,6 +88,10 @@ type options struct {
 // needs itself. The host's /lib/modules must exist (Run creates it when
 // it does not, and removes it afterwards): the guest mounts a tmpfs on it.
 func StockHost() Option { return func(o *options) { o.stockHost = true } }
+
+// Bench makes the name given to [Run] a benchmark pattern: the guest runs
+// the matching benchmarks once each (-test.benchtime=1x) and no test.
+func Bench() Option { return func(o *options) { o.bench = true } }
 
 // Memory sets the guest's memory, such as "2G" (default 1G).
 func Memory(m string) Option { return func(o *options) { o.memory = m } }
@@ -130,6 +137,9 @@ func decodeSpec(v string) (spec, error) {
 // testArgs returns the flags the guest runs its tests with.
 func (s spec) testArgs() []string {
 	args := []string{"-test.run=" + s.Run, "-test.v=true", "-test.count=1"}
+	if s.Bench {
+		args = []string{"-test.run=^$", "-test.bench=" + s.Run, "-test.benchtime=1x", "-test.v=true", "-test.count=1"}
+	}
 	if s.Timeout > 0 {
 		args = append(args, "-test.timeout="+s.Timeout.String())
 	}

@@ -72,6 +72,7 @@ func TestTestArgs(t *testing.T) {
 	}{
 		{"with timeout", spec{Run: "^TestKernel$", Timeout: 280 * time.Second}, []string{"-test.run=^TestKernel$", "-test.v=true", "-test.count=1", "-test.timeout=4m40s"}},
 		{"without timeout", spec{Run: "A|B"}, []string{"-test.run=A|B", "-test.v=true", "-test.count=1"}},
+		{"benchmark", spec{Run: "^BenchmarkUp$", Bench: true, Timeout: time.Minute}, []string{"-test.run=^$", "-test.bench=^BenchmarkUp$", "-test.benchtime=1x", "-test.v=true", "-test.count=1", "-test.timeout=1m0s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.spec.testArgs(), tc.want); diff != "" {
