@@ -32,7 +32,7 @@ func (t *Table) Apply(want []Desired) ([]Change, error) {
 
 // reconciler carries one Apply's changes.
 type reconciler struct {
-	h       handle
+	h       Handle
 	changes []Change
 }
 

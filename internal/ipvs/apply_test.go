@@ -3,6 +3,7 @@ package ipvs
 import (
 	"errors"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/lab-lb/lab/internal/ipvs/ipvstest"
 	"github.com/lab-lb/lab/internal/testenv"
 	mobyipvs "github.com/moby/ipvs"
 	"golang.org/x/sys/unix"
@@ -23,6 +25,26 @@ const (
 	lb73 = "192.0.2.141"
 	lb74 = "192.0.2.142"
 )
+
+// fakeSvc is a service as moby/ipvs encodes it, for changes made to the
+// fake kernel behind Apply's back.
+func fakeSvc(addr string, sched string, flags uint32) *mobyipvs.Service {
+	a := netip.MustParseAddr(addr)
+	s := &mobyipvs.Service{
+		Address: net.IP(a.AsSlice()), Protocol: unix.IPPROTO_TCP, Port: 80,
+		SchedName: sched, Flags: flags, AddressFamily: unix.AF_INET, Netmask: 0xffffffff,
+	}
+	if a.Is6() {
+		s.AddressFamily, s.Netmask = unix.AF_INET6, 128
+	}
+	return s
+}
+
+// fakeDst is a tunnel destination on port 80 as moby/ipvs encodes it.
+func fakeDst(addr string, weight int) *mobyipvs.Destination {
+	a := netip.MustParseAddr(addr)
+	return &mobyipvs.Destination{Address: net.IP(a.AsSlice()), Port: 80, Weight: weight, ConnectionFlags: mobyipvs.ConnFwdTunnel}
+}
 
 func service(addr, sched string, flags ...string) Service {
 	return Service{Address: netip.MustParseAddr(addr), Port: 80, Protocol: ProtocolTCP, Scheduler: sched, Flags: flags}
@@ -46,13 +68,13 @@ func mhService(ds ...Destination) Desired {
 }
 
 // fstate is the fake state of one tcp/VIP:80 IPv4 service.
-func fstate(vip, sched string, flags uint32, ds ...fakeDestState) fakeState {
-	return fakeState{Key: "2/6/" + vip + ":80", Scheduler: sched, Flags: flags | flagHashed, Dests: ds}
+func fstate(vip, sched string, flags uint32, ds ...ipvstest.DestState) ipvstest.ServiceState {
+	return ipvstest.ServiceState{Key: "2/6/" + vip + ":80", Scheduler: sched, Flags: flags | flagHashed, Dests: ds}
 }
 
 // fdest is a tunnel destination on port 80 in the fake state.
-func fdest(addr string, weight, lastWeight int) fakeDestState {
-	return fakeDestState{Addr: addr + ":80", Weight: weight, LastWeight: lastWeight, Fwd: mobyipvs.ConnFwdTunnel}
+func fdest(addr string, weight, lastWeight int) ipvstest.DestState {
+	return ipvstest.DestState{Addr: addr + ":80", Weight: weight, LastWeight: lastWeight, Fwd: mobyipvs.ConnFwdTunnel}
 }
 
 func lines(changes []Change) []string {
@@ -76,11 +98,11 @@ func TestApply(t *testing.T) {
 	const mhPortFallback = flagSched1 | flagSched2
 	cases := []struct {
 		name    string
-		setup   func(t *testing.T, f *fakeHandle) // kernel state made outside Apply
-		history [][]Desired                       // applied first, changes ignored
+		setup   func(t *testing.T, f *ipvstest.Kernel) // kernel state made outside Apply
+		history [][]Desired                            // applied first, changes ignored
 		want    []Desired
 		changes []string
-		state   []fakeState
+		state   []ipvstest.ServiceState
 	}{
 		{
 			name: "fresh",
@@ -91,7 +113,7 @@ func TestApply(t *testing.T) {
 				"add destination 192.0.2.140 weight 1 in tcp/198.51.100.1:80: new",
 				"add destination 192.0.2.139 weight 1 in tcp/198.51.100.1:80: new",
 			},
-			state: []fakeState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 1, 1), fdest(lb73, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 1, 1), fdest(lb73, 1, 1))},
 		},
 		{
 			name: "fresh with a failed LB7",
@@ -102,7 +124,7 @@ func TestApply(t *testing.T) {
 				"add destination 192.0.2.140 weight 0 in tcp/198.51.100.1:80: new, added with weight 1 then set to 0 so that mh gives it its slots",
 				"add destination 192.0.2.139 weight 1 in tcp/198.51.100.1:80: new",
 			},
-			state: []fakeState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 0, 1), fdest(lb73, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 0, 1), fdest(lb73, 1, 1))},
 		},
 		{
 			name:    "weight 0 on failure",
@@ -111,7 +133,7 @@ func TestApply(t *testing.T) {
 			changes: []string{
 				"update destination 192.0.2.140 weight 0 in tcp/198.51.100.1:80: weight 1 -> 0",
 			},
-			state: []fakeState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 0, 1), fdest(lb73, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 0, 1), fdest(lb73, 1, 1))},
 		},
 		{
 			name: "recovery",
@@ -123,7 +145,7 @@ func TestApply(t *testing.T) {
 			changes: []string{
 				"update destination 192.0.2.140 weight 1 in tcp/198.51.100.1:80: weight 0 -> 1",
 			},
-			state: []fakeState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 1, 1), fdest(lb73, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 1, 1), fdest(lb73, 1, 1))},
 		},
 		{
 			name:    "add a destination at the head of the order",
@@ -132,7 +154,7 @@ func TestApply(t *testing.T) {
 			changes: []string{
 				"add destination 192.0.2.139 weight 1 in tcp/198.51.100.1:80: new",
 			},
-			state: []fakeState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 1, 1), fdest(lb73, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 1, 1), fdest(lb73, 1, 1))},
 		},
 		{
 			name:    "add a destination in the middle of the order",
@@ -145,7 +167,7 @@ func TestApply(t *testing.T) {
 				"add destination 192.0.2.140 weight 1 in tcp/198.51.100.1:80: re-added in order",
 				"add destination 192.0.2.139 weight 1 in tcp/198.51.100.1:80: re-added in order",
 			},
-			state: []fakeState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 1, 1), fdest(lb73, 1, 1), fdest(lb74, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 1, 1), fdest(lb73, 1, 1), fdest(lb74, 1, 1))},
 		},
 		{
 			name:    "re-added failed destination keeps its slots",
@@ -158,7 +180,7 @@ func TestApply(t *testing.T) {
 				"add destination 192.0.2.140 weight 0 in tcp/198.51.100.1:80: re-added in order, added with weight 1 then set to 0 so that mh gives it its slots",
 				"add destination 192.0.2.139 weight 1 in tcp/198.51.100.1:80: re-added in order",
 			},
-			state: []fakeState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 0, 1), fdest(lb73, 1, 1), fdest(lb74, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 0, 1), fdest(lb73, 1, 1), fdest(lb74, 1, 1))},
 		},
 		{
 			name:    "remove a destination",
@@ -167,7 +189,7 @@ func TestApply(t *testing.T) {
 			changes: []string{
 				"delete destination 192.0.2.140 weight 1 in tcp/198.51.100.1:80: not desired",
 			},
-			state: []fakeState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb73, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb73, 1, 1))},
 		},
 		{
 			name:    "scheduler change keeps destinations in place",
@@ -176,7 +198,7 @@ func TestApply(t *testing.T) {
 			changes: []string{
 				"update service tcp/198.51.100.1:80 sh fallback,port: scheduler mh -> sh",
 			},
-			state: []fakeState{fstate(vip1, "sh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 0, 1), fdest(lb73, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "sh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 0, 1), fdest(lb73, 1, 1))},
 		},
 		{
 			name:    "scheduler without flags",
@@ -185,7 +207,7 @@ func TestApply(t *testing.T) {
 			changes: []string{
 				"update service tcp/198.51.100.1:80 wlc: scheduler mh -> wlc, flags fallback,port -> none",
 			},
-			state: []fakeState{fstate(vip1, "wlc", 0, fdest(lb71, 1, 1), fdest(lb72, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "wlc", 0, fdest(lb71, 1, 1), fdest(lb72, 1, 1))},
 		},
 		{
 			name:    "flags change",
@@ -194,7 +216,7 @@ func TestApply(t *testing.T) {
 			changes: []string{
 				"update service tcp/198.51.100.1:80 mh fallback: flags fallback,port -> fallback",
 			},
-			state: []fakeState{fstate(vip1, "mh", flagSched1, fdest(lb71, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "mh", flagSched1, fdest(lb71, 1, 1))},
 		},
 		{
 			name: "services not desired are deleted",
@@ -206,7 +228,7 @@ func TestApply(t *testing.T) {
 			changes: []string{
 				"delete service tcp/198.51.100.1:80: not desired",
 			},
-			state: []fakeState{fstate(vip3, "sh", flagSched1|flagSched2, fdest(lb71, 1, 1), fdest(lb72, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip3, "sh", flagSched1|flagSched2, fdest(lb71, 1, 1), fdest(lb72, 1, 1))},
 		},
 		{
 			name: "two services and IPv6",
@@ -221,8 +243,8 @@ func TestApply(t *testing.T) {
 				"add service tcp/[2001:db8::c633:6401]:80 mh fallback,port",
 				"add destination 2001:db8::139 weight 1 in tcp/[2001:db8::c633:6401]:80: new",
 			},
-			state: []fakeState{
-				{Key: "10/6/[2001:db8::c633:6401]:80", Scheduler: "mh", Flags: mhPortFallback | flagHashed, Dests: []fakeDestState{
+			state: []ipvstest.ServiceState{
+				{Key: "10/6/[2001:db8::c633:6401]:80", Scheduler: "mh", Flags: mhPortFallback | flagHashed, Dests: []ipvstest.DestState{
 					{Addr: "[2001:db8::139]:80", Weight: 1, LastWeight: 1, Fwd: mobyipvs.ConnFwdTunnel},
 				}},
 				fstate(vip1, "mh", mhPortFallback, fdest(lb71, 1, 1), fdest(lb72, 1, 1)),
@@ -230,7 +252,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "kernel changes made elsewhere are repaired",
-			setup: func(t *testing.T, f *fakeHandle) {
+			setup: func(t *testing.T, f *ipvstest.Kernel) {
 				t.Helper()
 				svc := fakeSvc(vip1, "rr", flagPersistent)
 				svc.Timeout = 300
@@ -265,7 +287,7 @@ func TestApply(t *testing.T) {
 				"delete destination 192.0.2.139 weight 1 in tcp/198.51.100.1:80: not desired",
 				"update destination 192.0.2.140 weight 1 in tcp/198.51.100.1:80: weight 5 -> 1, forwarding masq -> tunnel",
 			},
-			state: []fakeState{fstate(vip1, "mh", mhPortFallback, fdest(lb72, 1, 1), fdest(lb73, 1, 1))},
+			state: []ipvstest.ServiceState{fstate(vip1, "mh", mhPortFallback, fdest(lb72, 1, 1), fdest(lb73, 1, 1))},
 		},
 		{
 			name:    "empty desired state clears the table",
@@ -277,11 +299,11 @@ func TestApply(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeHandle()
+			f := ipvstest.NewKernel()
 			if tc.setup != nil {
 				tc.setup(t, f)
 			}
-			tbl := newTable(f)
+			tbl := NewTable(f)
 			for _, h := range tc.history {
 				mustApply(t, tbl, h)
 			}
@@ -289,14 +311,14 @@ func TestApply(t *testing.T) {
 			if diff := cmp.Diff(lines(changes), tc.changes); diff != "" {
 				t.Errorf("changes (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(f.state(), tc.state); diff != "" {
+			if diff := cmp.Diff(f.State(), tc.state); diff != "" {
 				t.Errorf("state (-got +want):\n%s", diff)
 			}
 			// Idempotence: the same desired state again changes nothing.
 			if again := mustApply(t, tbl, tc.want); len(again) != 0 {
 				t.Errorf("second Apply changed:\n%s", strings.Join(lines(again), "\n"))
 			}
-			if diff := cmp.Diff(f.state(), tc.state); diff != "" {
+			if diff := cmp.Diff(f.State(), tc.state); diff != "" {
 				t.Errorf("state after second Apply (-got +want):\n%s", diff)
 			}
 		})
@@ -353,17 +375,17 @@ func TestApplyOrderIndependentOfHistory(t *testing.T) {
 			},
 		},
 	}
-	fresh := newFakeHandle()
-	mustApply(t, newTable(fresh), final)
+	fresh := ipvstest.NewKernel()
+	mustApply(t, NewTable(fresh), final)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeHandle()
-			tbl := newTable(f)
+			f := ipvstest.NewKernel()
+			tbl := NewTable(f)
 			for _, h := range tc.history {
 				mustApply(t, tbl, h)
 			}
 			mustApply(t, tbl, final)
-			if diff := cmp.Diff(f.state(), fresh.state()); diff != "" {
+			if diff := cmp.Diff(f.State(), fresh.State()); diff != "" {
 				t.Errorf("state differs from a fresh LB4's (-got +want):\n%s", diff)
 			}
 		})
@@ -373,8 +395,8 @@ func TestApplyOrderIndependentOfHistory(t *testing.T) {
 		addrs := []string{lb71, lb72, lb73, lb74, "192.0.2.143", "192.0.2.144"}
 		rng := rand.New(rand.NewPCG(1, 2))
 		for range 200 {
-			f := newFakeHandle()
-			tbl := newTable(f)
+			f := ipvstest.NewKernel()
+			tbl := NewTable(f)
 			var trail []string
 			for range 1 + rng.IntN(6) {
 				var ds []Destination
@@ -386,7 +408,7 @@ func TestApplyOrderIndependentOfHistory(t *testing.T) {
 				trail = append(trail, strings.Join(lines(mustApply(t, tbl, want)), "\n"))
 			}
 			mustApply(t, tbl, final)
-			if diff := cmp.Diff(f.state(), fresh.state()); diff != "" {
+			if diff := cmp.Diff(f.State(), fresh.State()); diff != "" {
 				t.Fatalf("after history\n%s\nstate differs from a fresh LB4's (-got +want):\n%s", strings.Join(trail, "\n--\n"), diff)
 			}
 		}
@@ -434,8 +456,8 @@ func TestApplyInvalid(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeHandle()
-			changes, err := newTable(f).Apply(tc.want)
+			f := ipvstest.NewKernel()
+			changes, err := NewTable(f).Apply(tc.want)
 			if err == nil {
 				t.Fatal("Apply succeeded, want an error")
 			}
@@ -444,8 +466,8 @@ func TestApplyInvalid(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, e)
 				}
 			}
-			if len(changes) != 0 || len(f.state()) != 0 {
-				t.Errorf("invalid state touched the kernel: changes %v, state %v", changes, f.state())
+			if len(changes) != 0 || len(f.State()) != 0 {
+				t.Errorf("invalid state touched the kernel: changes %v, state %v", changes, f.State())
 			}
 		})
 	}
@@ -453,9 +475,9 @@ func TestApplyInvalid(t *testing.T) {
 
 func TestApplyKernelError(t *testing.T) {
 	want := []Desired{mhService(lb7s(lb71, lb72, lb73)...)}
-	f := newFakeHandle()
-	tbl := newTable(f)
-	f.fail["NewDestination"] = unix.ENOMEM
+	f := ipvstest.NewKernel()
+	tbl := NewTable(f)
+	f.FailNext("NewDestination", unix.ENOMEM)
 	changes, err := tbl.Apply(want)
 	if !errors.Is(err, unix.ENOMEM) {
 		t.Fatalf("Apply error %v, want ENOMEM", err)
@@ -467,13 +489,13 @@ func TestApplyKernelError(t *testing.T) {
 		t.Errorf("changes before the error (-got +want):\n%s", diff)
 	}
 	mustApply(t, tbl, want)
-	wantState := []fakeState{fstate(vip1, "mh", flagSched1|flagSched2, fdest(lb71, 1, 1), fdest(lb72, 1, 1), fdest(lb73, 1, 1))}
-	if diff := cmp.Diff(f.state(), wantState); diff != "" {
+	wantState := []ipvstest.ServiceState{fstate(vip1, "mh", flagSched1|flagSched2, fdest(lb71, 1, 1), fdest(lb72, 1, 1), fdest(lb73, 1, 1))}
+	if diff := cmp.Diff(f.State(), wantState); diff != "" {
 		t.Errorf("state after retry (-got +want):\n%s", diff)
 	}
 
 	t.Run("already gone is success", func(t *testing.T) {
-		f.fail["DelDestination"] = unix.ENOENT
+		f.FailNext("DelDestination", unix.ENOENT)
 		changes, err := tbl.Apply([]Desired{mhService(lb7s(lb71)...)})
 		if err != nil {
 			t.Fatalf("Apply with a destination already gone: %v", err)
@@ -481,7 +503,7 @@ func TestApplyKernelError(t *testing.T) {
 		if len(changes) != 2 {
 			t.Errorf("changes %q, want two deletes", lines(changes))
 		}
-		f.fail["DelService"] = unix.ESRCH
+		f.FailNext("DelService", unix.ESRCH)
 		changes, err = tbl.Apply(nil)
 		if err != nil {
 			t.Fatalf("Apply with a service already gone: %v", err)
@@ -501,21 +523,25 @@ func TestApplyKernelError(t *testing.T) {
 		if _, err := tbl.Dump(); !errors.Is(err, errClosed) {
 			t.Errorf("Dump after Close: %v, want %v", err, errClosed)
 		}
-		if !f.closed {
+		if !f.Closed() {
 			t.Error("Close did not close the handle")
 		}
 	})
 }
 
 func TestDump(t *testing.T) {
-	f := newFakeHandle()
-	tbl := newTable(f)
+	f := ipvstest.NewKernel()
+	tbl := NewTable(f)
 	mustApply(t, tbl, []Desired{
 		{Service: service(vip3, SchedulerWLC), Destinations: lb7s(lb72)},
 		mhService(dest(lb71, 1), dest(lb72, 0), dest(lb73, 1)),
 	})
-	f.setConns(t, vip1+":80", lb71, 5, 2, 40)
-	f.setConns(t, vip1+":80", lb73, 1, 0, 9)
+	if err := f.SetConns(vip1+":80", lb71, 5, 2, 40); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SetConns(vip1+":80", lb73, 1, 0, 9); err != nil {
+		t.Fatal(err)
+	}
 	// A destination added behind Apply's back goes to the head.
 	if err := f.NewDestination(fakeSvc(vip1, "mh", 0), fakeDst(lb74, 3)); err != nil {
 		t.Fatal(err)
@@ -578,7 +604,7 @@ func TestChangeLog(t *testing.T) {
 		{"stop", nil},
 	}
 	var b strings.Builder
-	tbl := newTable(newFakeHandle())
+	tbl := NewTable(ipvstest.NewKernel())
 	for _, s := range steps {
 		b.WriteString("# " + s.name + "\n")
 		for _, l := range lines(mustApply(t, tbl, s.want)) {

@@ -53,7 +53,7 @@ func (t *Table) Dump() ([]Desired, error) {
 }
 
 // listServices lists the kernel's services in a stable order.
-func listServices(h handle) ([]kernelService, error) {
+func listServices(h Handle) ([]kernelService, error) {
 	raw, err := h.GetServices()
 	if err != nil {
 		return nil, fmt.Errorf("list ipvs services: %w", err)

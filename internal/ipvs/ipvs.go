@@ -239,9 +239,10 @@ func (c Change) String() string {
 	return s
 }
 
-// handle is the part of moby/ipvs that Table uses, implemented by
-// *mobyipvs.Handle. Destinations come back in kernel list order.
-type handle interface {
+// Handle is the part of moby/ipvs that a [Table] uses, implemented by
+// *mobyipvs.Handle (what [Open] uses) and by the in-memory kernel of
+// package ipvstest. Destinations come back in kernel list order.
+type Handle interface {
 	GetServices() ([]*mobyipvs.Service, error)
 	NewService(*mobyipvs.Service) error
 	UpdateService(*mobyipvs.Service) error
@@ -257,7 +258,7 @@ type handle interface {
 // are safe for concurrent use; calls are serialised.
 type Table struct {
 	mu sync.Mutex
-	h  handle
+	h  Handle
 }
 
 // Open returns the IPVS table of the network namespace mounted at
@@ -279,10 +280,13 @@ func Open(netnsPath string) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ipvs handle in %q: %w", netnsPath, err)
 	}
-	return newTable(h), nil
+	return NewTable(h), nil
 }
 
-func newTable(h handle) *Table {
+// NewTable returns a table that programs IPVS through h. [Open] is the
+// way to a kernel's table; NewTable is for other handles, such as
+// ipvstest.NewKernel() in tests.
+func NewTable(h Handle) *Table {
 	return &Table{h: h}
 }
 

@@ -39,13 +39,25 @@ const DisableFile = "disable"
 // re-ordering. A failed
 // LB7 keeps its place with weight 0: with the fallback flag only its own
 // flows move, consistently on every LB4.
+//
+// Its decisions are pure functions of [lb4State] ([shouldAnnounce],
+// [ipvsPlan]); reconcile applies them through the small interfaces below,
+// which the real LB4 fills with the kernel's IPVS table and its BGP
+// speaker, and unit tests with ipvstest's in-memory kernel and a fake.
 type lb4 struct {
 	a       *agent
-	speaker *bgp.Speaker
-	table   *ipvs.Table
+	speaker *bgp.Speaker // sessions and peers; vips announces through it
 	checker *health.Checker
 	nextHop netip.Addr
 	lb7s    []lb7Target
+
+	// What reconcile drives: the IPVS table and the VIPs' announcements;
+	// the clock that ends the grace time (time.Now when nil), and the
+	// directory of the disable file (LBDir when empty).
+	table ipvsTable
+	vips  announcer
+	now   func() time.Time
+	lbDir string
 
 	mu        sync.Mutex
 	healthy   map[string]bool
@@ -60,6 +72,20 @@ type lb7Target struct {
 	addr netip.Addr
 }
 
+// ipvsTable is what the LB4 needs of its IPVS table: an *ipvs.Table, over
+// the kernel (ipvs.Open) or over ipvstest's in-memory kernel.
+type ipvsTable interface {
+	Apply(want []ipvs.Desired) ([]ipvs.Change, error)
+	Dump() ([]ipvs.Desired, error)
+}
+
+// announcer is what the LB4 needs of its BGP speaker to announce and
+// withdraw the VIPs: a *bgp.Speaker.
+type announcer interface {
+	Announce(p netip.Prefix, nextHop netip.Addr) error
+	Withdraw(p netip.Prefix) error
+}
+
 func (l *lb4) Start(ctx context.Context) error {
 	t := l.a.topology()
 	table, err := ipvs.Open("")
@@ -67,19 +93,8 @@ func (l *lb4) Start(ctx context.Context) error {
 		return err
 	}
 	l.table = table
-	if l.lb7s, err = l.targets(t); err != nil {
+	if err := l.init(t); err != nil {
 		return err
-	}
-	l.healthy, l.known = map[string]bool{}, map[string]bool{}
-	// The next hop the LB4 announces: its own address as the routers see it.
-	for _, r := range t.NodesByRole(topology.RoleRouter) {
-		if addr, ok := t.AddressFacing(r.Name, l.a.node.Name); ok {
-			l.nextHop = addr
-			break
-		}
-	}
-	if !l.nextHop.IsValid() {
-		return fmt.Errorf("lb4 %s shares no segment with a router", l.a.node.Name)
 	}
 	cfg, err := l.a.bgpConfig()
 	if err != nil {
@@ -92,21 +107,14 @@ func (l *lb4) Start(ctx context.Context) error {
 	if err := l.speaker.Start(ctx); err != nil {
 		return fmt.Errorf("start bgp: %w", err)
 	}
+	l.vips = l.speaker
 	l.disabled = l.disableExists()
 	if err := l.reconcile(); err != nil {
 		return err
 	}
 
 	h := l.a.node.Settings.Health
-	l.checker = health.New(health.Config{Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}, l.a.log, func(s health.State) {
-		l.mu.Lock()
-		l.healthy[s.Name], l.known[s.Name] = s.Healthy, s.Known
-		l.mu.Unlock()
-		l.a.event("health", fmt.Sprintf("%s healthy=%v %s", s.Name, s.Healthy, s.LastError))
-		if err := l.reconcile(); err != nil {
-			l.a.log.Error("reconcile", "err", err)
-		}
-	})
+	l.checker = health.New(health.Config{Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}, l.a.log, l.onHealth)
 	go l.checker.Run(ctx, healthTargets(l.lb7s))
 	// The grace time ends without a health change to reconcile on.
 	grace := time.AfterFunc(announceGrace*h.Interval+time.Millisecond, func() {
@@ -117,12 +125,60 @@ func (l *lb4) Start(ctx context.Context) error {
 	go func() { <-ctx.Done(); grace.Stop() }()
 	go l.watchDisable(ctx)
 	go l.a.watchPeers(ctx, l.speaker)
-	go func() { <-ctx.Done(); l.speaker.Stop(); l.table.Close() }()
+	go func() { <-ctx.Done(); l.speaker.Stop(); table.Close() }()
 	return nil
 }
 
+// init sets up the LB4's view of topology t: its LB7s, none of them
+// healthy yet, and the next hop it announces: its own address as the
+// routers see it.
+func (l *lb4) init(t *topology.Topology) error {
+	var err error
+	if l.lb7s, err = l.targets(t); err != nil {
+		return err
+	}
+	l.healthy, l.known = map[string]bool{}, map[string]bool{}
+	for _, r := range t.NodesByRole(topology.RoleRouter) {
+		if addr, ok := t.AddressFacing(r.Name, l.a.node.Name); ok {
+			l.nextHop = addr
+			break
+		}
+	}
+	if !l.nextHop.IsValid() {
+		return fmt.Errorf("lb4 %s shares no segment with a router", l.a.node.Name)
+	}
+	return nil
+}
+
+// onHealth follows a health change of an LB7.
+func (l *lb4) onHealth(s health.State) {
+	l.mu.Lock()
+	l.healthy[s.Name], l.known[s.Name] = s.Healthy, s.Known
+	l.mu.Unlock()
+	l.a.event("health", fmt.Sprintf("%s healthy=%v %s", s.Name, s.Healthy, s.LastError))
+	if err := l.reconcile(); err != nil {
+		l.a.log.Error("reconcile", "err", err)
+	}
+}
+
+// dir is the directory of the disable file: /etc/lb.
+func (l *lb4) dir() string {
+	if l.lbDir != "" {
+		return l.lbDir
+	}
+	return LBDir
+}
+
+// clock is the time now, for the grace time.
+func (l *lb4) clock() time.Time {
+	if l.now != nil {
+		return l.now()
+	}
+	return time.Now()
+}
+
 func (l *lb4) disableExists() bool {
-	_, err := os.Stat(filepath.Join(LBDir, DisableFile))
+	_, err := os.Stat(filepath.Join(l.dir(), DisableFile))
 	return !errors.Is(err, fs.ErrNotExist)
 }
 
@@ -134,7 +190,7 @@ func (l *lb4) watchDisable(ctx context.Context) {
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
 		defer w.Close()
-		err = w.Add(LBDir)
+		err = w.Add(l.dir())
 	}
 	if err != nil {
 		l.a.log.Warn("watch /etc/lb with inotify, polling instead", "err", err)
@@ -190,20 +246,76 @@ func (l *lb4) checkDisable() {
 	}
 }
 
+// lb4State is what the LB4's decisions depend on.
+type lb4State struct {
+	lb7s      []lb7Target     // in topology order
+	healthy   map[string]bool // by LB7 name
+	known     map[string]bool // by LB7 name: checked enough to be healthy or not
+	disabled  bool            // /etc/lb/disable exists
+	announced bool            // the VIPs are announced
+	graceOver bool            // announceGrace health intervals have passed since the start
+}
+
+// shouldAnnounce says whether the VIPs should be announced in state s.
+//
+// Never while no LB7 is healthy or /etc/lb/disable exists. Otherwise, an
+// LB4 that announces keeps announcing, and a starting LB4 announces once
+// every LB7 is healthy: with one LB7 missing from its Maglev table while
+// the other LB4s have it, flows ECMP moves to it would reach other LB7s
+// than the ones holding them. A first check that times out in a busy lab
+// is not proof that the others see that LB7 down; when some LB7 is still
+// down after the grace time, and every LB7 has a verdict, the LB4
+// announces anyway with what it knows.
+func shouldAnnounce(s lb4State) bool {
+	anyHealthy, allHealthy, allKnown := false, true, true
+	for _, t := range s.lb7s {
+		anyHealthy = anyHealthy || s.healthy[t.name]
+		allHealthy = allHealthy && s.healthy[t.name]
+		allKnown = allKnown && s.known[t.name]
+	}
+	return anyHealthy && !s.disabled && (s.announced || allHealthy || allKnown && s.graceOver)
+}
+
+// ipvsPlan is the IPVS state the LB4 wants in state s: [IPVSPlan] of its
+// LB7s.
+func ipvsPlan(t *topology.Topology, s lb4State, removeFailed bool) []ipvs.Desired {
+	addrs := make([]netip.Addr, len(s.lb7s))
+	healthy := map[netip.Addr]bool{}
+	for i, d := range s.lb7s {
+		addrs[i] = d.addr
+		if s.healthy[d.name] {
+			healthy[d.addr] = true
+		}
+	}
+	return IPVSPlan(t, addrs, healthy, removeFailed)
+}
+
+// setAnnounced announces every VIP with next hop nextHop through a, or
+// withdraws them all. It stops at the first error.
+func setAnnounced(a announcer, vips []netip.Addr, nextHop netip.Addr, announce bool) error {
+	for _, v := range vips {
+		p := netip.PrefixFrom(v, v.BitLen())
+		var err error
+		if announce {
+			err = a.Announce(p, nextHop)
+		} else {
+			err = a.Withdraw(p)
+		}
+		if err != nil {
+			return fmt.Errorf("bgp %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
 // reconcile programs IPVS from the LB7s' health and announces or
 // withdraws the VIPs. It is safe to call at any time and repeatedly.
 func (l *lb4) reconcile() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	healthy := map[netip.Addr]bool{}
-	anyHealthy := false
-	for _, t := range l.lb7s {
-		if l.healthy[t.name] {
-			healthy[t.addr], anyHealthy = true, true
-		}
-	}
-	want := IPVSPlan(l.a.topology(), l.lb7Addrs(), healthy, l.a.node.Settings.Health.RemoveFailed)
-	changes, err := l.table.Apply(want)
+	h := l.a.node.Settings.Health
+	s := lb4State{lb7s: l.lb7s, healthy: l.healthy, known: l.known, disabled: l.disabled, announced: l.announced}
+	changes, err := l.table.Apply(ipvsPlan(l.a.topology(), s, h.RemoveFailed))
 	for _, c := range changes {
 		l.a.log.Info("ipvs", "change", c.String())
 		l.a.event("ipvs", c.String())
@@ -212,45 +324,18 @@ func (l *lb4) reconcile() error {
 	if err != nil {
 		return fmt.Errorf("program ipvs: %w", err)
 	}
-	// A starting LB4 announces once every LB7 is healthy: with one LB7
-	// missing from its Maglev table while the other LB4s have it, flows
-	// ECMP moves to it would reach other LB7s than the ones holding them.
-	// A first check that times out in a busy lab is not proof that the
-	// others see that LB7 down; when some LB7 is still down after a grace
-	// time, the LB4 announces anyway with what it knows.
-	allHealthy, allKnown := true, true
-	for _, t := range l.lb7s {
-		allHealthy = allHealthy && l.healthy[t.name]
-		allKnown = allKnown && l.known[t.name]
-	}
-	grace := time.Since(l.a.started) > announceGrace*l.a.node.Settings.Health.Interval
-	announce := anyHealthy && !l.disabled && (l.announced || allHealthy || allKnown && grace)
+	s.graceOver = l.clock().Sub(l.a.started) > announceGrace*h.Interval
+	announce := shouldAnnounce(s)
 	if announce == l.announced {
 		return nil
 	}
-	for _, v := range l.a.topology().VIPAddresses() {
-		p := netip.PrefixFrom(v, v.BitLen())
-		if announce {
-			err = l.speaker.Announce(p, l.nextHop)
-		} else {
-			err = l.speaker.Withdraw(p)
-		}
-		if err != nil {
-			return fmt.Errorf("bgp %s: %w", p, err)
-		}
+	if err := setAnnounced(l.vips, l.a.topology().VIPAddresses(), l.nextHop, announce); err != nil {
+		return err
 	}
 	l.announced = announce
 	l.a.log.Info("bgp", "announced", announce)
 	l.a.event("bgp", map[bool]string{true: "announce VIPs", false: "withdraw VIPs"}[announce])
 	return nil
-}
-
-func (l *lb4) lb7Addrs() []netip.Addr {
-	out := make([]netip.Addr, len(l.lb7s))
-	for i, t := range l.lb7s {
-		out[i] = t.addr
-	}
-	return out
 }
 
 // IPVSPlan is the IPVS state an LB4 wants: one service per VIP with every
