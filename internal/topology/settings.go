@@ -249,8 +249,11 @@ func (v conv) holdTime(x value) time.Duration {
 	switch {
 	case err != nil:
 		v.c.at(x.Node, "%q is not a duration (want e.g. 3s)", s)
-	case d != 0 && d < 3*time.Second:
-		v.c.at(x.Node, "%q: hold time must be 0 or at least 3s", s)
+	case d < 3*time.Second:
+		// GoBGP's minimum. RFC 4271 allows 0 (no hold timer), but then a
+		// silent peer is never dropped: refused rather than silently
+		// turned into a default.
+		v.c.at(x.Node, "%q: hold time must be at least 3s", s)
 	}
 	return d
 }
