@@ -106,20 +106,27 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 		return err
 	}
 	a := &agentProc{node: n.Name, dir: dir, cmd: cmd, exited: make(chan struct{})}
+	s.mu.Lock()
+	s.node(n.Name).agent = a
+	s.mu.Unlock()
 	go func() {
 		a.err = cmd.Wait()
 		close(a.exited)
-		s.mu.Lock()
-		expected := s.phase == "stopping" || s.killed[n.Name]
-		s.mu.Unlock()
-		if !expected {
+		if !s.exitExpected(a) {
 			s.log.Warn("agent exited", "node", n.Name, "err", a.err)
 		}
 	}()
-	s.mu.Lock()
-	s.agents[n.Name] = a
-	s.mu.Unlock()
 	return waitAgent(ctx, a, readyR)
+}
+
+// exitExpected says whether agent a's exit is expected: the lab is going
+// down, or a's node was killed, frozen, is being removed, has left the lab
+// or has a newer agent.
+func (s *Supervisor) exitExpected(a *agentProc) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.nodes[a.node]
+	return s.phase == phaseStopping || n == nil || n.agent != a || n.life.down()
 }
 
 // waitAgent waits until the agent says it serves its socket (a byte on the
@@ -159,9 +166,11 @@ func (s *Supervisor) stopAgents() {
 		s.lifelineR.Close()
 	}
 	s.mu.Lock()
-	agents := make([]*agentProc, 0, len(s.agents))
-	for _, a := range s.agents {
-		agents = append(agents, a)
+	agents := make([]*agentProc, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		if n.agent != nil {
+			agents = append(agents, n.agent)
+		}
 	}
 	s.mu.Unlock()
 	for _, a := range agents {

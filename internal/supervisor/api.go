@@ -68,7 +68,7 @@ func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	st := control.Status{
 		Name: s.cfg.Name, Mode: s.cfg.Mode, Topology: s.cfg.Topology,
-		Kernel: kernelRelease(), Started: s.started, Phase: s.phase, UpTime: s.upTime,
+		Kernel: kernelRelease(), Started: s.started, Phase: string(s.phase), UpTime: s.upTime,
 		SupervisorPID: os.Getpid(),
 	}
 	s.mu.Unlock()
@@ -106,14 +106,12 @@ func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
 			ns.Interfaces = append(ns.Interfaces, is)
 		}
 		st.Nodes[i] = ns
-		s.mu.Lock()
-		killed, frozen := s.killed[n.Name], s.frozen[n.Name]
-		s.mu.Unlock()
-		if killed {
+		switch s.lifeOf(n.Name) {
+		case nodeKilled, nodeRemoving:
 			st.Nodes[i].Agent = control.AgentStatus{State: "killed"}
-			if frozen {
-				st.Nodes[i].Agent.State = "frozen"
-			}
+			continue
+		case nodeFrozen:
+			st.Nodes[i].Agent = control.AgentStatus{State: "frozen"}
 			continue
 		}
 		wg.Add(1)
@@ -150,9 +148,7 @@ func (s *Supervisor) askAgent(ctx context.Context, name, path string, timeout ti
 	if err == nil {
 		return as
 	}
-	s.mu.Lock()
-	a := s.agents[name]
-	s.mu.Unlock()
+	a := s.agentOf(name)
 	exited := a == nil
 	if a != nil {
 		select {
@@ -221,10 +217,7 @@ func (s *Supervisor) handleEvents(w http.ResponseWriter, r *http.Request) {
 	var wg sync.WaitGroup
 	t, _ := s.current()
 	for _, n := range t.Nodes {
-		s.mu.Lock()
-		down := s.killed[n.Name]
-		s.mu.Unlock()
-		if down { // a frozen agent would not answer; a dead one's log is saved
+		if s.lifeOf(n.Name).down() { // a frozen agent would not answer; a dead one's log is saved
 			continue
 		}
 		wg.Add(1)
@@ -239,9 +232,10 @@ func (s *Supervisor) handleEvents(w http.ResponseWriter, r *http.Request) {
 	wg.Wait()
 	s.mu.Lock()
 	all = append(all, s.events...)
-	for _, evs := range s.saved {
-		all = append(all, evs...)
+	for _, n := range s.nodes {
+		all = append(all, n.saved...)
 	}
+	all = append(all, s.removed...)
 	s.mu.Unlock()
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
 	writeJSON(w, all)

@@ -17,7 +17,7 @@ import (
 // when nothing serves its socket.
 func TestAskAgentStates(t *testing.T) {
 	dir := t.TempDir()
-	s := &Supervisor{cfg: Config{Name: "t", Dir: dir}, agents: map[string]*agentProc{}}
+	s := newSupervisor(Config{Name: "t", Dir: dir}, nil)
 
 	// lb7-1: a running agent that never answers.
 	nodeDir := filepath.Join(dir, "nodes", "lb7-1")
@@ -38,7 +38,7 @@ func TestAskAgentStates(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { close(release); srv.Close() })
 	running := &agentProc{node: "lb7-1", exited: make(chan struct{})}
-	s.agents["lb7-1"] = running
+	s.node("lb7-1").agent = running
 
 	ctx := context.Background()
 	if got := s.askAgent(ctx, "lb7-1", "/status", 100*time.Millisecond); got.State != "slow" {
@@ -48,7 +48,7 @@ func TestAskAgentStates(t *testing.T) {
 	if got := s.askAgent(ctx, "lb7-1", "/status", 100*time.Millisecond); got.State != "exited" {
 		t.Errorf("agent process gone: state %q (%s), want exited", got.State, got.Error)
 	}
-	s.agents["lb7-2"] = &agentProc{node: "lb7-2", exited: make(chan struct{})}
+	s.node("lb7-2").agent = &agentProc{node: "lb7-2", exited: make(chan struct{})}
 	if got := s.askAgent(ctx, "lb7-2", "/status", 100*time.Millisecond); got.State != "unreachable" {
 		t.Errorf("nothing on the socket: state %q (%s), want unreachable", got.State, got.Error)
 	}

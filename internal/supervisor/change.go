@@ -33,8 +33,8 @@ func (s *Supervisor) current() (*topology.Topology, *fabric.Plan) {
 // tells every other agent about it. What it built is torn down if a step
 // fails.
 func (s *Supervisor) add(ctx context.Context, name, like string) (err error) {
-	s.changeMu.Lock()
-	defer s.changeMu.Unlock()
+	s.injectMu.Lock()
+	defer s.injectMu.Unlock()
 	prev, prevPlan := s.current()
 	next, err := prev.WithNodeLike(name, like)
 	if err != nil {
@@ -48,15 +48,14 @@ func (s *Supervisor) add(ctx context.Context, name, like string) (err error) {
 		}
 		ns, tunnels := fabric.Gone(nextPlan, prevPlan)
 		s.mu.Lock()
-		s.killed[name] = true // its agent's exit is expected
+		if n := s.nodes[name]; n != nil { // its agent was started
+			n.remove(nil)
+		}
 		s.mu.Unlock()
 		if uerr := fabric.Shrink(ns, tunnels, s.log); uerr != nil {
 			s.log.Error("undo add", "node", name, "err", uerr)
 		}
-		s.mu.Lock()
-		delete(s.killed, name)
-		delete(s.agents, name)
-		s.mu.Unlock()
+		s.forget(name)
 		if uerr := s.commit(prev, prevPlan); uerr != nil {
 			s.log.Error("undo add", "node", name, "err", uerr)
 		}
@@ -92,8 +91,8 @@ func (s *Supervisor) add(ctx context.Context, name, like string) (err error) {
 // sessions close, the routers drop it), an LB7 first leaves every LB4's
 // IPVS service; then the node's namespace and the tunnels to it go.
 func (s *Supervisor) remove(ctx context.Context, name string) error {
-	s.changeMu.Lock()
-	defer s.changeMu.Unlock()
+	s.injectMu.Lock()
+	defer s.injectMu.Unlock()
 	prev, prevPlan := s.current()
 	next, err := prev.Without(name)
 	if err != nil {
@@ -103,10 +102,12 @@ func (s *Supervisor) remove(ctx context.Context, name string) error {
 	nextPlan := fabric.NewPlan(next, s.cfg.Name)
 	ns, tunnels := fabric.Gone(prevPlan, nextPlan)
 	s.event(name, "inject", "remove: the "+string(n.Role)+" leaves the lab")
-	evs := s.agentEvents(name) // its log goes with it: keep a copy
+	var evs []control.Event
+	if !s.lifeOf(name).down() {
+		evs = s.agentEvents(name) // its log goes with it: keep a copy
+	}
 	s.mu.Lock()
-	s.killed[name] = true // its agent's exit is expected
-	s.saved[name] = append(s.saved[name], evs...)
+	s.node(name).remove(evs) // its agent's exit is expected
 	s.mu.Unlock()
 	if n.Role == topology.RoleLB7 {
 		if err := s.tellAgents(ctx, next, name); err != nil {
@@ -119,11 +120,7 @@ func (s *Supervisor) remove(ctx context.Context, name string) error {
 	if err := s.commit(next, nextPlan); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	delete(s.agents, name)
-	delete(s.killed, name)
-	delete(s.frozen, name)
-	s.mu.Unlock()
+	s.forget(name)
 	if n.Role != topology.RoleLB7 {
 		return s.tellAgents(ctx, next, name)
 	}
@@ -148,10 +145,7 @@ func (s *Supervisor) tellAgents(ctx context.Context, t *topology.Topology, skip 
 	var wg sync.WaitGroup
 	errs := make([]error, len(t.Nodes))
 	for i, n := range t.Nodes {
-		s.mu.Lock()
-		down := s.killed[n.Name] || n.Name == skip
-		s.mu.Unlock()
-		if down {
+		if n.Name == skip || s.lifeOf(n.Name).down() {
 			continue
 		}
 		wg.Add(1)

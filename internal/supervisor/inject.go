@@ -30,24 +30,24 @@ func (s *Supervisor) event(nodeName, kind, msg string) {
 // or from the node is dropped: a silent failure that peers only notice
 // through hold timers and health checks.
 func (s *Supervisor) kill(name string, freeze bool) error {
-	s.mu.Lock()
-	if s.killed[name] {
-		s.mu.Unlock()
-		return fmt.Errorf("%s is already killed (bring it back with lab revive %s)", name, name)
+	s.injectMu.Lock()
+	defer s.injectMu.Unlock()
+	if err := s.withNode(name, (*nodeState).canKill); err != nil {
+		return err
 	}
-	a := s.agents[name]
-	s.mu.Unlock()
 	// Its event log dies with the agent (or cannot answer, frozen): keep a
 	// copy for lab events.
 	evs := s.agentEvents(name)
-	s.mu.Lock()
-	s.killed[name] = true
-	s.saved[name] = append(s.saved[name], evs...)
-	s.mu.Unlock()
+	var a *agentProc
+	if err := s.withNode(name, func(n *nodeState) error {
+		a = n.agent
+		return n.kill(freeze, evs)
+	}); err != nil {
+		return err
+	}
 	// The event first: what reacts to the crash must come after it in the
 	// log.
 	if freeze {
-		s.frozen[name] = true
 		s.event(name, "inject", "freeze: processes stopped, every packet to and from the node dropped")
 	} else {
 		s.event(name, "inject", "kill: every process of the node killed, links up")
@@ -78,15 +78,15 @@ func (s *Supervisor) kill(name string, freeze bool) error {
 
 // revive restarts a killed node's agent, which brings its services back.
 func (s *Supervisor) revive(ctx context.Context, name string) error {
-	s.mu.Lock()
-	killed := s.killed[name]
-	s.mu.Unlock()
-	if !killed {
-		return fmt.Errorf("%s is not killed", name)
+	s.injectMu.Lock()
+	defer s.injectMu.Unlock()
+	var frozen bool
+	if err := s.withNode(name, func(n *nodeState) error {
+		frozen = n.life == nodeFrozen
+		return n.canRevive()
+	}); err != nil {
+		return err
 	}
-	s.mu.Lock()
-	frozen := s.frozen[name]
-	s.mu.Unlock()
 	if frozen {
 		// Thaw: the same processes go on, the packets flow again.
 		if err := fabric.Impair(s.planNow().NodeEnds(name), fabric.Impairment{}); err != nil {
@@ -112,13 +112,9 @@ func (s *Supervisor) revive(ctx context.Context, name string) error {
 			return fmt.Errorf("revive %s: %w", name, err)
 		}
 	}
-	s.mu.Lock()
-	delete(s.killed, name)
-	delete(s.frozen, name)
-	if frozen { // the same agent answers again, with its whole log
-		delete(s.saved, name)
+	if err := s.withNode(name, (*nodeState).revive); err != nil {
+		return err
 	}
-	s.mu.Unlock()
 	if frozen {
 		s.event(name, "inject", "revive: processes continued, packets flow again")
 	} else {

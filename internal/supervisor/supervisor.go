@@ -59,23 +59,24 @@ const (
 type Supervisor struct {
 	cfg     Config
 	log     *slog.Logger
-	topo    *topology.Topology
-	plan    *fabric.Plan
 	jr      *journal.Journal
 	started time.Time
-	upTime  time.Duration
 
-	mu     sync.Mutex
-	phase  string
-	agents map[string]*agentProc
-	events []control.Event            // the supervisor's own: injections, lifecycle
-	killed map[string]bool            // nodes crashed by lab kill
-	frozen map[string]bool            // nodes frozen by lab kill --freeze
-	saved  map[string][]control.Event // event logs of killed agents
+	// mu guards what follows, up to injectMu (see state.go).
+	mu      sync.Mutex
+	phase   phase
+	upTime  time.Duration // how long up took; set with phaseReady
+	topo    *topology.Topology
+	plan    *fabric.Plan
+	nodes   map[string]*nodeState
+	events  []control.Event // the supervisor's own: injections, lifecycle
+	removed []control.Event // event logs of the agents of nodes lab remove took out
 	// topoFile is the topology agents start with: the original file, or
 	// the one saved after lab add or lab remove.
 	topoFile string
-	changeMu sync.Mutex // one lab add or remove at a time
+	// injectMu runs lab kill, revive, add and remove one at a time, each
+	// from its checks to its end. Taken before mu, never while holding it.
+	injectMu sync.Mutex
 
 	lifelineW *os.File
 	lifelineR *os.File
@@ -90,7 +91,7 @@ type Supervisor struct {
 // for `down`, then takes the lab down. A build failure is rolled back and
 // returned.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	s := &Supervisor{cfg: cfg, log: log, started: time.Now(), phase: "building", agents: map[string]*agentProc{}, killed: map[string]bool{}, frozen: map[string]bool{}, saved: map[string][]control.Event{}, done: make(chan struct{})}
+	s := newSupervisor(cfg, log)
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "nodes"), 0o700); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
@@ -126,6 +127,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return s.teardown()
 }
 
+func newSupervisor(cfg Config, log *slog.Logger) *Supervisor {
+	return &Supervisor{cfg: cfg, log: log, started: time.Now(), phase: phaseBuilding, nodes: map[string]*nodeState{}, done: make(chan struct{})}
+}
+
 // stop ends Run's wait.
 func (s *Supervisor) stop() { s.stopOnce.Do(func() { close(s.done) }) }
 
@@ -133,7 +138,7 @@ func (s *Supervisor) fail(err error) {
 	s.log.Error(MsgFailed, "err", err.Error())
 }
 
-func (s *Supervisor) setPhase(p string) {
+func (s *Supervisor) setPhase(p phase) {
 	s.mu.Lock()
 	s.phase = p
 	s.mu.Unlock()
@@ -161,16 +166,18 @@ func (s *Supervisor) build(ctx context.Context) error {
 	if err := s.waitConverged(ctx, convergeTimeout); err != nil {
 		return err
 	}
-	s.upTime = time.Since(s.started)
-	s.setPhase("ready")
-	s.log.Info(MsgReady, "nodes", len(t.Nodes), "elapsed", s.upTime.Round(time.Millisecond).String())
+	upTime := time.Since(s.started)
+	s.mu.Lock()
+	s.upTime, s.phase = upTime, phaseReady
+	s.mu.Unlock()
+	s.log.Info(MsgReady, "nodes", len(t.Nodes), "elapsed", upTime.Round(time.Millisecond).String())
 	return nil
 }
 
 // teardown stops the agents and undoes the journal; safe to call twice.
 func (s *Supervisor) teardown() error {
 	s.downOnce.Do(func() {
-		s.setPhase("stopping")
+		s.setPhase(phaseStopping)
 		s.stopAgents()
 		s.downErr = journal.Undo(s.jr.Path(), s.log)
 		_ = s.jr.Close()
@@ -233,13 +240,12 @@ func (s *Supervisor) waitConverged(ctx context.Context, timeout time.Duration) e
 		var waiting []string
 		t, _ := s.current()
 		for _, n := range t.Nodes {
-			s.mu.Lock()
-			a := s.agents[n.Name]
-			s.mu.Unlock()
-			select {
-			case <-a.exited:
-				return fmt.Errorf("agent of %s exited (%v): %s", n.Name, a.err, lastLines(filepath.Join(a.dir, node.LogName), 5))
-			default:
+			if a := s.agentOf(n.Name); a != nil {
+				select {
+				case <-a.exited:
+					return fmt.Errorf("agent of %s exited (%v): %s", n.Name, a.err, lastLines(filepath.Join(a.dir, node.LogName), 5))
+				default:
+				}
 			}
 			// A busy VM may answer slowly: unreachable is waiting, not failure.
 			as := s.agentGet(ctx, n.Name, "/ready")
