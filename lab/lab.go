@@ -250,6 +250,22 @@ func (l *Lab) Events(ctx context.Context) ([]control.Event, error) {
 	return evs, err
 }
 
+// CPU reports where the lab kernel's CPU time goes, by kind of process
+// (each role's agents and HAProxies, the supervisor, the VM's init, the
+// rest): measured over interval, or since boot when interval is 0. In VM
+// mode that is the VM's one CPU, the lab's whole budget.
+func (l *Lab) CPU(ctx context.Context, interval time.Duration) (*control.CPUReport, error) {
+	path := control.PathCPU
+	if interval > 0 {
+		path += "?" + neturl.Values{control.CPUIntervalParam: {interval.String()}}.Encode()
+	}
+	var rep control.CPUReport
+	if err := l.client.GetJSON(ctx, path, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
 // Topology loads the lab's topology: the file it was brought up with, or
 // the one saved by lab add or lab remove.
 func (l *Lab) Topology() (*topology.Topology, error) {

@@ -10,6 +10,8 @@ package control
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/lab-lb/lab/internal/cpustat"
 )
 
 // Mode is how a lab runs.
@@ -87,3 +89,15 @@ type Frame struct {
 	Exit   *int   `json:"x,omitempty"`
 	Error  string `json:"e,omitempty"`
 }
+
+// CPUReport is where the lab kernel's CPU time went, by kind of process
+// (GET /v1/cpu, `lab cpu -o json`).
+type CPUReport = cpustat.Report
+
+// PathCPU is the control API's CPU report.
+const PathCPU = "/v1/cpu"
+
+// CPUIntervalParam is the query parameter of GET /v1/cpu that sets how
+// long to measure (a Go duration); without it the report covers the time
+// since boot.
+const CPUIntervalParam = "interval"

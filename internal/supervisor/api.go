@@ -27,6 +27,7 @@ func (s *Supervisor) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, map[string]bool{"ok": true}) })
 	mux.HandleFunc("GET /v1/status", s.handleStatus)
+	mux.HandleFunc("GET "+control.PathCPU, s.handleCPU)
 	mux.HandleFunc("POST /v1/nodes/{node}/exec", s.proxy("/exec"))
 	mux.HandleFunc("GET /v1/nodes/{node}/http", s.proxy("/http"))
 	mux.HandleFunc("GET /v1/nodes/{node}/bench", s.proxy("/bench"))
