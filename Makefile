@@ -20,7 +20,11 @@ build: ## build bin/lab
 
 # -p 1: one package at a time, so that two labs never share the machine's
 # CPUs (the claim scenarios count stalls; a starved VM makes some).
+# The unit tests run first under the race detector; then everything,
+# end-to-end tests included, without it (a lab of race-instrumented agents
+# would not fit in the VM's one CPU).
 test: deps ## the whole test suite; end-to-end tests must run (no skips)
+	$(GO) test -race -short -count=1 ./...
 	LAB_REQUIRE_E2E=1 $(GO) test -p 1 -count=1 -timeout 60m ./...
 
 test-unit: ## unit tests only (no root, no VM)
@@ -49,12 +53,14 @@ claims: deps build ## the claims table: every scenario of testdata/scenarios on 
 	./$(BIN) up --name claims topologies/reference.yaml
 	./$(BIN) --name claims test --workers $(CLAIMS_WORKERS) --markdown testdata/scenarios/*.yaml; status=$$?; ./$(BIN) down claims; exit $$status
 
-fmt: ## format the code
-	gofmt -w $$(git ls-files '*.go')
+fmt: ## format the code (goimports: gofmt, and imports grouped std / others / lab)
+	$(GO) tool goimports -local github.com/lab-lb/lab -w $$(git ls-files '*.go')
 
-lint: ## vet and check formatting
+lint: ## vet, staticcheck, and formatting (gofmt and goimports grouping)
 	$(GO) vet ./...
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) tool staticcheck ./...
+	@test -z "$$($(GO) tool goimports -local github.com/lab-lb/lab -l $$(git ls-files '*.go'))" || \
+		($(GO) tool goimports -local github.com/lab-lb/lab -l $$(git ls-files '*.go'); exit 1)
 
 clean: ## remove build output and every lab on this host
 	-./$(BIN) down --all

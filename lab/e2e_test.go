@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/lab-lb/lab/internal/testenv"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lab-lb/lab/internal/testenv"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"

@@ -1,13 +1,14 @@
 package bgp
 
 import (
-	"github.com/lab-lb/lab/internal/testenv"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/lab-lb/lab/internal/testenv"
 
 	"github.com/google/go-cmp/cmp"
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/lab-lb/lab/internal/testenv"
 	"net"
 	"net/http"
 	"net/netip"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lab-lb/lab/internal/testenv"
 )
 
 // testBackend is an HTTP server behind a PROXY protocol v1 listener: "/"

@@ -11,10 +11,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/lab-lb/lab/internal/ipvs/ipvstest"
-	"github.com/lab-lb/lab/internal/testenv"
 	mobyipvs "github.com/moby/ipvs"
 	"golang.org/x/sys/unix"
+
+	"github.com/lab-lb/lab/internal/ipvs/ipvstest"
+	"github.com/lab-lb/lab/internal/testenv"
 )
 
 const (

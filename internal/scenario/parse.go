@@ -12,8 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
+
+	"github.com/lab-lb/lab/internal/yamlerr"
 )
 
 // The parser walks the YAML nodes itself rather than decoding into

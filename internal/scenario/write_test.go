@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/traffic"
 )

@@ -5,8 +5,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
+
+	"github.com/lab-lb/lab/internal/yamlerr"
 )
 
 // addrs parses addresses; "" is the zero Addr.

@@ -6,8 +6,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
+
+	"github.com/lab-lb/lab/internal/yamlerr"
 )
 
 // Error is one problem found in a topology, at a line of a file.

@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
+
+	"github.com/lab-lb/lab/internal/yamlerr"
 )
 
 const (

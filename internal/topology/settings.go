@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
+
+	"github.com/lab-lb/lab/internal/yamlerr"
 
 	"github.com/lab-lb/lab/configs"
 )

@@ -10,8 +10,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lab-lb/lab/internal/yamlerr"
 	"gopkg.in/yaml.v3"
+
+	"github.com/lab-lb/lab/internal/yamlerr"
 )
 
 // The raw types mirror the YAML schema. Their leaves are values that keep

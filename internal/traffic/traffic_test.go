@@ -3,7 +3,6 @@ package traffic
 import (
 	"context"
 	"fmt"
-	"github.com/lab-lb/lab/internal/testenv"
 	"net"
 	"net/http"
 	"net/netip"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lab-lb/lab/internal/testenv"
 
 	"github.com/lab-lb/lab/internal/backend"
 )

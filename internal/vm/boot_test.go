@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/lab-lb/lab/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -18,12 +17,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lab-lb/lab/internal/testenv"
+
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/lab-lb/lab/internal/kmod"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/lab-lb/lab/internal/kmod"
 )
 
 // The boot tests run this test binary as the VM's init: TestMain sees it is

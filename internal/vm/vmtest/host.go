@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/lab-lb/lab/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lab-lb/lab/internal/testenv"
 
 	"golang.org/x/sys/unix"
 
