@@ -1,12 +1,14 @@
 package lab_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/lab-lb/lab/internal/cli"
 	"github.com/lab-lb/lab/internal/vm/vmtest"
 	"github.com/lab-lb/lab/lab"
 )
@@ -115,5 +117,45 @@ func BenchmarkRequestRate(b *testing.B) {
 		b.ReportMetric(lb7, "req/s-lb7")
 		b.ReportMetric(srv, "req/s-backend")
 		b.ReportMetric(vip/lb7, "vip/lb7-ratio")
+	}
+}
+
+// BenchmarkCPU says where the lab kernel's CPU goes (in VM mode, the VM's
+// one CPU) for the reference lab: during its bring-up (since boot: each
+// process still running since it started, the rest as "other") and at
+// rest once converged (over 20 s), by kind of process, as `lab cpu`
+// prints it.
+func BenchmarkCPU(b *testing.B) {
+	requireE2E(b)
+	const name = "bench-cpu"
+	for b.Loop() {
+		_ = lab.Down(context.Background(), name, nil)
+		start := time.Now()
+		l, err := lab.Up(context.Background(), "../topologies/reference.yaml", lab.Options{Name: name})
+		if err != nil {
+			b.Fatal(err)
+		}
+		up := time.Since(start)
+		b.Cleanup(func() { _ = lab.Down(context.Background(), name, nil) })
+		ctx := context.Background()
+		boot, err := l.CPU(ctx, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var text bytes.Buffer
+		cli.PrintCPU(&text, boot)
+		b.Logf("reference lab up in %.1fs (%s mode); where the CPU went since boot:\n%s", up.Seconds(), l.Mode, text.String())
+		rest, err := l.CPU(ctx, 20*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		text.Reset()
+		cli.PrintCPU(&text, rest)
+		b.Logf("at rest:\n%s", text.String())
+		b.ReportMetric(up.Seconds(), "s/up")
+		b.ReportMetric(100*(1-rest.Busy), "%idle-at-rest")
+		if err := l.Down(ctx); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

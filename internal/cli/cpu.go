@@ -29,7 +29,7 @@ which in VM mode is the cost of the bring-up.`,
 			if err != nil {
 				return err
 			}
-			return g.print(cmd.OutOrStdout(), rep, func(w io.Writer) { printCPU(w, rep) })
+			return g.print(cmd.OutOrStdout(), rep, func(w io.Writer) { PrintCPU(w, rep) })
 		}),
 	}
 	c.Flags().DurationVar(&interval, "interval", 10*time.Second, "how long to measure; 0: since boot")
@@ -37,7 +37,8 @@ which in VM mode is the cost of the bring-up.`,
 	return c
 }
 
-func printCPU(w io.Writer, r *control.CPUReport) {
+// PrintCPU writes a CPU report as `lab cpu` prints it.
+func PrintCPU(w io.Writer, r *control.CPUReport) {
 	over := "since boot"
 	if r.Interval > 0 {
 		over = "over " + r.Interval.Round(time.Millisecond).String()

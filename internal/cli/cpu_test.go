@@ -19,6 +19,6 @@ func TestPrintCPU(t *testing.T) {
 		{Kind: cpustat.OtherKind, CPU: 0.27},
 	}}
 	var b bytes.Buffer
-	printCPU(&b, rep)
+	PrintCPU(&b, rep)
 	testenv.Golden(t, filepath.Join("testdata", "cpu.txt"), b.Bytes())
 }
