@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/haproxytech/client-native/v6/configuration"
@@ -35,6 +36,10 @@ func Binary() (string, error) {
 	return defaultBinary, nil
 }
 
+// clientNative serialises the use of client-native's configuration
+// client (see Generate).
+var clientNative sync.Mutex
+
 // Generate builds the HAProxy configuration of an LB7 through
 // client-native's configuration client: it starts from an empty file in a
 // temporary directory, creates every section, bind, ACL, rule and server
@@ -57,6 +62,11 @@ func Generate(cfg Config) ([]byte, error) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		return nil, fmt.Errorf("create empty configuration: %w", err)
 	}
+	// client-native's parser writes a package variable as it reads a
+	// defaults section (config-parser's DefaultSectionName, v6.2.5): two
+	// clients at once race on it. One configuration at a time.
+	clientNative.Lock()
+	defer clientNative.Unlock()
 	// client-native runs "haproxy -v" here to learn the version.
 	client, err := configuration.New(context.Background(),
 		cfgopt.ConfigurationFile(file),

@@ -230,6 +230,12 @@ func requireTAP(t *testing.T) {
 // requireVM skips unless a VM can run here, and returns the kernel.
 func requireVM(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		// make test runs the unit tests under -race with -short, and a
+		// race-instrumented init cannot start in the guest (its shadow
+		// memory does not fit).
+		skipOrFail(t, "a vm test does not run in -short mode")
+	}
 	requireTAP(t)
 	kernel, err := FindKernel()
 	if err != nil {

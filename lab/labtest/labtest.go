@@ -131,6 +131,9 @@ func (ld *Load) Stop(t testing.TB) *lab.Report {
 
 // missing says why this machine cannot run a lab, "" when it can.
 func missing() string {
+	if testing.Short() {
+		return "a lab does not come up in -short mode"
+	}
 	if os.Geteuid() != 0 {
 		return "not root (network namespaces, mounts, netlink)"
 	}
