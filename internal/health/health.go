@@ -6,6 +6,7 @@
 package health
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -141,15 +143,19 @@ func (c *Checker) syncLocked() {
 			continue
 		}
 		t.host = t.Addr.String()
-		t.request = "GET " + t.Path + " HTTP/1.0\r\nHost: " + t.host + "\r\nUser-Agent: lab-health\r\n\r\n"
+		t.request = "GET " + t.Path + " HTTP/1.1\r\nHost: " + t.host + "\r\nUser-Agent: lab-health\r\n\r\n"
 		c.states[t.Name] = &tracked{State: State{Name: t.Name, Since: time.Now()}}
 		ctx, cancel := context.WithCancel(c.ctx)
 		c.running[t.Name] = cancel
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
+			// The target's connection, owned by this goroutine alone.
+			var conn *checkConn
+			defer func() { conn.close() }()
 			for {
-				err := c.check(ctx, t)
+				var err error
+				conn, err = c.check(ctx, t, conn)
 				if ctx.Err() != nil {
 					return
 				}
@@ -171,37 +177,106 @@ func (c *Checker) syncLocked() {
 	}
 }
 
-// check makes one HTTP/1.0 request by hand: a dial, one write, one read
-// of the status line. net/http's client costs several times more CPU,
-// which adds up with every LB4 checking every LB7 each second in a one-CPU
-// VM.
-func (c *Checker) check(ctx context.Context, t Target) error {
+// checkConn is a connection kept open from one check to the next.
+type checkConn struct {
+	net.Conn
+	rd *bufio.Reader
+}
+
+func (cc *checkConn) close() {
+	if cc != nil {
+		cc.Conn.Close()
+	}
+}
+
+// check makes one HTTP/1.1 request by hand over conn, the connection the
+// previous check left open (nil: none), and returns the connection to
+// keep for the next one (nil when it must not be reused). A request costs
+// one write and one read on a kept connection, against a dial, a
+// handshake through the lab's links and a close on a new one, and
+// net/http's client costs several times more CPU still: that adds up with
+// every LB4 checking every LB7 each second in a one-CPU VM.
+//
+// A kept connection the target closed meanwhile (an HAProxy reload, an
+// idle timeout) fails before any answer: the check then tries once more
+// on a new connection, so that only the target itself can fail it.
+func (c *Checker) check(ctx context.Context, t Target, conn *checkConn) (*checkConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	conn, err := c.dialer.DialContext(ctx, "tcp", t.host)
-	if err != nil {
-		return err
+	if conn != nil {
+		keep, answered, err := c.request(ctx, t, conn)
+		if err == nil || answered {
+			if !keep || err != nil {
+				conn.close()
+				conn = nil
+			}
+			return conn, err
+		}
+		conn.close()
 	}
-	defer conn.Close()
+	nc, err := c.dialer.DialContext(ctx, "tcp", t.host)
+	if err != nil {
+		return nil, err
+	}
+	conn = &checkConn{Conn: nc, rd: bufio.NewReaderSize(nc, 512)}
+	keep, _, err := c.request(ctx, t, conn)
+	if !keep || err != nil {
+		conn.close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// request sends t's request on conn and reads the answer whole. It says
+// whether the connection may serve another request, and whether any of
+// the answer arrived (a failure before that may be a stale connection).
+func (c *Checker) request(ctx context.Context, t Target, conn *checkConn) (keep, answered bool, err error) {
 	if d, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(d)
 	}
 	if _, err := io.WriteString(conn, t.request); err != nil {
-		return err
+		return false, false, err
 	}
-	var buf [64]byte
-	n, err := io.ReadAtLeast(conn, buf[:], len("HTTP/1.0 200"))
+	line, err := conn.rd.ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("read answer: %w", err)
+		return false, line != "", fmt.Errorf("read answer: %w", err)
 	}
-	line := string(buf[:n])
 	if !strings.HasPrefix(line, "HTTP/1.") || len(line) < 12 {
-		return fmt.Errorf("not an HTTP answer: %q", line)
+		return false, true, fmt.Errorf("not an HTTP answer: %q", strings.TrimSpace(line))
+	}
+	keep = line[:8] == "HTTP/1.1"
+	length := -1
+	for {
+		h, err := conn.rd.ReadString('\n')
+		if err != nil {
+			return false, true, fmt.Errorf("read answer: %w", err)
+		}
+		h = strings.TrimRight(h, "\r\n")
+		if h == "" {
+			break
+		}
+		name, value, _ := strings.Cut(h, ":")
+		value = strings.TrimSpace(value)
+		switch strings.ToLower(name) {
+		case "content-length":
+			if length, err = strconv.Atoi(value); err != nil || length < 0 {
+				return false, true, fmt.Errorf("bad content-length %q", value)
+			}
+		case "connection":
+			keep = keep && !strings.EqualFold(value, "close")
+		case "transfer-encoding":
+			keep = false // chunked: not worth reading for a check
+		}
+	}
+	if length < 0 {
+		keep = false // the body ends with the connection
+	} else if _, err := conn.rd.Discard(length); err != nil {
+		return false, true, fmt.Errorf("read answer: %w", err)
 	}
 	if code := line[9:12]; code != "200" {
-		return fmt.Errorf("status %s", code)
+		return keep, true, fmt.Errorf("status %s", code)
 	}
-	return nil
+	return keep, true, nil
 }
 
 // record counts a result and reports a change of state.

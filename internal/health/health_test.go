@@ -3,7 +3,9 @@ package health
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -142,4 +144,114 @@ func TestUpdate(t *testing.T) {
 	if len(st) != 1 || st[0].Name != "lb7-2" {
 		t.Errorf("states %+v, want lb7-2 only", st)
 	}
+}
+
+// TestKeptConnection checks that the checks of a target share one
+// connection while the target keeps it open, that a connection the target
+// closed between two checks fails no check (the check tries once more on
+// a new one), and that a target answering "Connection: close" is checked
+// on a new connection each time.
+func TestKeptConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		close     bool // the server asks to close after each answer
+		dropEvery int  // the server drops its idle connections every N checks
+		wantConns func(checks int) (lo, hi int)
+	}{
+		{"kept", false, 0, func(int) (int, int) { return 1, 1 }},
+		{"dropped by the target", false, 3, func(n int) (int, int) { return n / 3, n/3 + 2 }},
+		{"connection close", true, 0, func(n int) (int, int) { return n, n + 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var conns, checks atomic.Int32
+			var srv *httptest.Server
+			srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				if tc.close {
+					w.Header().Set("Connection", "close")
+				}
+				w.Write([]byte("<html>200 OK</html>\n"))
+				n := checks.Add(1)
+				if tc.dropEvery > 0 && int(n)%tc.dropEvery == 0 {
+					go srv.CloseClientConnections()
+				}
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			var failed atomic.Int32
+			c := New(Config{Interval: 5 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}, slog.New(slog.DiscardHandler), func(s State) {
+				if !s.Healthy {
+					failed.Add(1)
+				}
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { c.Run(ctx, []Target{{Name: "lb7-1", Addr: addrOf(t, srv), Path: "/healthcheck"}}); close(done) }()
+			testenv.Eventually(t, 10*time.Second, "30 checks", func() error {
+				if n := checks.Load(); n < 30 {
+					return fmt.Errorf("%d checks", n)
+				}
+				return nil
+			})
+			cancel()
+			<-done
+			n := int(checks.Load())
+			lo, hi := tc.wantConns(n)
+			if got := int(conns.Load()); got < lo || got > hi {
+				t.Errorf("%d checks used %d connections, want %d to %d", n, got, lo, hi)
+			}
+			if f := failed.Load(); f != 0 {
+				t.Errorf("%d checks failed, want none: a dropped connection is not the target failing", f)
+			}
+			for _, s := range c.States() {
+				if s.LastError != "" {
+					t.Errorf("last error %q", s.LastError)
+				}
+			}
+		})
+	}
+}
+
+// TestKeptConnectionHangs checks that a target that stops answering on a
+// kept connection (a frozen LB7: the connection stays, nothing comes back)
+// fails its checks after the timeout, as a new connection would.
+func TestKeptConnectionHangs(t *testing.T) {
+	var hang atomic.Bool
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if hang.Load() {
+			<-release
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	var healthy atomic.Int32 // 1 healthy, -1 unhealthy
+	c := New(Config{Interval: 5 * time.Millisecond, Timeout: 50 * time.Millisecond, Rise: 1, Fall: 2}, slog.New(slog.DiscardHandler), func(s State) {
+		if s.Healthy {
+			healthy.Store(1)
+		} else {
+			healthy.Store(-1)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx, []Target{{Name: "lb7-1", Addr: addrOf(t, srv), Path: "/healthcheck"}}); close(done) }()
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(t, 5*time.Second, "healthy", func() error {
+		if healthy.Load() != 1 {
+			return errors.New("not healthy yet")
+		}
+		return nil
+	})
+	hang.Store(true)
+	testenv.Eventually(t, 5*time.Second, "unhealthy once the target hangs", func() error {
+		if healthy.Load() != -1 {
+			return errors.New("still healthy")
+		}
+		return nil
+	})
 }
