@@ -266,8 +266,9 @@ func (l *Lab) CPU(ctx context.Context, interval time.Duration) (*control.CPURepo
 	return &rep, nil
 }
 
-// Topology loads the lab's topology: the file it was brought up with, or
-// the one saved by lab add or lab remove.
+// Topology loads the lab's topology: the resolved one its supervisor saved
+// (at bring-up, and after lab add or lab remove), or the file it was
+// brought up with while there is none yet.
 func (l *Lab) Topology() (*topology.Topology, error) {
 	changed := filepath.Join(l.dir, supervisor.ConfigsDir, supervisor.TopologyFile)
 	if _, err := os.Stat(changed); err == nil {

@@ -71,8 +71,8 @@ type Supervisor struct {
 	nodes   map[string]*nodeState
 	events  []control.Event // the supervisor's own: injections, lifecycle
 	removed []control.Event // event logs of the agents of nodes lab remove took out
-	// topoFile is the topology agents start with: the original file, or
-	// the one saved after lab add or lab remove.
+	// topoFile is the resolved topology agents start with, saved by
+	// commit at build and after lab add or lab remove.
 	topoFile string
 	// injectMu runs lab kill, revive, add and remove one at a time, each
 	// from its checks to its end. Taken before mu, never while holding it.
@@ -149,14 +149,13 @@ func (s *Supervisor) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.topo, s.topoFile = t, s.cfg.Topology
-	s.mu.Unlock()
 	s.log.Info("progress", "step", "topology", "nodes", len(t.Nodes), "segments", len(t.Segments), "mode", string(s.cfg.Mode))
 	plan := fabric.NewPlan(t, s.cfg.Name)
-	s.mu.Lock()
-	s.plan = plan
-	s.mu.Unlock()
+	// Resolved once, here: every agent loads the saved JSON instead of
+	// reading and resolving the YAML again.
+	if err := s.commit(t, plan); err != nil {
+		return err
+	}
 	if err := fabric.Apply(ctx, plan, s.jr, s.log); err != nil {
 		return fmt.Errorf("build fabric: %w", err)
 	}
@@ -236,10 +235,21 @@ const convergeTimeout = 6 * time.Minute
 func (s *Supervisor) waitConverged(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	lastReport := time.Time{}
+	// A node found ready is not asked again until every node has been:
+	// each question costs the busy lab a request and, on some roles, a
+	// probe. A last round asks them all once more.
+	ready := map[string]bool{}
 	for {
 		var waiting []string
 		t, _ := s.current()
+		final := true
 		for _, n := range t.Nodes {
+			final = final && ready[n.Name]
+		}
+		for _, n := range t.Nodes {
+			if ready[n.Name] && !final {
+				continue
+			}
 			if a := s.agentOf(n.Name); a != nil {
 				select {
 				case <-a.exited:
@@ -252,13 +262,20 @@ func (s *Supervisor) waitConverged(ctx context.Context, timeout time.Duration) e
 			switch {
 			case as.State != "running":
 				waiting = append(waiting, n.Name+": "+as.Error)
+				ready[n.Name] = false
 			case !as.Ready:
 				waiting = append(waiting, n.Name+": "+as.Waiting)
+				ready[n.Name] = false
+			default:
+				ready[n.Name] = true
 			}
 		}
 		if len(waiting) == 0 {
-			s.log.Info("progress", "step", "converged")
-			return nil
+			if final {
+				s.log.Info("progress", "step", "converged")
+				return nil
+			}
+			continue // every node was ready once: the last round, now
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("lab not converged after %s: %s", timeout, strings.Join(waiting, "; "))
