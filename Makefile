@@ -6,7 +6,7 @@ BIN         := bin/lab
 DEB_PACKAGES := user-mode-linux haproxy nftables iproute2 iputils-ping curl ipvsadm
 export GONOSUMDB := github.com/haproxytech
 
-.PHONY: help deps build test test-unit test-e2e demo bench claims fmt lint clean
+.PHONY: help deps build test test-unit test-e2e demo bench bringups claims fmt lint clean
 
 help: ## show this help
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -42,8 +42,12 @@ demo: deps build ## bring up topologies/minimal.yaml and show traffic through it
 		grep -E '^X-Lab-(Lb7|Server):' | paste -sd' '; done
 	@echo "the lab stays up: try '$(BIN) exec r1 -- ip route' or '$(BIN) exec lb4-1 -- ipvsadm -Ln', then '$(BIN) down minimal'"
 
-bench: deps ## print the figures: bring-up times, request rates, failover times (one run each)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 40m ./lab/ ./internal/traffic/
+bench: deps ## print the figures: bring-up times, CPU by process kind, request rates, failover times (one run each)
+	$(GO) test -v -run '^$$' -bench . -skip UpRepeated -benchtime 1x -timeout 40m ./lab/ ./internal/traffic/
+
+bringups: deps ## bring the minimal lab up 20 times and the reference lab 5 times: the slowest bring-up
+	$(GO) test -v -run '^$$' -bench UpRepeatedMinimal -benchtime 20x -timeout 40m ./lab/
+	$(GO) test -v -run '^$$' -bench UpRepeatedReference -benchtime 5x -timeout 40m ./lab/
 
 # The reference lab's 37 nodes leave little of the VM's one CPU to the
 # load: 8 workers keep the steady (calibration) scenario clean there.

@@ -159,3 +159,39 @@ func BenchmarkCPU(b *testing.B) {
 		}
 	}
 }
+
+// benchUpRepeated brings a topology up and down b.N times (make bench
+// runs it with -benchtime 20x for the minimal lab, 5x for the reference
+// one) and reports the slowest bring-up: every one must converge in
+// bounded time, with no BGP session left cycling.
+func benchUpRepeated(b *testing.B, topo, name string) {
+	requireE2E(b)
+	var slowest, total time.Duration
+	runs := 0
+	for b.Loop() {
+		_ = lab.Down(context.Background(), name, nil)
+		start := time.Now()
+		l, err := lab.Up(context.Background(), topo, lab.Options{Name: name})
+		if err != nil {
+			b.Fatalf("up %s, run %d: %v", topo, runs+1, err)
+		}
+		up := time.Since(start)
+		runs++
+		total += up
+		slowest = max(slowest, up)
+		b.Logf("run %d: up in %.1fs", runs, up.Seconds())
+		if err := l.Down(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(slowest.Seconds(), "s/slowest-up")
+	b.ReportMetric(total.Seconds()/float64(runs), "s/mean-up")
+}
+
+func BenchmarkUpRepeatedMinimal(b *testing.B) {
+	benchUpRepeated(b, "../topologies/minimal.yaml", "bench-repeat")
+}
+
+func BenchmarkUpRepeatedReference(b *testing.B) {
+	benchUpRepeated(b, "../topologies/reference.yaml", "bench-repeat-ref")
+}
