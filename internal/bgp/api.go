@@ -3,7 +3,6 @@ package bgp
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -194,11 +193,7 @@ func peerFromAPI(p *api.Peer, now time.Time) (Peer, error) {
 		return Peer{}, fmt.Errorf("decode peer address: %w", err)
 	}
 	st := p.GetState().GetSessionState()
-	name, ok := api.PeerState_SessionState_name[int32(st)]
-	if !ok {
-		name = "unknown"
-	}
-	out := Peer{Address: addr, State: strings.ToLower(name)}
+	out := Peer{Address: addr, State: sessionState(st)}
 	if st == api.PeerState_ESTABLISHED {
 		if up := p.GetTimers().GetState().GetUptime(); up != nil {
 			out.Uptime = max(now.Sub(up.AsTime()), 0)

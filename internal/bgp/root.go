@@ -208,6 +208,22 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(p netip.Prefix, nextHop
 	return watchBest(ctx, srv, s.log, fn)
 }
 
+// WatchPeers calls fn with the address and session state ("established",
+// "active"...) of every neighbour, then again each time a session changes
+// state, as GoBGP reports it (no polling). fn runs on the calling
+// goroutine, one call at a time, and may see a state twice. WatchPeers
+// blocks until ctx is done or the speaker stops, and then returns nil.
+func (s *Speaker) WatchPeers(ctx context.Context, fn func(addr netip.Addr, state string)) error {
+	srv, err := s.server()
+	if err != nil {
+		return fmt.Errorf("watch bgp sessions: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)()
+	return watchPeers(ctx, srv, srv, fn)
+}
+
 // SetNeighbors makes the speaker's neighbours ns: sessions with new ones
 // start, sessions with the ones left out close (lab add, lab remove).
 // Neighbours already there keep their sessions.

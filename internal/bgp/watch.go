@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 
 	api "github.com/osrg/gobgp/v3/api"
 )
@@ -115,4 +116,69 @@ func (t *nextHopTable) apply(paths []bestPath) []nextHopSet {
 		changed = append(changed, nextHopSet{Prefix: p, NextHops: slices.Clone(hops)})
 	}
 	return changed
+}
+
+// peerLister is the part of the GoBGP server that watchPeers reads the
+// current sessions from.
+type peerLister interface {
+	ListPeer(ctx context.Context, r *api.ListPeerRequest, fn func(*api.Peer)) error
+}
+
+// sessionState names a session state as Peer.State does: "established",
+// "active", "idle"...
+func sessionState(st api.PeerState_SessionState) string {
+	name, ok := api.PeerState_SessionState_name[int32(st)]
+	if !ok {
+		return "unknown"
+	}
+	return strings.ToLower(name)
+}
+
+// watchPeers calls fn with every session's current state, then with each
+// state change as GoBGP reports it, until ctx is done: no polling.
+func watchPeers(ctx context.Context, w bestWatcher, l peerLister, fn func(netip.Addr, string)) error {
+	type change struct {
+		addr  netip.Addr
+		state string
+	}
+	events := make(chan change)
+	send := func(addr, state string) {
+		a, err := netip.ParseAddr(addr)
+		if err != nil {
+			return
+		}
+		select {
+		case events <- change{a, state}:
+		case <-ctx.Done():
+		}
+	}
+	// Watch first, then read the sessions: no change falls in between.
+	err := w.WatchEvent(ctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, func(r *api.WatchEventResponse) {
+		if p := r.GetPeer().GetPeer(); p != nil && r.GetPeer().GetType() == api.WatchEventResponse_PeerEvent_STATE {
+			send(p.GetState().GetNeighborAddress(), sessionState(p.GetState().GetSessionState()))
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("watch bgp sessions: %w", err)
+	}
+	var current []change
+	err = l.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		if a, err := netip.ParseAddr(p.GetConf().GetNeighborAddress()); err == nil {
+			current = append(current, change{a, sessionState(p.GetState().GetSessionState())})
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("list bgp sessions: %w", err)
+	}
+	for _, c := range current {
+		fn(c.addr, c.state)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-events:
+			fn(c.addr, c.state)
+		}
+	}
 }

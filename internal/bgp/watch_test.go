@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	api "github.com/osrg/gobgp/v3/api"
@@ -235,5 +236,69 @@ func TestNextHopTable(t *testing.T) {
 	want := map[netip.Prefix][]netip.Addr{p1: {b}}
 	if diff := cmp.Diff(table.sets, want, addrComparer); diff != "" {
 		t.Errorf("final sets (-got +want):\n%s", diff)
+	}
+}
+
+// fakeLister answers ListPeer with fixed sessions.
+type fakeLister []*api.Peer
+
+func (f fakeLister) ListPeer(_ context.Context, _ *api.ListPeerRequest, fn func(*api.Peer)) error {
+	for _, p := range f {
+		fn(p)
+	}
+	return nil
+}
+
+func peerEvent(addr string, st api.PeerState_SessionState) *api.WatchEventResponse {
+	return &api.WatchEventResponse{Event: &api.WatchEventResponse_Peer{Peer: &api.WatchEventResponse_PeerEvent{
+		Type: api.WatchEventResponse_PeerEvent_STATE,
+		Peer: &api.Peer{State: &api.PeerState{NeighborAddress: addr, SessionState: st}},
+	}}}
+}
+
+// TestWatchPeers checks that watchPeers reports the sessions as they are
+// first, then each state change GoBGP pushes, and ignores other events.
+func TestWatchPeers(t *testing.T) {
+	w := newFakeWatcher()
+	l := fakeLister{
+		{Conf: &api.PeerConf{NeighborAddress: "10.0.0.1"}, State: &api.PeerState{SessionState: api.PeerState_ESTABLISHED}},
+		{Conf: &api.PeerConf{NeighborAddress: "10.0.0.2"}, State: &api.PeerState{SessionState: api.PeerState_ACTIVE}},
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	calls := make(chan string, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- watchPeers(ctx, w, l, func(a netip.Addr, st string) { calls <- a.String() + " " + st })
+	}()
+	send := <-w.callbacks
+	if len(w.requests) != 1 || w.requests[0].GetPeer() == nil {
+		t.Fatalf("watch request = %v, want a peer watch", w.requests)
+	}
+	next := func() string {
+		t.Helper()
+		select {
+		case c := <-calls:
+			return c
+		case <-time.After(5 * time.Second):
+			t.Fatal("no call")
+			return ""
+		}
+	}
+	for _, want := range []string{"10.0.0.1 established", "10.0.0.2 active"} {
+		if got := next(); got != want {
+			t.Errorf("initial call %q, want %q", got, want)
+		}
+	}
+	send(tableEvent()) // not a peer event: ignored
+	send(peerEvent("10.0.0.2", api.PeerState_ESTABLISHED))
+	send(peerEvent("10.0.0.1", api.PeerState_IDLE))
+	for _, want := range []string{"10.0.0.2 established", "10.0.0.1 idle"} {
+		if got := next(); got != want {
+			t.Errorf("call %q, want %q", got, want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("watchPeers() = %v", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/lab-lb/lab/internal/bgp"
 	"github.com/lab-lb/lab/internal/topology"
@@ -209,27 +208,17 @@ func (r *reflector) Summary() string {
 }
 
 // watchPeers records every BGP session state change of sp in the node's
-// event log (polled twice a second: cheap, and within the resolution the
-// lab's timings need).
+// event log, as GoBGP pushes them: polling every speaker twice a second
+// cost the VM's one CPU for nothing while nothing changed.
 func (a *agent) watchPeers(ctx context.Context, sp *bgp.Speaker) {
 	last := map[netip.Addr]string{}
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+	err := sp.WatchPeers(ctx, func(addr netip.Addr, state string) {
+		if old, seen := last[addr]; state != old && (seen || state == "established") {
+			a.event("bgp", fmt.Sprintf("session with %s %s", addr, state))
 		}
-		peers, err := sp.Peers(ctx)
-		if err != nil {
-			continue
-		}
-		for _, p := range peers {
-			if old, seen := last[p.Address]; p.State != old && (seen || p.State == "established") {
-				a.event("bgp", fmt.Sprintf("session with %s %s", p.Address, p.State))
-			}
-			last[p.Address] = p.State
-		}
+		last[addr] = state
+	})
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("watch bgp sessions", "err", err)
 	}
 }
