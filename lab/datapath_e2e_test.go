@@ -227,6 +227,23 @@ func addrOn(t *testing.T, st *control.Status, node, segment string) netip.Addr {
 	return netip.Addr{}
 }
 
+// waitEvent polls the lab's event log until an event matches, or fails
+// after d.
+func waitEvent(t *testing.T, l *lab.Lab, d time.Duration, what string, match func(control.Event) bool) {
+	t.Helper()
+	start := time.Now()
+	for {
+		evs, err := l.Events(context.Background())
+		if err == nil && slices.ContainsFunc(evs, match) {
+			return
+		}
+		if time.Since(start) > d {
+			t.Fatalf("%s: not after %s (last error %v)", what, d, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // waitStatus polls the lab's status until cond holds, or fails after d.
 func waitStatus(t *testing.T, l *lab.Lab, d time.Duration, what string, cond func(*control.Status) bool) time.Duration {
 	t.Helper()
@@ -316,6 +333,10 @@ func TestE2EKillRevive(t *testing.T) {
 	}
 	took := waitStatus(t, l, 10*time.Second, "lb4-2 out of r1's route", func(st *control.Status) bool { return hops(st) == 1 })
 	t.Logf("lab kill lb4-2: out of r1's route in %s (status polled every 100ms)", took.Round(10*time.Millisecond))
+	// The router logs the session's loss, as GoBGP pushes it.
+	waitEvent(t, l, 20*time.Second, "r1 logs its session with lb4-2 going down", func(e control.Event) bool {
+		return e.Node == "r1" && e.Kind == "bgp" && strings.Contains(e.Msg, "session with") && !strings.HasSuffix(e.Msg, "established")
+	})
 	// Its event log outlives its agent.
 	evs, err := l.Events(ctx)
 	if err != nil {
