@@ -12,6 +12,7 @@ import (
 
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/journal"
+	"github.com/lab-lb/lab/internal/supervisor"
 	"github.com/lab-lb/lab/internal/vm"
 )
 
@@ -65,7 +66,7 @@ func cleanup(ctx context.Context, name string, log *slog.Logger) error {
 	}
 	// The supervisor's journal (native mode) then the host's: the VM or
 	// supervisor process, the TAP.
-	for _, j := range []string{"journal", hostJournalName} {
+	for _, j := range []string{supervisor.JournalName, hostJournalName} {
 		if err := journal.Undo(filepath.Join(dir, j), log); err != nil {
 			errs = append(errs, err)
 		}

@@ -20,8 +20,8 @@ import (
 
 // The hidden first arguments with which lab starts its own processes.
 const (
-	argSupervise = "_supervise"
-	argAgent     = "_agent"
+	argSupervise = supervisor.ArgSupervise
+	argAgent     = node.ArgAgent
 )
 
 // MaybeRunInternal runs this process as one of lab's own processes (the

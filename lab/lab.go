@@ -75,7 +75,7 @@ func checkName(name string) error {
 func labDir(name string) string { return filepath.Join(StateDir, name) }
 
 func readInfo(name string) (*Info, error) {
-	b, err := os.ReadFile(filepath.Join(labDir(name), "lab.json"))
+	b, err := os.ReadFile(filepath.Join(labDir(name), infoName))
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func writeInfo(dir string, in *Info) error {
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(dir, "lab.json"))
+	return os.Rename(tmp, filepath.Join(dir, infoName))
 }
 
 // Alive reports whether the lab's supervisor (or VM) process still runs.

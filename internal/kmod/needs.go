@@ -3,6 +3,8 @@ package kmod
 import (
 	"slices"
 	"strings"
+
+	"github.com/lab-lb/lab/internal/topology"
 )
 
 // The modules a lab uses, whatever its topology.
@@ -13,9 +15,6 @@ var (
 	bridge = Module{Name: "bridge", Config: "CONFIG_BRIDGE", For: "segments with more than two nodes"}
 	netem  = Module{Name: "sch_netem", Config: "CONFIG_NET_SCH_NETEM", For: "lab impair and lab kill --freeze"}
 )
-
-// Schedulers are the IPVS schedulers a topology may name.
-var Schedulers = []string{"mh", "sh", "wlc", "rr"}
 
 // Scheduler returns the module of an IPVS scheduler ("mh": ip_vs_mh).
 func Scheduler(name string) Module {
@@ -31,7 +30,7 @@ func Scheduler(name string) Module {
 // topology may name: what a host must offer for any lab.
 func Needs(schedulers ...string) []Module {
 	if len(schedulers) == 0 {
-		schedulers = Schedulers
+		schedulers = topology.Schedulers
 	}
 	mods := []Module{ipvs}
 	var seen []string

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 
 	"github.com/lab-lb/lab/internal/bgp"
+	"github.com/lab-lb/lab/internal/haproxy"
 	"github.com/lab-lb/lab/internal/health"
 	"github.com/lab-lb/lab/internal/topology"
 )
@@ -72,7 +73,7 @@ func (l *lb4) targets(t *topology.Topology) ([]lb7Target, error) {
 func healthTargets(lb7s []lb7Target) []health.Target {
 	var out []health.Target
 	for _, d := range lb7s {
-		out = append(out, health.Target{Name: d.name, Addr: netip.AddrPortFrom(d.addr, 80), Path: "/healthcheck"})
+		out = append(out, health.Target{Name: d.name, Addr: netip.AddrPortFrom(d.addr, haproxy.DefaultHealthPort), Path: haproxy.HealthURI})
 	}
 	return out
 }

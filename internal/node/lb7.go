@@ -123,7 +123,7 @@ func (l *lb7) Ready() (bool, string) {
 	c := net.Dialer{}
 	ctx, cancel := context.WithTimeout(context.Background(), defaultProbeTimeout)
 	defer cancel()
-	code, err := httpStatus(ctx, &c, "http://"+netip.AddrPortFrom(l.cfg.Self, 80).String()+"/healthcheck")
+	code, err := httpStatus(ctx, &c, "http://"+netip.AddrPortFrom(l.cfg.Self, haproxy.DefaultHealthPort).String()+haproxy.HealthURI)
 	if err != nil {
 		return false, err.Error()
 	}

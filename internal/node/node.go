@@ -51,6 +51,10 @@ type Config struct {
 	Configs string
 }
 
+// ArgAgent is the hidden first argument with which the lab binary runs as
+// a node's agent.
+const ArgAgent = "_agent"
+
 // Paths inside a node's state directory.
 const (
 	SocketName = "agent.sock"

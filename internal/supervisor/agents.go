@@ -79,7 +79,7 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 	s.mu.Lock()
 	topoFile := s.topoFile
 	s.mu.Unlock()
-	cmd := exec.Command(s.cfg.Executable, "_agent",
+	cmd := exec.Command(s.cfg.Executable, node.ArgAgent,
 		"--lab", s.cfg.Name, "--node", n.Name, "--role", string(n.Role), "--dir", dir, "--topology", topoFile, "--configs", s.cfg.Configs)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The agent writes a byte on fd 4 once it serves its socket: no polling.

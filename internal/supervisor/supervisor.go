@@ -45,6 +45,14 @@ type Config struct {
 	Configs string
 }
 
+// ArgSupervise is the hidden first argument with which the lab binary
+// runs as a lab's supervisor.
+const ArgSupervise = "_supervise"
+
+// JournalName is the supervisor's journal in the lab's state directory:
+// what it built in the lab's kernel, to undo.
+const JournalName = "journal"
+
 // ConfigsDir is the directory, in a lab's state directory on the host,
 // where `lab up` writes the configurations it generates (per LB7).
 const ConfigsDir = "configs"
@@ -95,7 +103,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "nodes"), 0o700); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
-	jr, err := journal.Open(filepath.Join(cfg.Dir, "journal"), log)
+	jr, err := journal.Open(filepath.Join(cfg.Dir, JournalName), log)
 	if err != nil {
 		return err
 	}

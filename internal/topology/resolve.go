@@ -323,7 +323,7 @@ func (r *resolver) vips() []VIP {
 			v.Protocol = s
 		}
 		if s, ok := raw.Scheduler.str(); ok {
-			if !slices.Contains([]string{"mh", "sh", "wlc", "rr"}, s) {
+			if !slices.Contains(Schedulers, s) {
 				r.c.at(raw.Scheduler.Node, "unknown scheduler %q (want mh, sh, wlc or rr)", s)
 			}
 			v.Scheduler = s

@@ -68,6 +68,10 @@ type Link struct {
 	AAddr, BAddr netip.Prefix
 }
 
+// Schedulers are the IPVS schedulers a VIP may use: Maglev and source
+// hashing (consistent), weighted least-connection and round robin.
+var Schedulers = []string{"mh", "sh", "wlc", "rr"}
+
 // Role is what a node does in the lab.
 type Role string
 

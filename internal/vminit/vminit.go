@@ -83,7 +83,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(exe, "_supervise", "--name", name, "--topology", os.Getenv("LAB_TOPOLOGY"),
+	cmd := exec.Command(exe, supervisor.ArgSupervise, "--name", name, "--topology", os.Getenv("LAB_TOPOLOGY"),
 		"--dir", dir, "--listen", os.Getenv("LAB_LISTEN"), "--mode", string(control.ModeVM), "--token-file", tokenFile,
 		"--configs", filepath.Join(HostDir, supervisor.ConfigsDir))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
