@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/testenv"
+)
+
+func TestPrintStatus(t *testing.T) {
+	st := &control.Status{
+		Name: "minimal", Mode: control.ModeVM, Kernel: "6.1.176", Phase: "ready", UpTime: 13900 * time.Millisecond,
+		Nodes: []control.NodeStatus{
+			{Name: "client1", Role: "client", Loopback: 50,
+				Interfaces: []control.InterfaceStatus{{Name: "edge", Address: "192.0.2.1/27"}},
+				Agent:      control.AgentStatus{State: "running", Ready: true}},
+			{Name: "r1", Role: "router",
+				Interfaces: []control.InterfaceStatus{{Name: "edge", Address: "192.0.2.2/27"}, {Name: "infra", Address: "192.0.2.129/25"}},
+				Agent:      control.AgentStatus{State: "running", Ready: false, Waiting: "198.51.100.1/32 has 1 of 2 next hops", Summary: "bgp 2/2 up; 198.51.100.1/32 via 1"}},
+			{Name: "lb4-2", Role: "lb4",
+				Interfaces: []control.InterfaceStatus{{Name: "infra", Address: "192.0.2.131/25"}},
+				Agent:      control.AgentStatus{State: "frozen"}},
+		},
+	}
+	var b bytes.Buffer
+	printStatus(&b, st)
+	testenv.Golden(t, filepath.Join("testdata", "status.txt"), b.Bytes())
+}
+
+// TestOutputFlag checks -o on a command that prints state: json is
+// valid JSON of the value, text calls the printer, anything else is
+// refused with what is expected.
+func TestOutputFlag(t *testing.T) {
+	v := map[string]int{"nodes": 8}
+	for _, tc := range []struct {
+		output, want, wantErr string
+	}{
+		{"json", "{\n  \"nodes\": 8\n}\n", ""},
+		{"text", "8 nodes\n", ""},
+		{"", "8 nodes\n", ""},
+		{"yaml", "", `-o "yaml": want text or json`},
+	} {
+		g := &globals{output: tc.output}
+		var b bytes.Buffer
+		err := g.print(&b, v, func(w io.Writer) { fmt.Fprintf(w, "%d nodes\n", v["nodes"]) })
+		if (err != nil || tc.wantErr != "") && (err == nil || err.Error() != tc.wantErr) {
+			t.Errorf("-o %q: error %v, want %q", tc.output, err, tc.wantErr)
+		}
+		if b.String() != tc.want {
+			t.Errorf("-o %q printed %q, want %q", tc.output, b.String(), tc.want)
+		}
+		if tc.output == "json" && !json.Valid(b.Bytes()) {
+			t.Errorf("-o json printed invalid JSON")
+		}
+	}
+}
+
+// TestNoLab checks what commands that act on a lab say when none is up.
+func TestNoLab(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := Run(context.Background(), []string{"--name", "no-such-lab-here", "status"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "no-such-lab-here") {
+		t.Errorf("lab status of a lab that is not up: error %v, want one naming it", err)
+	}
+	err = Run(context.Background(), []string{"up"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "accepts 1 arg") {
+		t.Errorf("lab up without a file: error %v", err)
+	}
+}
