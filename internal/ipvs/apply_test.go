@@ -3,7 +3,6 @@ package ipvs
 import (
 	"errors"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -26,26 +25,6 @@ const (
 	lb73 = "192.0.2.141"
 	lb74 = "192.0.2.142"
 )
-
-// fakeSvc is a service as moby/ipvs encodes it, for changes made to the
-// fake kernel behind Apply's back.
-func fakeSvc(addr string, sched string, flags uint32) *mobyipvs.Service {
-	a := netip.MustParseAddr(addr)
-	s := &mobyipvs.Service{
-		Address: net.IP(a.AsSlice()), Protocol: unix.IPPROTO_TCP, Port: 80,
-		SchedName: sched, Flags: flags, AddressFamily: unix.AF_INET, Netmask: 0xffffffff,
-	}
-	if a.Is6() {
-		s.AddressFamily, s.Netmask = unix.AF_INET6, 128
-	}
-	return s
-}
-
-// fakeDst is a tunnel destination on port 80 as moby/ipvs encodes it.
-func fakeDst(addr string, weight int) *mobyipvs.Destination {
-	a := netip.MustParseAddr(addr)
-	return &mobyipvs.Destination{Address: net.IP(a.AsSlice()), Port: 80, Weight: weight, ConnectionFlags: mobyipvs.ConnFwdTunnel}
-}
 
 func service(addr, sched string, flags ...string) Service {
 	return Service{Address: netip.MustParseAddr(addr), Port: 80, Protocol: ProtocolTCP, Scheduler: sched, Flags: flags}
@@ -255,22 +234,22 @@ func TestApply(t *testing.T) {
 			name: "kernel changes made elsewhere are repaired",
 			setup: func(t *testing.T, f *ipvstest.Kernel) {
 				t.Helper()
-				svc := fakeSvc(vip1, "rr", flagPersistent)
+				svc := ipvstest.TCPService(vip1, "rr", flagPersistent)
 				svc.Timeout = 300
-				other := fakeSvc("203.0.113.9", "rr", 0)
+				other := ipvstest.TCPService("203.0.113.9", "rr", 0)
 				fw := &mobyipvs.Service{FWMark: 7, AddressFamily: unix.AF_INET, SchedName: "rr"}
-				wrongPort := fakeDst(lb71, 1)
+				wrongPort := ipvstest.TunnelDest(lb71, 1)
 				wrongPort.Port = 8080
-				desiredWrongPort := fakeDst(lb73, 1)
+				desiredWrongPort := ipvstest.TunnelDest(lb73, 1)
 				desiredWrongPort.Port = 8080
-				masq := fakeDst(lb72, 5)
+				masq := ipvstest.TunnelDest(lb72, 5)
 				masq.ConnectionFlags = mobyipvs.ConnFwdMasq
 				for _, err := range []error{
 					f.NewService(svc), f.NewService(other), f.NewService(fw),
-					f.NewDestination(svc, fakeDst(lb73, 1)),
+					f.NewDestination(svc, ipvstest.TunnelDest(lb73, 1)),
 					f.NewDestination(svc, masq),
 					f.NewDestination(svc, wrongPort),
-					f.NewDestination(svc, fakeDst(lb74, 1)),
+					f.NewDestination(svc, ipvstest.TunnelDest(lb74, 1)),
 					f.NewDestination(svc, desiredWrongPort),
 				} {
 					if err != nil {
@@ -544,7 +523,7 @@ func TestDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A destination added behind Apply's back goes to the head.
-	if err := f.NewDestination(fakeSvc(vip1, "mh", 0), fakeDst(lb74, 3)); err != nil {
+	if err := f.NewDestination(ipvstest.TCPService(vip1, "mh", 0), ipvstest.TunnelDest(lb74, 3)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -381,3 +381,24 @@ func (k *Kernel) SetConns(svc, dest string, active, inactive int, conns uint32) 
 	}
 	return errors.New("ipvstest: no destination " + dest + " in service " + svc)
 }
+
+// TCPService is a TCP service on port 80 of addr as moby/ipvs encodes it,
+// for tests that change the fake kernel behind the code under test.
+func TCPService(addr, sched string, flags uint32) *mobyipvs.Service {
+	a := netip.MustParseAddr(addr)
+	s := &mobyipvs.Service{
+		Address: net.IP(a.AsSlice()), Protocol: unix.IPPROTO_TCP, Port: 80,
+		SchedName: sched, Flags: flags, AddressFamily: unix.AF_INET, Netmask: 0xffffffff,
+	}
+	if a.Is6() {
+		s.AddressFamily, s.Netmask = unix.AF_INET6, 128
+	}
+	return s
+}
+
+// TunnelDest is a tunnel (IPIP) destination on port 80 of addr as
+// moby/ipvs encodes it.
+func TunnelDest(addr string, weight int) *mobyipvs.Destination {
+	a := netip.MustParseAddr(addr)
+	return &mobyipvs.Destination{Address: net.IP(a.AsSlice()), Port: 80, Weight: weight, ConnectionFlags: mobyipvs.ConnFwdTunnel}
+}

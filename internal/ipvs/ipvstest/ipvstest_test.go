@@ -3,8 +3,6 @@ package ipvstest
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -19,25 +17,8 @@ const (
 	flagHashed = FlagHashed
 )
 
-func newSvc(addr string, sched string, flags uint32) *mobyipvs.Service {
-	a := netip.MustParseAddr(addr)
-	s := &mobyipvs.Service{
-		Address: net.IP(a.AsSlice()), Protocol: unix.IPPROTO_TCP, Port: 80,
-		SchedName: sched, Flags: flags, AddressFamily: unix.AF_INET, Netmask: 0xffffffff,
-	}
-	if a.Is6() {
-		s.AddressFamily, s.Netmask = unix.AF_INET6, 128
-	}
-	return s
-}
-
-func newDst(addr string, weight int) *mobyipvs.Destination {
-	a := netip.MustParseAddr(addr)
-	return &mobyipvs.Destination{Address: net.IP(a.AsSlice()), Port: 80, Weight: weight, ConnectionFlags: mobyipvs.ConnFwdTunnel}
-}
-
 func TestFakeKernel(t *testing.T) {
-	svc := newSvc("198.51.100.1", "mh", flagSched2)
+	svc := TCPService("198.51.100.1", "mh", flagSched2)
 	type step struct {
 		name string
 		do   func(k *Kernel) error
@@ -52,9 +33,9 @@ func TestFakeKernel(t *testing.T) {
 			name: "new destinations go to the head",
 			steps: []step{
 				{"service", func(k *Kernel) error { return k.NewService(svc) }, nil},
-				{"a", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.1", 1)) }, nil},
-				{"b", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.2", 1)) }, nil},
-				{"c", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.3", 2)) }, nil},
+				{"a", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.1", 1)) }, nil},
+				{"b", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.2", 1)) }, nil},
+				{"c", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.3", 2)) }, nil},
 			},
 			want: []ServiceState{{Key: "2/6/198.51.100.1:80", Scheduler: "mh", Flags: flagSched2 | flagHashed, Dests: []DestState{
 				{Addr: "192.0.2.3:80", Weight: 2, LastWeight: 2, Fwd: mobyipvs.ConnFwdTunnel},
@@ -66,9 +47,9 @@ func TestFakeKernel(t *testing.T) {
 			name: "last weight keeps the latest non-zero weight and is set on add",
 			steps: []step{
 				{"service", func(k *Kernel) error { return k.NewService(svc) }, nil},
-				{"a", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.1", 3)) }, nil},
-				{"a to 0", func(k *Kernel) error { return k.UpdateDestination(svc, newDst("192.0.2.1", 0)) }, nil},
-				{"b at 0", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.2", 0)) }, nil},
+				{"a", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.1", 3)) }, nil},
+				{"a to 0", func(k *Kernel) error { return k.UpdateDestination(svc, TunnelDest("192.0.2.1", 0)) }, nil},
+				{"b at 0", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.2", 0)) }, nil},
 			},
 			want: []ServiceState{{Key: "2/6/198.51.100.1:80", Scheduler: "mh", Flags: flagSched2 | flagHashed, Dests: []DestState{
 				{Addr: "192.0.2.2:80", Weight: 0, LastWeight: 0, Fwd: mobyipvs.ConnFwdTunnel},
@@ -79,12 +60,12 @@ func TestFakeKernel(t *testing.T) {
 			name: "delete keeps the order of the others and re-add goes to the head",
 			steps: []step{
 				{"service", func(k *Kernel) error { return k.NewService(svc) }, nil},
-				{"a", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.1", 1)) }, nil},
-				{"b", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.2", 1)) }, nil},
-				{"c", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.3", 1)) }, nil},
-				{"del b", func(k *Kernel) error { return k.DelDestination(svc, newDst("192.0.2.2", 0)) }, nil},
-				{"del a", func(k *Kernel) error { return k.DelDestination(svc, newDst("192.0.2.1", 0)) }, nil},
-				{"re-add a", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.1", 1)) }, nil},
+				{"a", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.1", 1)) }, nil},
+				{"b", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.2", 1)) }, nil},
+				{"c", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.3", 1)) }, nil},
+				{"del b", func(k *Kernel) error { return k.DelDestination(svc, TunnelDest("192.0.2.2", 0)) }, nil},
+				{"del a", func(k *Kernel) error { return k.DelDestination(svc, TunnelDest("192.0.2.1", 0)) }, nil},
+				{"re-add a", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.1", 1)) }, nil},
 			},
 			want: []ServiceState{{Key: "2/6/198.51.100.1:80", Scheduler: "mh", Flags: flagSched2 | flagHashed, Dests: []DestState{
 				{Addr: "192.0.2.1:80", Weight: 1, LastWeight: 1, Fwd: mobyipvs.ConnFwdTunnel},
@@ -95,8 +76,8 @@ func TestFakeKernel(t *testing.T) {
 			name: "update service keeps destinations and the hashed flag",
 			steps: []step{
 				{"service", func(k *Kernel) error { return k.NewService(svc) }, nil},
-				{"a", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.1", 1)) }, nil},
-				{"update", func(k *Kernel) error { return k.UpdateService(newSvc("198.51.100.1", "sh", flagSched1)) }, nil},
+				{"a", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.1", 1)) }, nil},
+				{"update", func(k *Kernel) error { return k.UpdateService(TCPService("198.51.100.1", "sh", flagSched1)) }, nil},
 			},
 			want: []ServiceState{{Key: "2/6/198.51.100.1:80", Scheduler: "sh", Flags: flagSched1 | flagHashed, Dests: []DestState{
 				{Addr: "192.0.2.1:80", Weight: 1, LastWeight: 1, Fwd: mobyipvs.ConnFwdTunnel},
@@ -107,15 +88,15 @@ func TestFakeKernel(t *testing.T) {
 			steps: []step{
 				{"update missing service", func(k *Kernel) error { return k.UpdateService(svc) }, unix.ESRCH},
 				{"delete missing service", func(k *Kernel) error { return k.DelService(svc) }, unix.ESRCH},
-				{"add to missing service", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.1", 1)) }, unix.ESRCH},
-				{"unknown scheduler", func(k *Kernel) error { return k.NewService(newSvc("198.51.100.1", "nope", 0)) }, unix.ENOENT},
+				{"add to missing service", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.1", 1)) }, unix.ESRCH},
+				{"unknown scheduler", func(k *Kernel) error { return k.NewService(TCPService("198.51.100.1", "nope", 0)) }, unix.ENOENT},
 				{"service", func(k *Kernel) error { return k.NewService(svc) }, nil},
 				{"service again", func(k *Kernel) error { return k.NewService(svc) }, unix.EEXIST},
-				{"a", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.1", 1)) }, nil},
-				{"a again", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.1", 1)) }, unix.EEXIST},
-				{"negative weight", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.2", -1)) }, unix.ERANGE},
-				{"update missing destination", func(k *Kernel) error { return k.UpdateDestination(svc, newDst("192.0.2.2", 1)) }, unix.ENOENT},
-				{"delete missing destination", func(k *Kernel) error { return k.DelDestination(svc, newDst("192.0.2.2", 1)) }, unix.ENOENT},
+				{"a", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.1", 1)) }, nil},
+				{"a again", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.1", 1)) }, unix.EEXIST},
+				{"negative weight", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.2", -1)) }, unix.ERANGE},
+				{"update missing destination", func(k *Kernel) error { return k.UpdateDestination(svc, TunnelDest("192.0.2.2", 1)) }, unix.ENOENT},
+				{"delete missing destination", func(k *Kernel) error { return k.DelDestination(svc, TunnelDest("192.0.2.2", 1)) }, unix.ENOENT},
 			},
 			want: []ServiceState{{Key: "2/6/198.51.100.1:80", Scheduler: "mh", Flags: flagSched2 | flagHashed, Dests: []DestState{
 				{Addr: "192.0.2.1:80", Weight: 1, LastWeight: 1, Fwd: mobyipvs.ConnFwdTunnel},
@@ -125,7 +106,7 @@ func TestFakeKernel(t *testing.T) {
 			name: "delete service drops its destinations",
 			steps: []step{
 				{"service", func(k *Kernel) error { return k.NewService(svc) }, nil},
-				{"a", func(k *Kernel) error { return k.NewDestination(svc, newDst("192.0.2.1", 1)) }, nil},
+				{"a", func(k *Kernel) error { return k.NewDestination(svc, TunnelDest("192.0.2.1", 1)) }, nil},
 				{"delete", func(k *Kernel) error { return k.DelService(svc) }, nil},
 				{"service again", func(k *Kernel) error { return k.NewService(svc) }, nil},
 			},
@@ -158,12 +139,12 @@ func TestFakeKernel(t *testing.T) {
 
 func TestFakeKernelReadBack(t *testing.T) {
 	k := NewKernel()
-	svc := newSvc("198.51.100.1", "mh", flagSched1)
+	svc := TCPService("198.51.100.1", "mh", flagSched1)
 	if err := k.NewService(svc); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range []string{"192.0.2.1", "192.0.2.2"} {
-		if err := k.NewDestination(svc, newDst(a, 1)); err != nil {
+		if err := k.NewDestination(svc, TunnelDest(a, 1)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -197,7 +178,7 @@ func TestFakeKernelReadBack(t *testing.T) {
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("destinations (-got +want):\n%s", diff)
 	}
-	missing, err := k.GetDestinations(newSvc("198.51.100.9", "mh", 0))
+	missing, err := k.GetDestinations(TCPService("198.51.100.9", "mh", 0))
 	if err != nil || len(missing) != 0 {
 		t.Errorf("destinations of a missing service: %v, %v; want none and no error", missing, err)
 	}
