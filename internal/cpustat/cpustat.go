@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,11 +103,8 @@ func ReadProcesses(proc string) ([]Process, error) {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(proc, e.Name(), "stat"))
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrPermission) {
-			continue
-		}
 		if err != nil {
-			continue // gone meanwhile (ESRCH)
+			continue // ended meanwhile
 		}
 		p, err := parseProcess(b)
 		if err != nil {
