@@ -1,6 +1,7 @@
 package lab_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,35 @@ import (
 	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/lab"
 )
+
+// lb7Weight is the weight of the LB7 at address lb7 in the first service
+// of LB4 lb4, -1 when it has none.
+func lb7Weight(t *testing.T, st *control.Status, lb4, lb7 string) int {
+	for _, d := range tier[node.LB4Status](t, st, lb4).Services[0].Destinations {
+		if d.Address.String() == lb7 {
+			return d.Weight
+		}
+	}
+	return -1
+}
+
+// addressOn is node's address on segment, without its prefix length.
+func addressOn(t *testing.T, st *control.Status, name, segment string) string {
+	t.Helper()
+	for _, n := range st.Nodes {
+		for _, i := range n.Interfaces {
+			if n.Name == name && i.Segment == segment {
+				p, err := netip.ParsePrefix(i.Address)
+				if err != nil {
+					t.Fatalf("address of %s on %s: %v", name, segment, err)
+				}
+				return p.Addr().String()
+			}
+		}
+	}
+	t.Fatalf("%s has no address on %s", name, segment)
+	return ""
+}
 
 // tier decodes a node's tier status from `lab status`.
 func tier[T any](t *testing.T, st *control.Status, name string) T {
@@ -270,14 +300,7 @@ func TestE2EMaintenance(t *testing.T) {
 	ctx := context.Background()
 	vip := "198.51.100.1/32"
 	nextHops := func(st *control.Status) []netip.Addr { return tier[node.RouterStatus](t, st, "r1").Routes[vip] }
-	weight := func(st *control.Status, lb4, lb7 string) int {
-		for _, d := range tier[node.LB4Status](t, st, lb4).Services[0].Destinations {
-			if d.Address.String() == lb7 {
-				return d.Weight
-			}
-		}
-		return -1
-	}
+	weight := func(st *control.Status, lb4, lb7 string) int { return lb7Weight(t, st, lb4, lb7) }
 
 	if err := l.Maint(ctx, "lb4-2", true); err != nil {
 		t.Fatal(err)
@@ -378,6 +401,84 @@ func TestE2EKillRevive(t *testing.T) {
 	}
 	took = waitStatus(t, l, 30*time.Second, "thawed lb4-2 back in r1's route", func(st *control.Status) bool { return hops(st) == 2 })
 	t.Logf("lab revive (thaw) lb4-2: back in r1's route in %s", took.Round(10*time.Millisecond))
+
+	weight := func(st *control.Status, lb4, lb7 string) int { return lb7Weight(t, st, lb4, lb7) }
+	// Backends, LB7s and hosts share one agent process (the pool): killing
+	// one is still a crash as the network sees it. A download from lb7-1
+	// off server-1 (10 GB: minutes at the VM's 100 MB/s) breaks when
+	// server-1 is killed, though the process that served it lives on: the
+	// kernel sends what was queued, then closes the connection, as for a
+	// killed process.
+	srv1 := addressOn(t, st, "server-1", "servers")
+	downloaded := make(chan int, 1)
+	go func() {
+		var out bytes.Buffer
+		code, err := l.Exec(ctx, "lb7-1", []string{"curl", "-sS", "-o", "/dev/null", "http://" + srv1 + "/10G"}, nil, &out, &out)
+		if err != nil {
+			code = -1
+		}
+		downloaded <- code
+	}()
+	testenv.EventuallyEvery(t, 30*time.Second, 500*time.Millisecond, "download from server-1 under way", func() error {
+		// HAProxy's own connections to server-1 do not count.
+		out, _ := execOut(t, l, "lb7-1", "ss", "-tnpH", "state", "established", "dst", srv1+":80")
+		if !strings.Contains(out, `"curl"`) {
+			return fmt.Errorf("no connection of curl from lb7-1 to %s:80: %q", srv1, out)
+		}
+		return nil
+	})
+	if err := l.Kill(ctx, "server-1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-downloaded:
+		if code != 18 { // curl: partial file
+			t.Errorf("download from the killed server-1 exited %d, want 18 (transfer cut short)", code)
+		}
+	case <-time.After(60 * time.Second):
+		t.Error("a download from the killed server-1 still runs: its connection outlived the crash")
+	}
+	serversUp := func(st *control.Status, lb7 string) int {
+		n := 0
+		for _, s := range tier[node.LB7Status](t, st, lb7).Servers {
+			if s.Operational == "UP" {
+				n++
+			}
+		}
+		return n
+	}
+	waitStatus(t, l, 30*time.Second, "killed server-1 down in every LB7", func(st *control.Status) bool {
+		return serversUp(st, "lb7-1") == 1 && serversUp(st, "lb7-2") == 1
+	})
+	_, servers = curlFrom(t, l, "client1", "http://198.51.100.1/", sourceRange("203.0.113", 1, 6))
+	if servers["server-1"] != 0 {
+		t.Errorf("the killed server-1 answered: %v", servers)
+	}
+	if err := l.Revive(ctx, "server-1"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, l, 30*time.Second, "revived server-1 up in every LB7", func(st *control.Status) bool {
+		return serversUp(st, "lb7-1") == 2 && serversUp(st, "lb7-2") == 2
+	})
+
+	// An LB7: its HAProxy dies with it, every LB4 takes it out; revived,
+	// it comes back with a new HAProxy.
+	if err := l.Kill(ctx, "lb7-2"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, l, 30*time.Second, "killed lb7-2 out of every LB4", func(st *control.Status) bool {
+		return weight(st, "lb4-1", "192.0.2.133") == 0 && weight(st, "lb4-2", "192.0.2.133") == 0
+	})
+	lb7s, _ := curlFrom(t, l, "client1", "http://198.51.100.1/", sourceRange("203.0.113", 1, 6))
+	if lb7s["lb7-2"] != 0 {
+		t.Errorf("the killed lb7-2 answered: %v", lb7s)
+	}
+	if err := l.Revive(ctx, "lb7-2"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, l, 30*time.Second, "revived lb7-2 back in every LB4", func(st *control.Status) bool {
+		return weight(st, "lb4-1", "192.0.2.133") == 1 && weight(st, "lb4-2", "192.0.2.133") == 1
+	})
 	if err := l.Kill(ctx, "no-such-node"); err == nil {
 		t.Error("killing an unknown node was accepted")
 	}

@@ -62,7 +62,13 @@ type Process struct {
 // HAProxy 2.6 raises an alert when "-p" repeats it. ctx bounds the start only: once Start returns, HAProxy runs
 // until Stop. HAProxy runs in its own process group, its output goes to
 // log.
-func Start(ctx context.Context, cfgPath string, log *slog.Logger) (*Process, error) {
+//
+// spawn starts the command (nil: exec.Cmd.Start): a caller may start
+// HAProxy in another network namespace.
+func Start(ctx context.Context, cfgPath string, log *slog.Logger, spawn func(*exec.Cmd) error) (*Process, error) {
+	if spawn == nil {
+		spawn = (*exec.Cmd).Start
+	}
 	cfgPath, err := filepath.Abs(cfgPath)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", cfgPath, err)
@@ -103,7 +109,7 @@ func Start(ctx context.Context, cfgPath string, log *slog.Logger) (*Process, err
 	p.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
+	if err := spawn(p.cmd); err != nil {
 		p.notify.Close()
 		return nil, fmt.Errorf("start haproxy: %w", err)
 	}

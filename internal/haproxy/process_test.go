@@ -149,7 +149,7 @@ func TestProcessLoopback(t *testing.T) {
 	if err := os.WriteFile(cfg.ConfigFile(), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p, err := Start(ctx, cfg.ConfigFile(), log)
+	p, err := Start(ctx, cfg.ConfigFile(), log, nil)
 	if err != nil {
 		t.Fatalf("Start() error: %v", err)
 	}
@@ -386,7 +386,7 @@ func TestStartFailsWhenHAProxyExits(t *testing.T) {
 	if err := os.WriteFile(cfg.ConfigFile(), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p, err := Start(context.Background(), cfg.ConfigFile(), testLogger(t))
+	p, err := Start(context.Background(), cfg.ConfigFile(), testLogger(t), nil)
 	if err == nil {
 		_ = p.Stop()
 		t.Fatal("Start() succeeded with its VIP taken, want an error")

@@ -34,8 +34,8 @@ func (b *backendServer) Serve(ctx context.Context, ln net.Listener) error {
 	return s.Serve(ctx, ln)
 }
 
-func httpStatus(ctx context.Context, d *net.Dialer, url string) (int, error) {
-	c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+func httpStatus(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), url string) (int, error) {
+	c := &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
@@ -85,7 +85,7 @@ func (a *agent) httpGet(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	start := time.Now()
-	c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	c := &http.Client{Transport: &http.Transport{DialContext: a.at.dial(d), DisableKeepAlives: true}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, res.URL, nil)
 	if err == nil {
 		var resp *http.Response
@@ -157,7 +157,7 @@ func (a *agent) bench(w http.ResponseWriter, r *http.Request) {
 				if len(sources) > 0 {
 					d.LocalAddr = &net.TCPAddr{IP: sources[int(i)%len(sources)].AsSlice()}
 				}
-				if err := oneRequest(r.Context(), &d, target.String(), req, buf); err != nil {
+				if err := oneRequest(r.Context(), a.at.dial(&d), target.String(), req, buf); err != nil {
 					errs.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
 				}
@@ -174,10 +174,10 @@ func (a *agent) bench(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(res)
 }
 
-func oneRequest(ctx context.Context, d *net.Dialer, addr, req string, buf []byte) error {
+func oneRequest(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr, req string, buf []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func (a *agent) maint(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("file %q: want %s or %s", name, DisableFile, AgentCheckFile), http.StatusBadRequest)
 		return
 	}
-	path := "/etc/lb/" + name
+	path := a.lbFile(name)
 	var err error
 	if q.Get("remove") != "" {
 		if err = os.Remove(path); errors.Is(err, fs.ErrNotExist) {

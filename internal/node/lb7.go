@@ -99,11 +99,11 @@ func (l *lb7) Start(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	agent := &agentcheck.Server{Path: filepath.Join(LBDir, AgentCheckFile), Log: l.a.log}
+	agent := &agentcheck.Server{Path: l.a.lbFile(AgentCheckFile), Log: l.a.log}
 	if err := l.a.serve(ctx, &wg, enablerAgent.String(), "enabler agent", agent.Serve); err != nil {
 		return err
 	}
-	proc, err := haproxy.Start(ctx, cfg.ConfigFile(), l.a.log)
+	proc, err := haproxy.Start(ctx, cfg.ConfigFile(), l.a.log, l.a.at.start)
 	if err != nil {
 		return fmt.Errorf("start haproxy: %w", err)
 	}
@@ -120,10 +120,9 @@ func (l *lb7) Start(ctx context.Context) error {
 // Ready when HAProxy's own /healthcheck answers 200 on the LB7's address,
 // which is what the LB4s check.
 func (l *lb7) Ready() (bool, string) {
-	c := net.Dialer{}
 	ctx, cancel := context.WithTimeout(context.Background(), defaultProbeTimeout)
 	defer cancel()
-	code, err := httpStatus(ctx, &c, "http://"+netip.AddrPortFrom(l.cfg.Self, haproxy.DefaultHealthPort).String()+haproxy.HealthURI)
+	code, err := httpStatus(ctx, l.a.at.dial(&net.Dialer{}), "http://"+netip.AddrPortFrom(l.cfg.Self, haproxy.DefaultHealthPort).String()+haproxy.HealthURI)
 	if err != nil {
 		return false, err.Error()
 	}
@@ -164,7 +163,7 @@ func (s *server) Start(ctx context.Context) error {
 	if err := s.a.serve(ctx, &wg, ":80", "http server", web.Serve); err != nil {
 		return err
 	}
-	agent := &agentcheck.Server{Path: filepath.Join(LBDir, AgentCheckFile), Log: s.a.log}
+	agent := &agentcheck.Server{Path: s.a.lbFile(AgentCheckFile), Log: s.a.log}
 	port := n.Settings.HAProxy.AgentPort
 	return s.a.serve(ctx, &wg, fmt.Sprintf(":%d", port), "agent-check", agent.Serve)
 }
@@ -188,7 +187,7 @@ func (l *lb7) Summary() string {
 }
 
 func (s *server) Summary() string {
-	b, err := os.ReadFile(filepath.Join(LBDir, AgentCheckFile))
+	b, err := os.ReadFile(s.a.lbFile(AgentCheckFile))
 	if err != nil {
 		return "agent-check up (no file)"
 	}

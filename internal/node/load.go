@@ -167,6 +167,7 @@ type loadRegistry struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
+	within  func(func() error) error
 	next    int
 	runs    map[string]*loadEntry
 	expired map[string]time.Duration // ids of loads whose lease ran out
@@ -181,9 +182,9 @@ type loadEntry struct {
 }
 
 // newLoadRegistry returns an empty registry whose loads run until ctx is
-// done.
-func newLoadRegistry(ctx context.Context, log *slog.Logger) *loadRegistry {
-	g := &loadRegistry{ctx: ctx, log: log, runs: map[string]*loadEntry{}, expired: map[string]time.Duration{}}
+// done, dialling through within (the node's namespace).
+func newLoadRegistry(ctx context.Context, log *slog.Logger, within func(func() error) error) *loadRegistry {
+	g := &loadRegistry{ctx: ctx, log: log, within: within, runs: map[string]*loadEntry{}, expired: map[string]time.Duration{}}
 	context.AfterFunc(ctx, g.stopAll)
 	return g
 }
@@ -229,6 +230,7 @@ func (g *loadRegistry) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := strconv.Itoa(g.next + 1)
+	cfg.Within = g.within
 	run, err := traffic.Start(g.ctx, cfg, g.log.With("load", id))
 	if err != nil {
 		// Start fails only on an invalid configuration.

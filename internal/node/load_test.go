@@ -50,7 +50,7 @@ func loadBackend(t *testing.T) netip.AddrPort {
 func loadAgent(t *testing.T) (*httptest.Server, *loadRegistry, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	reg := newLoadRegistry(ctx, slog.New(slog.DiscardHandler))
+	reg := newLoadRegistry(ctx, slog.New(slog.DiscardHandler), nil)
 	mux := http.NewServeMux()
 	reg.routes(mux)
 	srv := httptest.NewServer(mux)

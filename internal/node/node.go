@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/topology"
 )
@@ -41,9 +43,15 @@ type Config struct {
 	Dir string
 	// Lifeline is the read end of the pipe from the supervisor; nil for none.
 	Lifeline *os.File
-	// Ready, when set, receives one byte once the agent serves its socket,
-	// and is closed.
-	Ready *os.File
+	// Ready, when set, is called once the agent serves its socket.
+	Ready func()
+	// Netns is the node's network namespace when the agent runs in a
+	// Pool, in a process of its own elsewhere; zero for an agent born in
+	// its node's namespaces.
+	Netns netns.NsHandle
+	// Crash, when set, receives the function that crashes a pooled agent:
+	// every socket it made closes at once.
+	Crash func(func())
 	// Topology is the whole lab; the node is Topology.Node(Node).
 	Topology *topology.Topology
 	// Configs holds the configurations `lab up` generated for the lab
@@ -81,17 +89,30 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 	log.Info("agent starting")
-	if err := privateEtc(cfg.Dir); err != nil {
-		return fmt.Errorf("set up private /etc/lb: %w", err)
-	}
-	if err := netnsSysfs(); err != nil {
-		return fmt.Errorf("mount sysfs: %w", err)
+	at := place{ns: netns.None(), dir: cfg.Dir}
+	if cfg.Netns > 0 {
+		at.ns, at.opened = cfg.Netns, newSockets()
+		if cfg.Crash != nil {
+			cfg.Crash(at.opened.crash)
+		}
+	} else {
+		if err := privateEtc(cfg.Dir); err != nil {
+			return fmt.Errorf("set up private /etc/lb: %w", err)
+		}
+		if err := netnsSysfs(); err != nil {
+			return fmt.Errorf("mount sysfs: %w", err)
+		}
 	}
 	n, ok := cfg.Topology.Node(cfg.Node)
 	if !ok {
 		return fmt.Errorf("node %s is not in the topology", cfg.Node)
 	}
-	a := &agent{cfg: cfg, log: log, started: time.Now(), topo: cfg.Topology, node: n, loads: newLoadRegistry(ctx, log)}
+	a := &agent{cfg: cfg, log: log, started: time.Now(), topo: cfg.Topology, node: n, at: at}
+	var within func(func() error) error // nil: dial where we stand
+	if at.pooled() {
+		within = at.within
+	}
+	a.loads = newLoadRegistry(ctx, log, within)
 	a.role = newRole(a)
 	log.Info("starting services", "role", n.Role)
 	if err := a.role.Start(ctx); err != nil {
@@ -103,6 +124,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", sock, err)
 	}
+	if at.opened != nil { // a crashed agent's socket refuses, as a dead one's
+		if ln, err = at.opened.listener(ln); err != nil {
+			return err
+		}
+	}
 	// Generous: a node of a busy one-CPU VM may wait seconds for the CPU.
 	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 30 * time.Second}
 	go func() {
@@ -113,8 +139,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}()
 	log.Info("agent ready", "role", cfg.Role, "pid", os.Getpid())
 	if cfg.Ready != nil {
-		_, _ = cfg.Ready.Write([]byte{1})
-		cfg.Ready.Close()
+		cfg.Ready()
 	}
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
@@ -127,6 +152,7 @@ type agent struct {
 	log     *slog.Logger
 	started time.Time
 	node    *topology.Node
+	at      place
 
 	topoMu sync.Mutex
 	topo   *topology.Topology // the whole lab; lab add/remove replace it
@@ -135,6 +161,13 @@ type agent struct {
 
 	mu     sync.Mutex
 	events []control.Event
+}
+
+// lbFile is the path of a file of the node's /etc/lb, as the agent reads
+// and writes it: in the node's state directory, which every agent sees
+// (a pooled one has no /etc/lb of its own).
+func (a *agent) lbFile(name string) string {
+	return filepath.Join(a.cfg.Dir, LBDirName, name)
 }
 
 // maxEvents bounds the in-memory event log of a node.
@@ -225,7 +258,10 @@ func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 	cmd.Env = append(os.Environ(), "LAB_NODE="+a.cfg.Node, "LAB_NAME="+a.cfg.Lab)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second
-	err := cmd.Run()
+	err := a.at.start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
 	code := 0
 	if err != nil {
 		var ee *exec.ExitError

@@ -72,8 +72,7 @@ func (a *agent) facing(to string) (netip.Addr, error) {
 // option is one more system call per connection, which a user-mode Linux
 // VM pays dearly when HAProxy checks every backend from every LB7.
 func (a *agent) serve(ctx context.Context, wg *sync.WaitGroup, addr string, what string, fn func(context.Context, net.Listener) error) error {
-	lc := net.ListenConfig{KeepAlive: -1}
-	ln, err := lc.Listen(ctx, "tcp", addr)
+	ln, err := a.at.listen(ctx, net.ListenConfig{KeepAlive: -1}, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen for %s on %s: %w", what, addr, err)
 	}

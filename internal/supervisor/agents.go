@@ -15,34 +15,54 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/fabric"
 	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/topology"
 )
 
-// agentProc is one node's agent process.
+// agentProc is one node's agent: a process of its own, or its share of
+// the pool's (node.Pooled roles).
 type agentProc struct {
 	node   string
-	dir    string
-	cmd    *exec.Cmd
+	log    string    // its log file
+	cmd    *exec.Cmd // nil for a pooled agent
 	exited chan struct{}
 	err    error // set when exited is closed
+
+	// crashed is closed once the pool has crashed a pooled agent.
+	crashed   chan struct{}
+	crashOnce sync.Once
 }
+
+// poolName is how the pool appears where an agent's node name would.
+const poolName = "pool"
 
 func (s *Supervisor) nodeDir(name string) string {
 	return filepath.Join(s.cfg.Dir, "nodes", name)
 }
 
-// startAgents starts every node's agent in parallel and waits until each
-// serves its socket.
+// startAgents starts the pool, when some node runs in it, then every
+// node's agent in parallel, and waits until each serves its socket.
 func (s *Supervisor) startAgents(ctx context.Context) error {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("create lifeline pipe: %w", err)
 	}
 	s.lifelineR, s.lifelineW = r, w
-	var wg sync.WaitGroup
 	t, _ := s.current()
+	pooled := 0
+	for _, n := range t.Nodes {
+		if node.Pooled(n.Role) {
+			pooled++
+		}
+	}
+	if pooled > 0 {
+		if err := s.startPool(ctx); err != nil {
+			return err
+		}
+	}
+	var wg sync.WaitGroup
 	errs := make([]error, len(t.Nodes))
 	// All at once: an agent that waits for its HAProxy must not hold up
 	// the others; past a few hundred nodes, the kernel's process table
@@ -62,61 +82,155 @@ func (s *Supervisor) startAgents(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	s.log.Info("progress", "step", "agents", "count", len(t.Nodes))
+	s.log.Info("progress", "step", "agents", "count", len(t.Nodes), "processes", len(t.Nodes)-pooled+min(pooled, 1))
 	return nil
 }
+
+// spawn starts the lab binary with args as one of the lab's processes,
+// its output to logPath, in the network namespace ns (none: a fresh empty
+// one), and waits until it says it serves its socket.
+func (s *Supervisor) spawn(ctx context.Context, name, logPath string, ns netns.NsHandle, args ...string) (*agentProc, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(s.cfg.Executable, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The process writes a byte on fd 4 once it serves its socket: no
+	// polling.
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer readyR.Close()
+	cmd.ExtraFiles = []*os.File{s.lifelineR, readyW}
+	start := cmd.Start
+	if ns.IsOpen() {
+		// An agent of its own: born in its node's network namespace (the
+		// child is born in the namespace of the thread that forks it) and
+		// in a mount namespace of its own, where it makes /etc/lb its
+		// node's.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Setpgid: true}
+		start = func() error { return fabric.InNetns(ns, cmd.Start) }
+	} else {
+		// The pool: in an empty network namespace of its own, so that a
+		// socket it made anywhere but in a node's namespace would reach
+		// nothing outside the lab.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Setpgid: true}
+	}
+	err = start()
+	readyW.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	if _, err := s.jr.AddProcess(cmd.Process.Pid); err != nil {
+		_ = cmd.Process.Kill()
+		return nil, err
+	}
+	a := &agentProc{node: name, log: logPath, cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		a.err = cmd.Wait()
+		close(a.exited)
+		if !s.exitExpected(a) {
+			s.log.Warn("agent exited", "node", name, "err", a.err)
+		}
+	}()
+	return a, waitAgent(ctx, a, readyR)
+}
+
+// startPool starts the process that serves the pooled nodes' agents.
+func (s *Supervisor) startPool(ctx context.Context) error {
+	a, err := s.spawn(ctx, poolName, filepath.Join(s.cfg.Dir, "pool.log"), netns.None(), node.ArgPool,
+		"--lab", s.cfg.Name, "--nodes", filepath.Join(s.cfg.Dir, "nodes"),
+		"--socket", s.poolSocket(), "--configs", s.cfg.Configs)
+	if a != nil {
+		s.mu.Lock()
+		s.pool = a
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func (s *Supervisor) poolSocket() string { return filepath.Join(s.cfg.Dir, node.PoolSocketName) }
 
 func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 	dir := s.nodeDir(n.Name)
 	if err := os.MkdirAll(filepath.Join(dir, node.LBDirName), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, node.LogName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
 	s.mu.Lock()
 	topoFile := s.topoFile
 	s.mu.Unlock()
-	cmd := exec.Command(s.cfg.Executable, node.ArgAgent,
-		"--lab", s.cfg.Name, "--node", n.Name, "--role", string(n.Role), "--dir", dir, "--topology", topoFile, "--configs", s.cfg.Configs)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// The agent writes a byte on fd 4 once it serves its socket: no polling.
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return err
+	if node.Pooled(n.Role) {
+		return s.startPooled(ctx, n.Name, topoFile)
 	}
-	defer readyR.Close()
-	cmd.ExtraFiles = []*os.File{s.lifelineR, readyW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Setpgid: true}
 	ns, err := netns.GetFromName(fabric.NodeNetns(s.cfg.Name, n.Name))
 	if err != nil {
 		return fmt.Errorf("open netns of %s: %w", n.Name, err)
 	}
 	defer ns.Close()
-	// The child is born in the namespace of the thread that forks it.
-	err = fabric.InNetns(ns, cmd.Start)
-	readyW.Close()
-	if err != nil {
-		return fmt.Errorf("start agent of %s: %w", n.Name, err)
+	a, err := s.spawn(ctx, n.Name, filepath.Join(dir, node.LogName), ns, node.ArgAgent,
+		"--lab", s.cfg.Name, "--node", n.Name, "--role", string(n.Role), "--dir", dir, "--topology", topoFile, "--configs", s.cfg.Configs)
+	if a != nil {
+		s.mu.Lock()
+		s.node(n.Name).agent = a
+		s.mu.Unlock()
 	}
-	if _, err := s.jr.AddProcess(cmd.Process.Pid); err != nil {
-		_ = cmd.Process.Kill()
+	return err
+}
+
+// startPooled asks the pool to run name's agent.
+func (s *Supervisor) startPooled(ctx context.Context, name, topoFile string) error {
+	s.mu.Lock()
+	pool := s.pool
+	s.mu.Unlock()
+	if pool == nil {
+		return fmt.Errorf("start agent of %s: no pool", name)
+	}
+	c, err := control.NewClient(control.Endpoint("unix://"+s.poolSocket()), "")
+	if err != nil {
 		return err
 	}
-	a := &agentProc{node: n.Name, dir: dir, cmd: cmd, exited: make(chan struct{})}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, agentStartTimeout)
+	defer cancel()
+	if err := c.Post(ctx, node.PoolPath(node.PoolPathStart, name), node.PoolStart{Topology: topoFile}); err != nil {
+		return fmt.Errorf("start agent of %s in the pool: %w", name, err)
+	}
+	a := &agentProc{node: name, log: filepath.Join(s.nodeDir(name), node.LogName), exited: make(chan struct{}), crashed: make(chan struct{})}
 	s.mu.Lock()
-	s.node(n.Name).agent = a
+	s.node(name).agent = a
 	s.mu.Unlock()
 	go func() {
-		a.err = cmd.Wait()
+		select {
+		case <-pool.exited:
+			a.err = fmt.Errorf("the pool exited: %v", pool.err)
+		case <-a.crashed:
+		}
 		close(a.exited)
 		if !s.exitExpected(a) {
-			s.log.Warn("agent exited", "node", n.Name, "err", a.err)
+			s.log.Warn("agent exited", "node", name, "err", a.err)
 		}
 	}()
-	return waitAgent(ctx, a, readyR)
+	return nil
+}
+
+// crashPooled crashes a pooled agent (every socket it made closes at
+// once) and returns once it has stopped.
+func (s *Supervisor) crashPooled(ctx context.Context, a *agentProc) error {
+	c, err := control.NewClient(control.Endpoint("unix://"+s.poolSocket()), "")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	err = c.Post(ctx, node.PoolPath(node.PoolPathCrash, a.node), nil)
+	a.crashOnce.Do(func() { close(a.crashed) })
+	<-a.exited
+	if err != nil {
+		return fmt.Errorf("crash %s in the pool: %w", a.node, err)
+	}
+	return nil
 }
 
 // exitExpected says whether agent a's exit is expected: the lab is going
@@ -125,6 +239,9 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 func (s *Supervisor) exitExpected(a *agentProc) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if a == s.pool {
+		return s.phase == phaseStopping
+	}
 	n := s.nodes[a.node]
 	return s.phase == phaseStopping || n == nil || n.agent != a || n.life.down()
 }
@@ -148,11 +265,11 @@ func waitAgent(ctx context.Context, a *agentProc, ready *os.File) error {
 			return nil
 		}
 		<-a.exited
-		return fmt.Errorf("agent of %s exited (%v): %s", a.node, a.err, lastLines(filepath.Join(a.dir, node.LogName), 5))
+		return fmt.Errorf("agent of %s exited (%v): %s", a.node, a.err, lastLines(a.log, 5))
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-timeout.C:
-		return fmt.Errorf("agent of %s not ready after %s: %s", a.node, agentStartTimeout, lastLines(filepath.Join(a.dir, node.LogName), 5))
+		return fmt.Errorf("agent of %s not ready after %s: %s", a.node, agentStartTimeout, lastLines(a.log, 5))
 	}
 }
 
@@ -168,9 +285,12 @@ func (s *Supervisor) stopAgents() {
 	s.mu.Lock()
 	agents := make([]*agentProc, 0, len(s.nodes))
 	for _, n := range s.nodes {
-		if n.agent != nil {
+		if n.agent != nil && n.agent.cmd != nil {
 			agents = append(agents, n.agent)
 		}
+	}
+	if s.pool != nil {
+		agents = append(agents, s.pool)
 	}
 	s.mu.Unlock()
 	for _, a := range agents {

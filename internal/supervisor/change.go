@@ -48,10 +48,17 @@ func (s *Supervisor) add(ctx context.Context, name, like string) (err error) {
 		}
 		ns, tunnels := fabric.Gone(nextPlan, prevPlan)
 		s.mu.Lock()
+		var a *agentProc
 		if n := s.nodes[name]; n != nil { // its agent was started
 			n.remove(nil)
+			a = n.agent
 		}
 		s.mu.Unlock()
+		if a != nil && a.cmd == nil {
+			if uerr := s.crashPooled(context.Background(), a); uerr != nil {
+				s.log.Error("undo add", "node", name, "err", uerr)
+			}
+		}
 		if uerr := fabric.Shrink(ns, tunnels, s.log); uerr != nil {
 			s.log.Error("undo add", "node", name, "err", uerr)
 		}
@@ -112,6 +119,17 @@ func (s *Supervisor) remove(ctx context.Context, name string) error {
 	if n.Role == topology.RoleLB7 {
 		if err := s.tellAgents(ctx, next, name); err != nil {
 			return err
+		}
+	}
+	// Its processes die with its namespace; a pooled agent is stopped
+	// first.
+	if a := s.agentOf(name); a != nil && a.cmd == nil {
+		select {
+		case <-a.exited: // killed before
+		default:
+			if err := s.crashPooled(ctx, a); err != nil {
+				return err
+			}
 		}
 	}
 	if err := fabric.Shrink(ns, tunnels, s.log); err != nil {

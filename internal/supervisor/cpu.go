@@ -69,11 +69,19 @@ func (s *Supervisor) processKinds() func(cpustat.Process) string {
 		}
 	}
 	self := os.Getpid()
+	pool := -1
+	s.mu.Lock()
+	if s.pool != nil {
+		pool = s.pool.cmd.Process.Pid
+	}
+	s.mu.Unlock()
 	exe := commOf(s.cfg.Executable)
 	return func(p cpustat.Process) string {
 		switch {
 		case p.PID == self:
 			return "supervisor"
+		case p.PID == pool:
+			return PoolKind
 		case p.PID == 1 && s.cfg.Mode == control.ModeVM:
 			return "vm init"
 		}
@@ -87,6 +95,10 @@ func (s *Supervisor) processKinds() func(cpustat.Process) string {
 		return role + " " + p.Comm
 	}
 }
+
+// PoolKind is the pool's kind of process: the agents of the LB7s, the
+// backends and the hosts, in one process.
+const PoolKind = "pool (lb7, server and host agents)"
 
 // commOf is the name the kernel gives a program's processes: its file's
 // base name, cut to 15 bytes.

@@ -62,10 +62,17 @@ func (s *Supervisor) kill(name string, freeze bool) error {
 		return fmt.Errorf("stat netns of %s: %w", name, err)
 	}
 	if freeze {
+		// A pooled agent goes on, cut off: nothing it sends or is sent
+		// passes, and the processes of its node (HAProxy) stop.
 		if err := fabric.Impair(s.planNow().NodeEnds(name), fabric.Impairment{Loss: 100}); err != nil {
 			return fmt.Errorf("freeze %s: %w", name, err)
 		}
 		return journal.SignalNetnsProcesses(st.Ino, unix.SIGSTOP)
+	}
+	if a != nil && a.cmd == nil {
+		if err := s.crashPooled(context.Background(), a); err != nil {
+			return fmt.Errorf("kill %s: %w", name, err)
+		}
 	}
 	if err := journal.KillNetnsProcesses(st.Ino); err != nil {
 		return fmt.Errorf("kill %s: %w", name, err)

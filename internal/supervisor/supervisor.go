@@ -24,7 +24,6 @@ import (
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/fabric"
 	"github.com/lab-lb/lab/internal/journal"
-	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/topology"
 )
 
@@ -86,6 +85,7 @@ type Supervisor struct {
 	// from its checks to its end. Taken before mu, never while holding it.
 	injectMu sync.Mutex
 
+	pool      *agentProc // the pool's process, when some node runs in it; under mu
 	lifelineW *os.File
 	lifelineR *os.File
 	downOnce  sync.Once
@@ -261,7 +261,7 @@ func (s *Supervisor) waitConverged(ctx context.Context, timeout time.Duration) e
 			if a := s.agentOf(n.Name); a != nil {
 				select {
 				case <-a.exited:
-					return fmt.Errorf("agent of %s exited (%v): %s", n.Name, a.err, lastLines(filepath.Join(a.dir, node.LogName), 5))
+					return fmt.Errorf("agent of %s exited (%v): %s", n.Name, a.err, lastLines(a.log, 5))
 				default:
 				}
 			}

@@ -53,6 +53,10 @@ type Config struct {
 	// Seed makes the random choices reproducible; 0 takes one from the
 	// clock.
 	Seed int64
+	// Within, when set, runs each dial: it enters the network namespace
+	// where the connections must be made. nil dials from where the
+	// process stands.
+	Within func(dial func() error) error
 }
 
 // WithDefaults returns c with its zero fields set to the defaults.

@@ -375,7 +375,16 @@ func (w *worker) connect(ctx context.Context) Conn {
 	c := Conn{ID: int(r.nextID.Add(1)), Source: d.addr, Target: t.addr, Start: time.Now()}
 	r.begin(c.Start)
 
-	conn, err := d.dialer.DialContext(ctx, t.network, t.str)
+	var conn net.Conn
+	var err error
+	if r.cfg.Within != nil {
+		err = r.cfg.Within(func() (err error) {
+			conn, err = d.dialer.DialContext(ctx, t.network, t.str)
+			return err
+		})
+	} else {
+		conn, err = d.dialer.DialContext(ctx, t.network, t.str)
+	}
 	if err != nil {
 		return w.end(ctx, c, fmt.Errorf("connect: %w", err))
 	}
