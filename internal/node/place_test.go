@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -141,10 +142,7 @@ func TestPlaceInNamespace(t *testing.T) {
 		t.Errorf("node's answer = %q, want hello", b)
 	}
 
-	mountsBefore, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mountsBefore := etcAndSysMounts(t)
 	var want unix.Stat_t
 	if err := unix.Fstat(int(ns), &want); err != nil {
 		t.Fatal(err)
@@ -162,12 +160,34 @@ func TestPlaceInNamespace(t *testing.T) {
 	if len(lines) != 2 || lines[0] != strconv.FormatUint(want.Ino, 10) || lines[1] != "drain" {
 		t.Errorf("command in the node printed %q, want its netns inode %d and drain", out.String(), want.Ino)
 	}
-	// The mounts it needed were made in a namespace of its own.
-	mountsAfter, err := os.ReadFile("/proc/self/mountinfo")
+	// The mounts it needed (/etc, /etc/lb, /sys) were made in a namespace
+	// of its own.
+	if after := etcAndSysMounts(t); !slices.Equal(mountsBefore, after) {
+		t.Errorf("the test process's mounts on /etc and /sys changed:\nbefore:\n%s\nafter:\n%s",
+			strings.Join(mountsBefore, "\n"), strings.Join(after, "\n"))
+	}
+}
+
+// etcAndSysMounts returns the lines of this process's mount table whose
+// mount point is /etc, /sys or below (other tests may mount elsewhere
+// meanwhile, under /run/netns).
+func etcAndSysMounts(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(mountsBefore, mountsAfter) {
-		t.Errorf("the test process's mounts changed:\nbefore:\n%s\nafter:\n%s", mountsBefore, mountsAfter)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		for _, p := range []string{"/etc", "/sys"} {
+			if f[4] == p || strings.HasPrefix(f[4], p+"/") {
+				out = append(out, line)
+			}
+		}
 	}
+	return out
 }

@@ -20,17 +20,16 @@ import (
 )
 
 // The pool is one process that serves the agents of many nodes: LB7s,
-// backends and plain hosts, whose sockets are all made by our own code
-// (listeners, checks, requests), so that each can be made on a thread in
-// its node's namespace (see place). In a one-CPU VM, starting a Go
+// backends, clients and plain hosts, whose sockets are all made by our own
+// code (listeners, checks, requests, the load), so that each can be made
+// on a thread in its node's namespace (see place). In a one-CPU VM, starting a Go
 // process costs about a second of CPU, most of it page faults and package
-// initialisation; the reference lab's 25 such agents shared one process
-// start instead of paying 25.
+// initialisation; the reference lab's 26 such agents share one process
+// start instead of paying 26.
 //
-// The speakers (routers, route reflectors, LB4s) and the clients keep a
-// process each: GoBGP dials its peers from goroutines of its own, which
-// no thread of ours can place in a namespace, and a client's load is the
-// traffic under study.
+// The speakers (routers, route reflectors, LB4s) keep a process each:
+// GoBGP dials its peers and accepts them from goroutines of its own, which
+// no thread of ours can place in a namespace.
 //
 // Each pooled node keeps what the lab promises of a node: its own
 // agent socket and API, its own log, its processes (HAProxy, commands of
@@ -48,7 +47,7 @@ const PoolSocketName = "pool.sock"
 // Pooled says whether a node of role r runs in the pool.
 func Pooled(r topology.Role) bool {
 	switch r {
-	case topology.RoleLB7, topology.RoleServer, topology.RoleHost:
+	case topology.RoleLB7, topology.RoleServer, topology.RoleHost, topology.RoleClient:
 		return true
 	}
 	return false

@@ -97,8 +97,8 @@ func (s *Supervisor) processKinds() func(cpustat.Process) string {
 }
 
 // PoolKind is the pool's kind of process: the agents of the LB7s, the
-// backends and the hosts, in one process.
-const PoolKind = "pool (lb7, server and host agents)"
+// backends, the clients and the hosts, in one process.
+const PoolKind = "pool (lb7, server, client, host agents)"
 
 // commOf is the name the kernel gives a program's processes: its file's
 // base name, cut to 15 bytes.
