@@ -169,8 +169,9 @@ func TestPlaceInNamespace(t *testing.T) {
 }
 
 // etcAndSysMounts returns the lines of this process's mount table whose
-// mount point is /etc, /sys or below (other tests may mount elsewhere
-// meanwhile, under /run/netns).
+// mount point is /etc or below, or /sys itself: what a leak of the
+// node's mounts would change (other tests may mount elsewhere meanwhile,
+// under /run/netns or /sys/fs).
 func etcAndSysMounts(t *testing.T) []string {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/mountinfo")
@@ -183,10 +184,8 @@ func etcAndSysMounts(t *testing.T) []string {
 		if len(f) < 5 {
 			continue
 		}
-		for _, p := range []string{"/etc", "/sys"} {
-			if f[4] == p || strings.HasPrefix(f[4], p+"/") {
-				out = append(out, line)
-			}
+		if f[4] == "/etc" || strings.HasPrefix(f[4], "/etc/") || f[4] == "/sys" {
+			out = append(out, line)
 		}
 	}
 	return out
