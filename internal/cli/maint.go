@@ -48,7 +48,17 @@ func newKillCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "kill NODE [--freeze]",
 		Short: "Crash a node: all its processes die at once, its links stay up (peers see TCP sessions close)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Crash a node: all its processes die at once, its links stay up (peers see
+TCP sessions close), its kernel state (addresses, routes, IPVS) stays.
+An LB7, backend, client or host has its agent in the pool, the process
+the lab shares between such nodes: that agent stops and every socket it
+made closes at once, as the kernel closes a killed process's, while the
+node's own processes (HAProxy, commands of lab exec) are killed.
+
+With --freeze the failure is silent: the node's processes are stopped
+(SIGSTOP) and every packet to and from it is dropped; lab revive thaws
+it. A pooled agent is cut off that way too, though its own timers run on.`,
+		Args: cobra.ExactArgs(1),
 		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
 			if freeze {
 				return l.Freeze(cmd.Context(), args[0])
