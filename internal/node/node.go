@@ -78,16 +78,8 @@ const LBDir = "/etc/lb"
 // Run sets up the node's mount namespace and serves the agent API until ctx
 // is done or the supervisor goes away.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := whileSupervised(ctx, cfg.Lifeline, log)
 	defer cancel()
-	if cfg.Lifeline != nil {
-		go func() {
-			var b [1]byte
-			_, _ = cfg.Lifeline.Read(b[:]) // returns at EOF: the supervisor is gone
-			log.Info("supervisor gone, exiting")
-			cancel()
-		}()
-	}
 	log.Info("agent starting")
 	at := place{ns: netns.None(), dir: cfg.Dir}
 	if cfg.Netns > 0 {
@@ -145,6 +137,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// whileSupervised returns a context that ends with ctx or when the
+// supervisor goes away: the read end of its lifeline pipe (nil: none)
+// reports end of file.
+func whileSupervised(ctx context.Context, lifeline *os.File, log *slog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if lifeline != nil {
+		go func() {
+			var b [1]byte
+			_, _ = lifeline.Read(b[:]) // returns at EOF: the supervisor is gone
+			log.Info("supervisor gone, exiting")
+			cancel()
+		}()
+	}
+	return ctx, cancel
 }
 
 type agent struct {

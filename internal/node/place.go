@@ -77,10 +77,7 @@ func (p place) start(cmd *exec.Cmd) error {
 		return cmd.Start()
 	}
 	errc := make(chan error, 1)
-	go func() {
-		// The thread is never given back: it leaves the process with the
-		// namespaces it entered when this goroutine ends.
-		runtime.LockOSThread()
+	onSpareThread(func() {
 		errc <- func() error {
 			if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
 				return fmt.Errorf("new mount namespace: %w", err)
@@ -96,8 +93,28 @@ func (p place) start(cmd *exec.Cmd) error {
 			}
 			return cmd.Start()
 		}()
-	}()
+	})
 	return <-errc
+}
+
+// onSpareThread runs fn on an OS thread of its own, which leaves the
+// process when fn returns, with whatever namespaces fn entered. Never the
+// main thread: Go does not end it but parks it, and /proc/self shows its
+// namespaces as the process's.
+func onSpareThread(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// Holding the main thread, the next goroutine cannot get it.
+			onSpareThread(fn)
+			runtime.UnlockOSThread()
+			return
+		}
+		fn() // never unlocked: the thread ends with this goroutine
+	}()
+	<-done
 }
 
 // sockets are what a pooled node opened: listeners and the connections

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,8 +79,7 @@ func newTestNetns(t *testing.T) netns.NsHandle {
 	}
 	errc := make(chan error, 1)
 	var ns netns.NsHandle
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread leaves with the namespace
+	onSpareThread(func() { // the thread leaves with the namespace
 		var err error
 		if ns, err = netns.New(); err != nil {
 			errc <- err
@@ -92,7 +90,7 @@ func newTestNetns(t *testing.T) netns.NsHandle {
 			err = netlink.LinkSetUp(lo)
 		}
 		errc <- err
-	}()
+	})
 	if err := <-errc; err != nil {
 		t.Fatalf("make network namespace: %v", err)
 	}

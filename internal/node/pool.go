@@ -108,16 +108,8 @@ type pool struct {
 // RunPool serves the pool's control API until ctx is done or the
 // supervisor goes away; then every member stops.
 func RunPool(ctx context.Context, cfg PoolConfig, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := whileSupervised(ctx, cfg.Lifeline, log)
 	defer cancel()
-	if cfg.Lifeline != nil {
-		go func() {
-			var b [1]byte
-			_, _ = cfg.Lifeline.Read(b[:]) // returns at EOF: the supervisor is gone
-			log.Info("supervisor gone, exiting")
-			cancel()
-		}()
-	}
 	p := &pool{cfg: cfg, ctx: ctx, log: log, members: map[string]*member{}}
 	_ = os.Remove(cfg.Socket)
 	ln, err := net.Listen("unix", cfg.Socket)
