@@ -51,13 +51,11 @@ type lb4 struct {
 	nextHop netip.Addr
 	lb7s    []lb7Target
 
-	// What reconcile drives: the IPVS table and the VIPs' announcements;
-	// the clock that ends the grace time (time.Now when nil), and the
-	// directory of the disable file (LBDir when empty).
+	// What reconcile drives: the IPVS table and the VIPs' announcements,
+	// and the clock that ends the grace time (time.Now when nil).
 	table ipvsTable
 	vips  announcer
 	now   func() time.Time
-	lbDir string
 
 	mu        sync.Mutex
 	healthy   map[string]bool
@@ -161,13 +159,8 @@ func (l *lb4) onHealth(s health.State) {
 	}
 }
 
-// dir is the directory of the disable file: /etc/lb.
-func (l *lb4) dir() string {
-	if l.lbDir != "" {
-		return l.lbDir
-	}
-	return LBDir
-}
+// dir is the directory of the disable file: the node's /etc/lb.
+func (l *lb4) dir() string { return l.a.lbDir() }
 
 // clock is the time now, for the grace time.
 func (l *lb4) clock() time.Time {

@@ -86,20 +86,23 @@ type testLB4 struct {
 
 var lb4Start = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// newTestLB4 starts LB4 node of topo, with lbDir as its /etc/lb (a new
-// one when empty).
-func newTestLB4(t *testing.T, topo *topology.Topology, node, lbDir string) *testLB4 {
+// newTestLB4 starts LB4 node of topo, with dir as its state directory (a
+// new one when empty), whose lb is its /etc/lb.
+func newTestLB4(t *testing.T, topo *topology.Topology, node, dir string) *testLB4 {
 	t.Helper()
 	n, ok := topo.Node(node)
 	if !ok {
 		t.Fatalf("no node %s", node)
 	}
-	if lbDir == "" {
-		lbDir = t.TempDir()
+	if dir == "" {
+		dir = t.TempDir()
+		if err := os.Mkdir(filepath.Join(dir, LBDirName), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tl := &testLB4{kernel: ipvstest.NewKernel(), bgp: &fakeBGP{routes: map[netip.Prefix]netip.Addr{}}, at: lb4Start}
-	a := &agent{log: slog.New(errorLog{&tl.errors}), started: lb4Start, topo: topo, node: n}
-	tl.lb4 = &lb4{a: a, table: ipvs.NewTable(tl.kernel), vips: tl.bgp, now: func() time.Time { return tl.at }, lbDir: lbDir}
+	a := &agent{cfg: Config{Dir: dir}, log: slog.New(errorLog{&tl.errors}), started: lb4Start, topo: topo, node: n}
+	tl.lb4 = &lb4{a: a, table: ipvs.NewTable(tl.kernel), vips: tl.bgp, now: func() time.Time { return tl.at }}
 	if err := tl.init(topo); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +168,7 @@ func (tl *testLB4) graceOver(t *testing.T) {
 // as its watch does.
 func (tl *testLB4) setDisable(t *testing.T, on bool) {
 	t.Helper()
-	p := filepath.Join(tl.lbDir, DisableFile)
+	p := tl.a.lbFile(DisableFile)
 	var err error
 	if on {
 		err = os.WriteFile(p, nil, 0o644)
@@ -321,7 +324,10 @@ func TestLB4Disable(t *testing.T) {
 	})
 	t.Run("disabled from the start", func(t *testing.T) {
 		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, DisableFile), nil, 0o644); err != nil {
+		if err := os.Mkdir(filepath.Join(dir, LBDirName), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, LBDirName, DisableFile), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		tl := newTestLB4(t, minimalTopology(t, false), "lb4-1", dir)

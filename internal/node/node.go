@@ -49,9 +49,8 @@ type Config struct {
 	// Pool, in a process of its own elsewhere; zero for an agent born in
 	// its node's namespaces.
 	Netns netns.NsHandle
-	// Crash, when set, receives the function that crashes a pooled agent:
-	// every socket it made closes at once.
-	Crash func(func())
+	// opened records a pooled agent's sockets, for the pool to crash it.
+	opened *sockets
 	// Topology is the whole lab; the node is Topology.Node(Node).
 	Topology *topology.Topology
 	// Configs holds the configurations `lab up` generated for the lab
@@ -83,9 +82,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("agent starting")
 	at := place{ns: netns.None(), dir: cfg.Dir}
 	if cfg.Netns > 0 {
-		at.ns, at.opened = cfg.Netns, newSockets()
-		if cfg.Crash != nil {
-			cfg.Crash(at.opened.crash)
+		at.ns, at.opened = cfg.Netns, cfg.opened
+		if at.opened == nil {
+			at.opened = newSockets()
 		}
 	} else {
 		if err := privateEtc(cfg.Dir); err != nil {
@@ -171,12 +170,13 @@ type agent struct {
 	events []control.Event
 }
 
-// lbFile is the path of a file of the node's /etc/lb, as the agent reads
-// and writes it: in the node's state directory, which every agent sees
-// (a pooled one has no /etc/lb of its own).
-func (a *agent) lbFile(name string) string {
-	return filepath.Join(a.cfg.Dir, LBDirName, name)
-}
+// lbDir is the node's /etc/lb as the agent reads and writes it: in the
+// node's state directory, which every agent sees (a pooled one has no
+// /etc/lb of its own).
+func (a *agent) lbDir() string { return filepath.Join(a.cfg.Dir, LBDirName) }
+
+// lbFile is the path of a file of the node's /etc/lb.
+func (a *agent) lbFile(name string) string { return filepath.Join(a.lbDir(), name) }
 
 // maxEvents bounds the in-memory event log of a node.
 const maxEvents = 10000

@@ -90,11 +90,11 @@ func PoolPath(path, node string) string {
 // member is one node served by the pool.
 type member struct {
 	cancel context.CancelFunc
-	crash  func()        // closes every socket of the node; set before it is ready
+	opened *sockets      // every socket of the node, which a crash closes
 	done   chan struct{} // closed when its agent has returned
 }
 
-// pool owns its members: mu guards the map and each member's crash.
+// pool owns its members: mu guards the map.
 type pool struct {
 	cfg PoolConfig
 	ctx context.Context
@@ -194,7 +194,7 @@ func (p *pool) start(ctx context.Context, name, topoFile string) error {
 		return fmt.Errorf("%s runs already", name)
 	}
 	mctx, cancel := context.WithCancel(p.ctx)
-	m := &member{cancel: cancel, done: make(chan struct{})}
+	m := &member{cancel: cancel, opened: newSockets(), done: make(chan struct{})}
 	p.members[name] = m
 	p.wg.Add(1)
 	p.mu.Unlock()
@@ -205,13 +205,8 @@ func (p *pool) start(ctx context.Context, name, topoFile string) error {
 		defer p.wg.Done()
 		cfg := Config{
 			Lab: p.cfg.Lab, Node: name, Role: string(n.Role), Dir: dir,
-			Topology: t, Configs: p.cfg.Configs, Netns: ns,
+			Topology: t, Configs: p.cfg.Configs, Netns: ns, opened: m.opened,
 			Ready: func() { close(ready) },
-			Crash: func(crash func()) {
-				p.mu.Lock()
-				m.crash = crash
-				p.mu.Unlock()
-			},
 		}
 		runErr = Run(mctx, cfg, slog.New(slog.NewTextHandler(logf, nil)).With("node", name))
 		cancel()
@@ -240,18 +235,12 @@ func (p *pool) start(ctx context.Context, name, topoFile string) error {
 func (p *pool) crash(name string) error {
 	p.mu.Lock()
 	m := p.members[name]
-	var crash func()
-	if m != nil {
-		crash = m.crash
-		delete(p.members, name)
-	}
+	delete(p.members, name)
 	p.mu.Unlock()
 	if m == nil {
 		return fmt.Errorf("%s does not run", name)
 	}
-	if crash != nil {
-		crash()
-	}
+	m.opened.crash()
 	m.cancel()
 	select {
 	case <-m.done:

@@ -376,14 +376,15 @@ func (w *worker) connect(ctx context.Context) Conn {
 	r.begin(c.Start)
 
 	var conn net.Conn
+	dial := func() (err error) {
+		conn, err = d.dialer.DialContext(ctx, t.network, t.str)
+		return err
+	}
 	var err error
 	if r.cfg.Within != nil {
-		err = r.cfg.Within(func() (err error) {
-			conn, err = d.dialer.DialContext(ctx, t.network, t.str)
-			return err
-		})
+		err = r.cfg.Within(dial)
 	} else {
-		conn, err = d.dialer.DialContext(ctx, t.network, t.str)
+		err = dial()
 	}
 	if err != nil {
 		return w.end(ctx, c, fmt.Errorf("connect: %w", err))
