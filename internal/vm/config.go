@@ -149,7 +149,9 @@ func umlDirIn(tmp string) string { return filepath.Join(tmp, "lab-uml") }
 // for its other consoles and serial lines; con0=null,fd:1 gives the main
 // console no input (stdin is /dev/null) and sends its output to stdout.
 // umid names the VM after its TAP so that the directory UML keeps under
-// uml_dir is found again by Kill.
+// uml_dir is found again by Kill. pty.legacy_count=0 skips registering
+// 256 BSD pseudo-terminal pairs nothing in the lab uses: 1.0 of the 2.5 s
+// a boot takes (measured with initcall_debug: pty_init 0.67 s).
 func (c Config) kernelArgs(umlDir string) []string {
 	mem := c.Memory
 	if mem == "" {
@@ -161,6 +163,7 @@ func (c Config) kernelArgs(umlDir string) []string {
 		"init=" + c.Init,
 		"quiet",
 		"con=null", "ssl=null", "con0=null,fd:1",
+		"pty.legacy_count=0",
 		"uml_dir=" + umlDir, "umid=" + c.TAP,
 		"vec0:transport=tap,ifname=" + c.TAP,
 		EnvAddr + "=" + c.GuestAddr.String(),

@@ -118,7 +118,7 @@ func TestConfigValidate(t *testing.T) {
 		{
 			name:    "command line too long",
 			change:  func(c *Config) { c.Env["LONG"] = strings.Repeat("x", maxCmdline) },
-			wantErr: []string{"kernel command line: 4355 bytes, at most 4095"},
+			wantErr: []string{"kernel command line: 4374 bytes, at most 4095"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,6 +153,7 @@ func TestKernelArgs(t *testing.T) {
 				"mem=2G", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "rw",
 				"init=/usr/local/bin/lab", "quiet",
 				"con=null", "ssl=null", "con0=null,fd:1",
+				"pty.legacy_count=0",
 				"uml_dir=/tmp/lab-uml", "umid=lab0",
 				"vec0:transport=tap,ifname=lab0",
 				"LAB_VM_ADDR=169.254.77.2/30",
@@ -169,6 +170,7 @@ func TestKernelArgs(t *testing.T) {
 				"mem=768M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "rw",
 				"init=/usr/local/bin/lab", "quiet",
 				"con=null", "ssl=null", "con0=null,fd:1",
+				"pty.legacy_count=0",
 				"uml_dir=/tmp/lab-uml", "umid=lab0",
 				"vec0:transport=tap,ifname=lab0",
 				"LAB_VM_ADDR=169.254.77.2/30",
