@@ -59,8 +59,7 @@ type Config struct {
 	// EnablerAgent is where the LB7's own agent (reading its
 	// /etc/lb/agent-check) listens, e.g. 127.0.0.1:5555.
 	EnablerAgent netip.AddrPort
-	// Dir is the runtime directory: configuration file, stats socket,
-	// master socket and pid file.
+	// Dir is the runtime directory: configuration file and stats socket.
 	Dir string
 }
 
@@ -84,10 +83,8 @@ func DefaultConfig() Config {
 
 // File names inside Config.Dir.
 const (
-	configFileName   = "haproxy.cfg"
-	statsSocketName  = "haproxy.sock"
-	masterSocketName = "master.sock"
-	pidFileName      = "haproxy.pid"
+	configFileName  = "haproxy.cfg"
+	statsSocketName = "haproxy.sock"
 )
 
 // ConfigFile is the path of the configuration file inside Dir.
@@ -95,12 +92,6 @@ func (c Config) ConfigFile() string { return filepath.Join(c.Dir, configFileName
 
 // StatsSocket is the path of the stats socket (runtime API) inside Dir.
 func (c Config) StatsSocket() string { return filepath.Join(c.Dir, statsSocketName) }
-
-// MasterSocket is the path of the master CLI socket inside Dir.
-func (c Config) MasterSocket() string { return filepath.Join(c.Dir, masterSocketName) }
-
-// PIDFile is the path of the pid file inside Dir.
-func (c Config) PIDFile() string { return filepath.Join(c.Dir, pidFileName) }
 
 // Backend and frontend names used in the generated configuration.
 const (
@@ -209,7 +200,7 @@ func (c Config) Validate() error {
 	}
 	// HAProxy binds a unix socket as "PATH.PID.tmp" before renaming it, and
 	// a socket path holds at most 107 bytes.
-	if n := len(c.MasterSocket()) + len(".4194304.tmp"); n > 107 {
+	if n := len(c.StatsSocket()) + len(".4194304.tmp"); n > 107 {
 		bad("runtime directory %q is too long for unix sockets", c.Dir)
 	}
 	return errors.Join(errs...)

@@ -1,5 +1,5 @@
 // Package haproxy manages the HAProxy of an LB7: it generates its
-// configuration, runs it in master-worker mode and reads its runtime state.
+// configuration, runs it and reads its runtime state.
 //
 // Generate builds the configuration through client-native's configuration
 // client (github.com/haproxytech/client-native/v6), never from text
@@ -11,13 +11,14 @@
 // every LB4, as in the reference lab. Every real server has an HTTP health
 // check and an agent check ("drain", "maint", "down", "ready", "N%"...).
 //
-// Start runs "haproxy -W -db" in its own process group and waits for the
-// stats socket; Reload sends SIGUSR2 to the master, which keeps old
-// workers until their connections end; Stop ends the whole group. Runtime
+// Start runs "haproxy -db" (one process, no master: see Process) in its
+// own process group and waits until its stats socket answers; Reload
+// starts a new process that takes over the listening sockets (-x) while
+// the old one finishes its connections (-sf); Stop ends them all. Runtime
 // reads server states through client-native's runtime client.
 //
 // What client-native v6.2.5 needs, or cannot do, with HAProxy 2.6:
-//   - New runs "haproxy -v" and CommitTransaction runs "haproxy -W -c", so
+//   - New runs "haproxy -v" and CommitTransaction runs "haproxy -c", so
 //     Generate needs the haproxy program; transactions go to a temporary
 //     directory (the default is /etc/haproxy/transactions).
 //   - PushDefaultsConfiguration fails on an empty file; only named defaults
@@ -27,9 +28,8 @@
 //     documented as the default.
 //   - The file starts with client-native's "# _version=N" comment and binds
 //     get "name ADDR:PORT"; both are harmless to HAProxy.
-//   - Its runtime Reload needs HAProxy 2.7 (master CLI "reload"); with 2.6,
-//     Reload signals the master and reads its reload counter from "show
-//     proc" on the master socket.
+//   - Its runtime Reload needs HAProxy 2.7 and a master (master CLI
+//     "reload"); Process.Reload does without either.
 //   - GetServersState has no weight, sessions or agent result: Servers
 //     merges it with GetStats ("show stat"). It decodes srv_admin_state as
 //     hexadecimal although HAProxy prints it in decimal: right for forced

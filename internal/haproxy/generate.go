@@ -73,7 +73,6 @@ func Generate(cfg Config) ([]byte, error) {
 		cfgopt.HAProxyBin(bin),
 		cfgopt.TransactionsDir(filepath.Join(tmp, "transactions")),
 		cfgopt.UseModelsValidation,
-		cfgopt.MasterWorker,
 		// Without this option, v6.2.5 writes bare milliseconds:
 		// New defaults to "nearest" but only the option maps it to
 		// the suffix SerializeTime understands.
@@ -127,8 +126,6 @@ func (b *builder) build(cfg Config) {
 	const parentFrontend, parentBackend = "frontend", "backend"
 	b.do("set global section", func() error {
 		return b.c.PushGlobalConfiguration(&models.Global{GlobalBase: models.GlobalBase{
-			MasterWorker: true,
-			Pidfile:      cfg.PIDFile(),
 			RuntimeAPIs: []*models.RuntimeAPI{{
 				Address: ptr(cfg.StatsSocket()),
 				BindParams: models.BindParams{

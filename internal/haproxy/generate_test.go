@@ -145,31 +145,3 @@ func TestCheckRejectsBrokenConfig(t *testing.T) {
 		t.Errorf("Check() error = %q, want haproxy's reason", err)
 	}
 }
-
-func TestParseMasterReloads(t *testing.T) {
-	cases := []struct {
-		name    string
-		in      string
-		want    int
-		wantErr bool
-	}{
-		{"after two reloads", "#<PID>          <type>          <reloads>       <uptime>        <version>\n" +
-			"4242            master          2               0d00h00m09s     2.6.12-1+deb12u4\n" +
-			"# workers\n4300            worker          0               0d00h00m01s     2.6.12-1+deb12u4\n" +
-			"# old workers\n4250            worker          1               0d00h00m05s     2.6.12-1+deb12u4\n", 2, false},
-		{"no master line", "# workers\n4300 worker 0 0d00h00m01s 2.6.12\n", 0, true},
-		{"bad count", "4242 master x 0d00h00m09s 2.6.12\n", 0, true},
-		{"empty", "", 0, true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseMasterReloads(tc.in)
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("parseMasterReloads() error = %v, want error %v", err, tc.wantErr)
-			}
-			if got != tc.want {
-				t.Errorf("parseMasterReloads() = %d, want %d", got, tc.want)
-			}
-		})
-	}
-}

@@ -11,17 +11,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // Time limits of the process lifecycle.
 const (
 	startTimeout  = 3 * time.Minute // dozens of HAProxies start at once in a one-CPU VM
-	reloadTimeout = 10 * time.Second
+	reloadTimeout = 30 * time.Second
 	stopTimeout   = 10 * time.Second
 	pollInterval  = 20 * time.Millisecond
 )
@@ -29,39 +32,58 @@ const (
 // ErrExited is returned when HAProxy exits while it is expected to run.
 var ErrExited = errors.New("haproxy exited")
 
-// Process is one HAProxy in master-worker mode, started by Start. The
-// configuration file, stats socket, master socket and pid file all live in
-// the directory of the configuration file (Config.Dir).
+// Process is one HAProxy, started by Start: one process serving at a time
+// ("haproxy -db -f CFG", no master), and, after a Reload, the processes it
+// replaced while they finish their connections. The configuration file,
+// stats socket and pid file live in the directory of the configuration
+// file (Config.Dir).
+//
+// No master-worker mode: HAProxy 2.6's master parses the configuration,
+// forks its worker, then executes itself again to wait: in a one-CPU VM
+// that was 0.83 s of CPU per HAProxy at start, the single process 0.55 s.
+// A reload is the seamless one the master would make: the new process
+// takes the listening sockets from the old one over the stats socket (-x,
+// "expose-fd listeners") and tells it to finish its connections (-sf).
 type Process struct {
-	cfgPath      string
-	statsSocket  string
-	masterSocket string
-	cmd          *exec.Cmd
-	log          *slog.Logger
+	cfgPath     string
+	statsSocket string
+	log         *slog.Logger
+	out         *lineLogger
+	spawn       func(*exec.Cmd) error
 
-	done    chan struct{} // closed when the master has exited
-	waitErr error         // exit status of the master, valid after done
-
-	// ready receives a value each time the master says READY=1 on its
-	// notification socket: once its workers serve, at start and after
-	// each reload.
-	ready  chan struct{}
-	notify *net.UnixConn
+	// mu guards the processes: current serves, the others finish their
+	// connections after a reload.
+	mu      sync.Mutex
+	current *instance
+	old     []*instance
 
 	stopOnce sync.Once
 	stopErr  error
 }
 
-// Start runs "haproxy -Ws -db -f CFG -S DIR/master.sock" and waits until
-// the master says its worker serves, as it tells systemd: READY=1 on the
-// datagram socket named by NOTIFY_SOCKET (DIR/notify.sock), sent once the
-// worker has loaded the configuration; then one "show info" on the stats
-// socket DIR/haproxy.sock confirms it. No polling: in a one-CPU VM where
-// a dozen HAProxies start at once, a stats-socket poll every 20 ms by each
-// of their agents was a quarter of the bring-up's CPU. The pid file is the one of the configuration's global section:
-// HAProxy 2.6 raises an alert when "-p" repeats it. ctx bounds the start only: once Start returns, HAProxy runs
-// until Stop. HAProxy runs in its own process group, its output goes to
-// log.
+// instance is one HAProxy process.
+type instance struct {
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when it has exited
+	waitErr error         // its exit status, valid after done
+}
+
+func (i *instance) exited() bool {
+	select {
+	case <-i.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Start runs "haproxy -db -f CFG" and waits until it serves: once its
+// stats socket appears in the directory (an inotify event, no polling
+// while HAProxy loads) and answers "show info" with the pid of the process
+// started. Every listener is bound before the stats socket is, and HAProxy
+// answers only once it runs its loop, so a first answer means it serves.
+// ctx bounds the start only: once Start returns, HAProxy runs until Stop.
+// HAProxy runs in its own process group; its output goes to log.
 //
 // spawn starts the command (nil: exec.Cmd.Start): a caller may start
 // HAProxy in another network namespace.
@@ -75,12 +97,11 @@ func Start(ctx context.Context, cfgPath string, log *slog.Logger, spawn func(*ex
 	}
 	dir := filepath.Dir(cfgPath)
 	p := &Process{
-		cfgPath:      cfgPath,
-		statsSocket:  filepath.Join(dir, statsSocketName),
-		masterSocket: filepath.Join(dir, masterSocketName),
-		log:          log,
-		done:         make(chan struct{}),
-		ready:        make(chan struct{}, 1),
+		cfgPath:     cfgPath,
+		statsSocket: filepath.Join(dir, statsSocketName),
+		log:         log,
+		out:         &lineLogger{log: log},
+		spawn:       spawn,
 	}
 	// No "haproxy -c" first: HAProxy refuses a bad configuration at start
 	// too, and in a one-CPU VM every extra HAProxy run costs seconds.
@@ -90,237 +111,205 @@ func Start(ctx context.Context, cfgPath string, log *slog.Logger, spawn func(*ex
 		c.Close()
 		return nil, fmt.Errorf("start haproxy in %s: stats socket %s already answers", dir, p.statsSocket)
 	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	inst, err := p.run(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("start haproxy: %w", err)
+	}
+	p.current = inst
+	return p, nil
+}
+
+// run starts one HAProxy process with extra arguments and waits until it
+// answers on the stats socket; on failure, none is left running.
+func (p *Process) run(ctx context.Context, extra ...string) (*instance, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
-	notifyPath := filepath.Join(dir, notifySocketName)
-	_ = os.Remove(notifyPath)
-	p.notify, err = net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	// Watch before starting, so that the socket's appearance cannot be
+	// missed. HAProxy binds it under a temporary name and renames it:
+	// inotify reports the rename as a creation.
+	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return nil, fmt.Errorf("start haproxy: notification socket: %w", err)
+		return nil, fmt.Errorf("watch %s: %w", filepath.Dir(p.statsSocket), err)
 	}
-	go p.readNotifications()
-	out := &lineLogger{log: log}
-	p.cmd = exec.Command(bin, "-Ws", "-db",
-		"-f", cfgPath,
-		"-S", p.masterSocket)
-	p.cmd.Dir = dir
-	p.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
-	p.cmd.Stdout, p.cmd.Stderr = out, out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := spawn(p.cmd); err != nil {
-		p.notify.Close()
-		return nil, fmt.Errorf("start haproxy: %w", err)
+	defer w.Close()
+	if err := w.Add(filepath.Dir(p.statsSocket)); err != nil {
+		return nil, fmt.Errorf("watch %s: %w", filepath.Dir(p.statsSocket), err)
 	}
-	log.Info("haproxy started", "pid", p.cmd.Process.Pid, "config", cfgPath)
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		out.flush()
-		p.notify.Close()
-		close(p.done)
-	}()
 
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	err = p.waitReady(ctx)
-	if err == nil {
-		var r *Runtime
-		if r, err = NewRuntime(p.statsSocket); err == nil {
-			_, err = r.PID()
-		}
+	cmd := exec.Command(bin, append([]string{"-db", "-f", p.cfgPath}, extra...)...)
+	cmd.Dir = filepath.Dir(p.cfgPath)
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.spawn(cmd); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		_ = p.Stop()
+	inst := &instance{cmd: cmd, done: make(chan struct{})}
+	p.log.Info("haproxy started", "pid", cmd.Process.Pid, "config", p.cfgPath)
+	go func() {
+		inst.waitErr = cmd.Wait()
+		p.out.flush()
+		close(inst.done)
+	}()
+	// A reload takes the stats socket over with the other listeners (-x):
+	// no new socket appears, so it polls from the start.
+	if err := p.waitServing(ctx, w, inst, len(extra) > 0); err != nil {
+		p.kill(inst)
 		return nil, fmt.Errorf("wait for haproxy to serve: %w", err)
 	}
-	return p, nil
+	return inst, nil
 }
 
-// notifySocketName is the datagram socket on which the master reports its
-// state (sd_notify's protocol).
-const notifySocketName = "notify.sock"
-
-// readNotifications passes each READY=1 of the master to p.ready until the
-// socket is closed.
-func (p *Process) readNotifications() {
-	buf := make([]byte, 4096)
+// waitServing waits until inst answers on the stats socket. The socket is
+// renamed into place before HAProxy listens on it: after each event, retry
+// a refused connection until the process answers. With poll, it does not
+// wait for an event to start trying.
+func (p *Process) waitServing(ctx context.Context, w *fsnotify.Watcher, inst *instance, poll bool) error {
+	pid := inst.cmd.Process.Pid
+	var retry <-chan time.Time
+	if poll {
+		retry = time.After(0)
+	}
 	for {
-		n, err := p.notify.Read(buf)
-		if err != nil {
-			return
-		}
-		for _, line := range strings.Split(string(buf[:n]), "\n") {
-			if line == "READY=1" {
-				select {
-				case p.ready <- struct{}{}:
-				default: // one pending is enough
-				}
+		select {
+		case <-inst.done:
+			return fmt.Errorf("%w: %v", ErrExited, inst.waitErr)
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-w.Errors:
+			return fmt.Errorf("watch %s: %w", filepath.Dir(p.statsSocket), err)
+		case ev := <-w.Events:
+			if ev.Name != p.statsSocket || !ev.Has(fsnotify.Create) {
+				continue
 			}
+		case <-retry:
+		}
+		if got, err := showInfoPID(p.statsSocket); err == nil && got == pid {
+			return nil
+		}
+		retry = time.After(pollInterval)
+	}
+}
+
+// showInfoPID asks the stats socket "show info" and returns the Pid line.
+func showInfoPID(socket string) (int, error) {
+	c, err := net.DialTimeout("unix", socket, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return 0, err
+	}
+	if _, err := c.Write([]byte("show info\n")); err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "Pid: "); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
 		}
 	}
-}
-
-// waitReady waits for the master's next READY=1.
-func (p *Process) waitReady(ctx context.Context) error {
-	select {
-	case <-p.ready:
-		return nil
-	case <-p.done:
-		return fmt.Errorf("%w: %v", ErrExited, p.waitErr)
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := sc.Err(); err != nil {
+		return 0, err
 	}
+	return 0, errNoAnswer
 }
 
-// PID is the process id of the master.
-func (p *Process) PID() int { return p.cmd.Process.Pid }
+// PID is the process id of the HAProxy that serves.
+func (p *Process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.current.cmd.Process.Pid
+}
 
 // StatsSocket is the path of the stats socket (runtime API).
 func (p *Process) StatsSocket() string { return p.statsSocket }
 
-// MasterSocket is the path of the master CLI socket.
-func (p *Process) MasterSocket() string { return p.masterSocket }
-
-// Done is closed when the master has exited.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
-// Reload checks the configuration file, then asks the master to reload it
-// (SIGUSR2): the master starts new workers and the old ones finish their
-// connections, so a reload drops no connection. Reload returns once the
-// master has completed the reload.
+// Reload checks the configuration file, then starts a new HAProxy that
+// takes the listening sockets of the one serving ("-x" over the stats
+// socket) and, once it serves, tells it to stop accepting and finish its
+// connections ("-sf"): a reload drops no connection. Reload returns once
+// the new process answers on the stats socket; a configuration HAProxy
+// refuses leaves the old one serving.
 func (p *Process) Reload() error {
 	if err := Check(p.cfgPath); err != nil {
 		return err
 	}
-	before, err := p.masterReloads()
-	if err != nil {
-		return fmt.Errorf("reload haproxy: %w", err)
-	}
-	select { // a READY=1 from before the reload says nothing of it
-	case <-p.ready:
-	default:
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
-		return fmt.Errorf("reload haproxy: signal master: %w", err)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.current
+	if old.exited() {
+		return fmt.Errorf("reload haproxy: %w: %v", ErrExited, old.waitErr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
 	defer cancel()
-	if err := p.waitReady(ctx); err != nil {
-		return fmt.Errorf("reload haproxy: wait for the master: %w", err)
-	}
-	after, err := p.masterReloads()
+	inst, err := p.run(ctx, "-x", p.statsSocket, "-sf", strconv.Itoa(old.cmd.Process.Pid))
 	if err != nil {
 		return fmt.Errorf("reload haproxy: %w", err)
 	}
-	if after <= before {
-		return fmt.Errorf("reload haproxy: master reports %d reloads, %d before", after, before)
-	}
-	p.log.Info("haproxy reloaded", "pid", p.PID(), "reloads", after)
+	p.current = inst
+	p.old = append(slices.DeleteFunc(p.old, (*instance).exited), old)
+	p.log.Info("haproxy reloaded", "pid", inst.cmd.Process.Pid, "replaced", old.cmd.Process.Pid)
 	return nil
 }
 
-// masterReloads returns the reload counter of the master, from "show proc"
-// on the master socket.
-func (p *Process) masterReloads() (int, error) {
-	c, err := net.DialTimeout("unix", p.masterSocket, time.Second)
-	if err != nil {
-		return 0, fmt.Errorf("connect to master socket: %w", err)
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
-		return 0, fmt.Errorf("set master socket deadline: %w", err)
-	}
-	if _, err := c.Write([]byte("show proc;quit\n")); err != nil {
-		return 0, fmt.Errorf("write to master socket: %w", err)
-	}
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(c); err != nil {
-		return 0, fmt.Errorf("read master socket: %w", err)
-	}
-	return parseMasterReloads(buf.String())
-}
-
-// parseMasterReloads reads the reloads column of the master line of "show
-// proc":
-//
-//	#<PID>          <type>          <reloads>       <uptime>        <version>
-//	4242            master          0               0d00h00m01s     2.6.12-1+deb12u4
-func parseMasterReloads(out string) (int, error) {
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 3 && f[1] == "master" {
-			n, err := strconv.Atoi(f[2])
-			if err != nil {
-				return 0, fmt.Errorf("parse master reloads %q: %w", f[2], err)
-			}
-			return n, nil
-		}
-	}
-	return 0, fmt.Errorf("no master line in show proc output %q", out)
-}
-
-// Stop stops HAProxy: SIGTERM to the master, which stops its workers
-// at once; if the process group is still alive after a while, SIGKILL to
-// the whole group. Stop returns once no process of the group is left. It
-// is safe to call more than once.
+// Stop stops HAProxy: SIGTERM to every process (the one serving and those
+// finishing connections after a reload), which stop at once; a process
+// group still alive after a while gets SIGKILL. Stop returns once no
+// process is left. It is safe to call more than once.
 func (p *Process) Stop() error {
 	p.stopOnce.Do(func() { p.stopErr = p.stop() })
 	return p.stopErr
 }
 
 func (p *Process) stop() error {
-	pgid := p.cmd.Process.Pid
-	select {
-	case <-p.done:
-		p.log.Warn("haproxy had exited", "pid", pgid, "status", p.waitErr)
-	default:
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			return fmt.Errorf("stop haproxy: signal master: %w", err)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, inst := range append([]*instance{p.current}, p.old...) {
+		errs = append(errs, p.stopOne(inst))
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Process) stopOne(inst *instance) error {
+	pid := inst.cmd.Process.Pid
+	if inst.exited() {
+		if inst == p.current {
+			p.log.Warn("haproxy had exited", "pid", pid, "status", inst.waitErr)
 		}
+		return nil
+	}
+	if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop haproxy %d: %w", pid, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	groupGone := func() bool {
-		select {
-		case <-p.done:
-		default:
-			return false
-		}
-		// The workers share the master's process group.
-		return errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH)
-	}
-	if waitFor(ctx, groupGone) {
-		p.log.Info("haproxy stopped", "pid", pgid, "status", p.waitErr)
+	select {
+	case <-inst.done:
+		p.log.Info("haproxy stopped", "pid", pid, "status", inst.waitErr)
 		return nil
+	case <-ctx.Done():
 	}
-	p.log.Warn("haproxy did not stop, killing its process group", "pgid", pgid)
-	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("stop haproxy: kill process group %d: %w", pgid, err)
-	}
-	ctx, cancel = context.WithTimeout(context.Background(), stopTimeout)
-	defer cancel()
-	if !waitFor(ctx, groupGone) {
-		return fmt.Errorf("stop haproxy: process group %d still alive", pgid)
-	}
-	return nil
+	p.log.Warn("haproxy did not stop, killing its process group", "pgid", pid)
+	return p.kill(inst)
 }
 
-// waitFor polls cond until it is true or ctx ends, and reports whether it
-// became true.
-func waitFor(ctx context.Context, cond func() bool) bool {
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	for {
-		if cond() {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return cond()
-		case <-t.C:
-		}
+// kill ends inst's process group at once and waits for the process.
+func (p *Process) kill(inst *instance) error {
+	pgid := inst.cmd.Process.Pid
+	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill haproxy process group %d: %w", pgid, err)
+	}
+	select {
+	case <-inst.done:
+		return nil
+	case <-time.After(stopTimeout):
+		return fmt.Errorf("stop haproxy: process %d still alive", pgid)
 	}
 }
 

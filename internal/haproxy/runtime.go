@@ -53,10 +53,9 @@ func NewRuntime(socket string) (*Runtime, error) {
 	return &Runtime{client: c}, nil
 }
 
-// PID returns the process id of the worker answering on the socket. It
-// fails unless a worker really answers: a socket that accepts connections
-// and closes them (a master that failed to bind its listeners) is not
-// enough.
+// PID returns the process id of the HAProxy answering on the socket. It
+// fails unless HAProxy really answers: a socket that accepts connections
+// and closes them is not enough.
 func (r *Runtime) PID() (int, error) {
 	info, err := r.client.GetInfo()
 	if err != nil {
