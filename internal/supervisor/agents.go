@@ -42,8 +42,11 @@ func (s *Supervisor) nodeDir(name string) string {
 	return filepath.Join(s.cfg.Dir, "nodes", name)
 }
 
-// startAgents starts the pool, when some node runs in it, then every
-// node's agent in parallel, and waits until each serves its socket.
+// startAgents starts every node's agent in parallel, and the pool when
+// some node runs in it, and waits until each serves its socket. The
+// agents of their own (the BGP speakers) do not wait for the pool: a
+// speaker's first dial comes 1 to 2 s after it starts (GoBGP's connect
+// loop), time the pool and the HAProxies use to load.
 func (s *Supervisor) startAgents(ctx context.Context) error {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -57,10 +60,15 @@ func (s *Supervisor) startAgents(ctx context.Context) error {
 			pooled++
 		}
 	}
+	poolReady := make(chan struct{})
+	var poolErr error
 	if pooled > 0 {
-		if err := s.startPool(ctx); err != nil {
-			return err
-		}
+		go func() {
+			poolErr = s.startPool(ctx)
+			close(poolReady)
+		}()
+	} else {
+		close(poolReady)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(t.Nodes))
@@ -73,13 +81,19 @@ func (s *Supervisor) startAgents(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if node.Pooled(n.Role) {
+				if <-poolReady; poolErr != nil {
+					return // reported once, below
+				}
+			}
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			errs[i] = s.startAgent(ctx, n)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	<-poolReady
+	if err := errors.Join(append(errs, poolErr)...); err != nil {
 		return err
 	}
 	s.log.Info("progress", "step", "agents", "count", len(t.Nodes), "processes", len(t.Nodes)-pooled+min(pooled, 1))
