@@ -54,6 +54,12 @@ type Config struct {
 	// HoldTime, Keepalive and ConnectRetry are whole seconds; zero means
 	// DefaultHoldTime, DefaultKeepalive and DefaultConnectRetry.
 	HoldTime, Keepalive, ConnectRetry time.Duration
+	// Serve, when set, starts GoBGP's serve loop (a function that never
+	// returns) and returns once it runs: GoBGP makes its listener on that
+	// loop's goroutine, so a caller that runs it on a thread in another
+	// network namespace gets the listener, and the sessions it accepts,
+	// there. Nil runs it on a goroutine of its own.
+	Serve func(serve func()) error `json:"-"`
 }
 
 // withDefaults returns c with zero timers replaced by their defaults.

@@ -83,7 +83,11 @@ func (s *Speaker) Start(ctx context.Context) error {
 	srv := server.NewBgpServer(server.LoggerOption(slogLogger{log: s.log.With("component", "gobgp")}))
 	// Serve never returns: GoBGP has no way to end it. The goroutine
 	// idles once the server is stopped and dies with the process.
-	go srv.Serve()
+	if s.cfg.Serve == nil {
+		go srv.Serve()
+	} else if err := s.cfg.Serve(srv.Serve); err != nil {
+		return fmt.Errorf("start bgp speaker %s: run its serve loop: %w", s.cfg.RouterID, err)
+	}
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: apiGlobal(s.cfg)}); err != nil {
 		srv.Stop()
 		return fmt.Errorf("start bgp speaker %s: %w", s.cfg.RouterID, err)

@@ -50,9 +50,10 @@ func newKillCmd(g *globals) *cobra.Command {
 		Short: "Crash a node: all its processes die at once, its links stay up (peers see TCP sessions close)",
 		Long: `Crash a node: all its processes die at once, its links stay up (peers see
 TCP sessions close), its kernel state (addresses, routes, IPVS) stays.
-An LB7, backend, client or host has its agent in the pool, the process
-the lab shares between such nodes: that agent stops and every socket it
-made closes at once, as the kernel closes a killed process's, while the
+An LB4, LB7, backend, client or host has its agent in the pool, the
+process the lab shares between such nodes: that agent stops and every
+socket the pool has in the node's network namespace (its BGP sessions
+too) closes at once, as the kernel closes a killed process's, while the
 node's own processes (HAProxy, commands of lab exec) are killed.
 
 With --freeze the failure is silent: the node's processes are stopped

@@ -26,6 +26,9 @@ type Config struct {
 	Timeout  time.Duration // of one check
 	Rise     int           // successes in a row to become healthy
 	Fall     int           // failures in a row to become unhealthy
+	// Dial opens a check connection; nil dials from where the process
+	// stands (a net.Dialer without TCP keep-alives).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Target is something to check: GET Path on Addr must answer 200.
@@ -53,7 +56,7 @@ type Checker struct {
 	cfg      Config
 	log      *slog.Logger
 	onChange func(State)
-	dialer   net.Dialer
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu      sync.Mutex
 	states  map[string]*tracked
@@ -73,11 +76,15 @@ type tracked struct {
 // a time) whenever a target turns healthy or unhealthy, and when a new
 // target is first found unhealthy (Known turns true).
 func New(cfg Config, log *slog.Logger, onChange func(State)) *Checker {
+	dial := cfg.Dial
+	if dial == nil {
+		// No keep-alive options to set on a check's connection: system
+		// calls are dear in a user-mode Linux VM.
+		d := &net.Dialer{KeepAlive: -1}
+		dial = d.DialContext
+	}
 	return &Checker{
-		cfg: cfg, log: log, onChange: onChange,
-		// A check's connection lives one request: no keepalive options
-		// to set on it (system calls are dear in a user-mode Linux VM).
-		dialer: net.Dialer{KeepAlive: -1},
+		cfg: cfg, log: log, onChange: onChange, dial: dial,
 		states: map[string]*tracked{}, running: map[string]context.CancelFunc{},
 	}
 }
@@ -214,7 +221,7 @@ func (c *Checker) check(ctx context.Context, t Target, conn *checkConn) (*checkC
 		}
 		conn.close()
 	}
-	nc, err := c.dialer.DialContext(ctx, "tcp", t.host)
+	nc, err := c.dial(ctx, "tcp", t.host)
 	if err != nil {
 		return nil, err
 	}

@@ -112,8 +112,8 @@ func (r *router) Reconfigure(ctx context.Context, _ *topology.Topology) error {
 	return r.speaker.SetNeighbors(ctx, ns)
 }
 
-// clients are a route reflector's neighbours: every router and LB4. They
-// dial; the reflector only accepts (see upstreams).
+// clients are a route reflector's neighbours: every router and LB4. The
+// routers dial; the reflector dials the LB4s (see upstreams).
 func (r *reflector) clients() ([]bgp.Neighbor, error) {
 	var ns []bgp.Neighbor
 	for _, role := range []topology.Role{topology.RoleRouter, topology.RoleLB4} {
@@ -122,7 +122,7 @@ func (r *reflector) clients() ([]bgp.Neighbor, error) {
 			if err != nil {
 				return nil, err
 			}
-			ns = append(ns, bgp.Neighbor{Address: addr, RRClient: true, AddPaths: true, Passive: true})
+			ns = append(ns, bgp.Neighbor{Address: addr, RRClient: true, AddPaths: true, Passive: role == topology.RoleRouter})
 		}
 	}
 	return ns, nil

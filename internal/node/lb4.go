@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -86,7 +87,7 @@ type announcer interface {
 
 func (l *lb4) Start(ctx context.Context) error {
 	t := l.a.topology()
-	table, err := ipvs.Open("")
+	table, err := ipvs.Open(l.a.at.netnsPath())
 	if err != nil {
 		return err
 	}
@@ -101,6 +102,9 @@ func (l *lb4) Start(ctx context.Context) error {
 	if cfg.Neighbors, err = l.a.upstreams(topology.RoleRouter, false); err != nil {
 		return err
 	}
+	// Pooled, the LB4's speaker cannot dial (see upstreams): it listens,
+	// in its node's namespace.
+	cfg.Listen, cfg.Serve = true, l.a.at.goForever
 	l.speaker = bgp.New(cfg, l.a.log)
 	if err := l.speaker.Start(ctx); err != nil {
 		return fmt.Errorf("start bgp: %w", err)
@@ -112,7 +116,10 @@ func (l *lb4) Start(ctx context.Context) error {
 	}
 
 	h := l.a.node.Settings.Health
-	l.checker = health.New(health.Config{Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}, l.a.log, l.onHealth)
+	l.checker = health.New(health.Config{
+		Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall,
+		Dial: l.a.at.dial(&net.Dialer{KeepAlive: -1}),
+	}, l.a.log, l.onHealth)
 	go l.checker.Run(ctx, healthTargets(l.lb7s))
 	// The grace time ends without a health change to reconcile on.
 	grace := time.AfterFunc(announceGrace*h.Interval+time.Millisecond, func() {

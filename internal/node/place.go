@@ -69,6 +69,37 @@ func (p place) dial(d *net.Dialer) func(ctx context.Context, network, addr strin
 	}
 }
 
+// netnsPath names the node's network namespace for libraries that open
+// it by path (IPVS); "" is where we stand.
+func (p place) netnsPath() string {
+	if !p.pooled() {
+		return ""
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", int(p.ns))
+}
+
+// goForever starts serve, a loop that never returns, and returns once it
+// runs. For a pooled node, the loop runs on a thread of its own that
+// entered the node's network namespace and stays there for the life of
+// the process: GoBGP makes its listener on its serve loop's goroutine,
+// and that loop has no end, so a crashed LB4 leaves this thread idle.
+func (p place) goForever(serve func()) error {
+	if !p.pooled() {
+		go serve()
+		return nil
+	}
+	errc := make(chan error, 1)
+	go onSpareThread(func() {
+		if err := netns.Set(p.ns); err != nil {
+			errc <- fmt.Errorf("enter network namespace: %w", err)
+			return
+		}
+		errc <- nil
+		serve()
+	})
+	return <-errc
+}
+
 // start starts cmd inside the node: for a pooled node, in its network
 // namespace and in a mount namespace of its own where /etc/lb is the
 // node's, as an agent of its own has it.

@@ -19,22 +19,26 @@ import (
 	"github.com/lab-lb/lab/internal/topology"
 )
 
-// The pool is one process that serves the agents of many nodes: LB7s,
-// backends, clients and plain hosts, whose sockets are all made by our own
-// code (listeners, checks, requests, the load), so that each can be made
-// on a thread in its node's namespace (see place). In a one-CPU VM, starting a Go
-// process costs about a second of CPU, most of it page faults and package
-// initialisation; the reference lab's 26 such agents share one process
-// start instead of paying 26.
+// The pool is one process that serves the agents of many nodes: LB4s,
+// LB7s, backends, clients and plain hosts. Their sockets are made on a
+// thread in their node's namespace (see place): our own code's
+// (listeners, checks, requests, the load), and a pooled LB4's BGP
+// listener, which GoBGP makes on its serve loop's goroutine, run on such
+// a thread (place.goForever). In a one-CPU VM, starting a Go process
+// costs about half a second of CPU, most of it page faults and package
+// initialisation; the reference lab's 33 such agents share one process
+// start instead of paying 33.
 //
-// The speakers (routers, route reflectors, LB4s) keep a process each:
-// GoBGP dials its peers and accepts them from goroutines of its own, which
-// no thread of ours can place in a namespace.
+// Routers and route reflectors keep a process each: GoBGP dials its peers
+// from goroutines of its own, which no thread of ours can place in a
+// namespace. So they dial the LB4s, which only accept (see upstreams).
 //
 // Each pooled node keeps what the lab promises of a node: its own
 // agent socket and API, its own log, its processes (HAProxy, commands of
 // lab exec) born in its namespaces, and a crash (lab kill) that closes
-// every socket it made at once, as the kernel closes a killed process's.
+// every socket it made at once, as the kernel closes a killed process's:
+// those it tracked (sockets), and every other socket of the process in
+// its network namespace (shutdownSocketsIn), GoBGP's included.
 
 // ArgPool is the hidden first argument with which the lab binary runs the
 // pool.
@@ -47,7 +51,7 @@ const PoolSocketName = "pool.sock"
 // Pooled says whether a node of role r runs in the pool.
 func Pooled(r topology.Role) bool {
 	switch r {
-	case topology.RoleLB7, topology.RoleServer, topology.RoleHost, topology.RoleClient:
+	case topology.RoleLB4, topology.RoleLB7, topology.RoleServer, topology.RoleHost, topology.RoleClient:
 		return true
 	}
 	return false
@@ -92,6 +96,27 @@ type member struct {
 	cancel context.CancelFunc
 	opened *sockets      // every socket of the node, which a crash closes
 	done   chan struct{} // closed when its agent has returned
+
+	nsMu sync.Mutex
+	ns   netns.NsHandle // the node's network namespace; closed once its agent has returned
+}
+
+// shutdownSockets shuts down every socket of the process in the member's
+// network namespace, unless its agent has returned already.
+func (m *member) shutdownSockets() (int, error) {
+	m.nsMu.Lock()
+	defer m.nsMu.Unlock()
+	if !m.ns.IsOpen() {
+		return 0, nil
+	}
+	return shutdownSocketsIn(m.ns)
+}
+
+func (m *member) closeNetns() {
+	m.nsMu.Lock()
+	defer m.nsMu.Unlock()
+	m.ns.Close()
+	m.ns = netns.None()
 }
 
 // pool owns its members: mu guards the map.
@@ -194,7 +219,7 @@ func (p *pool) start(ctx context.Context, name, topoFile string) error {
 		return fmt.Errorf("%s runs already", name)
 	}
 	mctx, cancel := context.WithCancel(p.ctx)
-	m := &member{cancel: cancel, opened: newSockets(), done: make(chan struct{})}
+	m := &member{cancel: cancel, opened: newSockets(), done: make(chan struct{}), ns: ns}
 	p.members[name] = m
 	p.wg.Add(1)
 	p.mu.Unlock()
@@ -210,7 +235,7 @@ func (p *pool) start(ctx context.Context, name, topoFile string) error {
 		}
 		runErr = Run(mctx, cfg, slog.New(slog.NewTextHandler(logf, nil)).With("node", name))
 		cancel()
-		ns.Close()
+		m.closeNetns()
 		logf.Close()
 		p.mu.Lock()
 		if p.members[name] == m {
@@ -241,6 +266,9 @@ func (p *pool) crash(name string) error {
 		return fmt.Errorf("%s does not run", name)
 	}
 	m.opened.crash()
+	if _, err := m.shutdownSockets(); err != nil {
+		p.log.Warn("shut down the sockets of a crashed node", "node", name, "err", err)
+	}
 	m.cancel()
 	select {
 	case <-m.done:

@@ -32,12 +32,12 @@ func (a *agent) bgpConfig() (bgp.Config, error) {
 // router.
 //
 // Exactly one end of each session dials, so that no two connections
-// collide: LB4s dial their routers or reflectors, routers dial the
-// reflectors, and a router peering with LB4s directly, like a reflector,
-// only accepts.
+// collide: routers dial the reflectors, and routers and reflectors dial
+// the LB4s, which only accept: an LB4 runs in the pool, where GoBGP's
+// dials could not be placed in its namespace.
 func (a *agent) upstreams(direct topology.Role, addPaths bool) ([]bgp.Neighbor, error) {
 	names := a.topology().BGP.RouteReflectors
-	passive := len(names) == 0 && direct == topology.RoleLB4
+	passive := a.node.Role == topology.RoleLB4
 	if len(names) == 0 {
 		for _, n := range a.topology().NodesByRole(direct) {
 			names = append(names, n.Name)

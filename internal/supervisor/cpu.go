@@ -96,9 +96,9 @@ func (s *Supervisor) processKinds() func(cpustat.Process) string {
 	}
 }
 
-// PoolKind is the pool's kind of process: the agents of the LB7s, the
+// PoolKind is the pool's kind of process: the agents of the LB4s, LB7s, the
 // backends, the clients and the hosts, in one process.
-const PoolKind = "pool (lb7, server, client, host agents)"
+const PoolKind = "pool (lb4, lb7, server, client, host agents)"
 
 // commOf is the name the kernel gives a program's processes: its file's
 // base name, cut to 15 bytes.
