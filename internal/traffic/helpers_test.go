@@ -59,11 +59,18 @@ func sources(first, last byte) []netip.Addr {
 // returns its address.
 func serve(t testing.TB, h http.Handler) netip.AddrPort {
 	t.Helper()
+	return serveWith(t, &http.Server{Handler: h})
+}
+
+// serveWith runs srv on a new listener on serverAddr until the test ends
+// and returns its address.
+func serveWith(t testing.TB, srv *http.Server) netip.AddrPort {
+	t.Helper()
+	srv.ReadHeaderTimeout = 5 * time.Second
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(serverAddr, 0).String())
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

@@ -17,19 +17,36 @@ import (
 	"github.com/lab-lb/lab/internal/backend"
 )
 
-// seen records the client addresses of a server's requests.
+// seen records a server's TCP connections and the requests on each. The
+// kernel may give a later connection the source port of one that ended, so
+// connections are told apart by the server's net.Conn, not by address.
 type seen struct {
-	mu    sync.Mutex
-	addrs map[string]int
+	mu       sync.Mutex
+	requests map[net.Conn]int // requests on each accepted connection
+	peers    map[string]int   // accepted connections from each client address
 }
 
-func (s *seen) wrap(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.addrs[r.RemoteAddr]++
-		s.mu.Unlock()
-		h.ServeHTTP(w, r)
-	})
+type connKey struct{}
+
+// server returns an HTTP server that runs h and records into s.
+func (s *seen) server(h http.Handler) *http.Server {
+	s.requests = map[net.Conn]int{}
+	s.peers = map[string]int{}
+	return &http.Server{
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			s.mu.Lock()
+			s.peers[c.RemoteAddr().String()]++
+			s.mu.Unlock()
+			return context.WithValue(ctx, connKey{}, c)
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c := r.Context().Value(connKey{}).(net.Conn)
+			s.mu.Lock()
+			s.requests[c]++
+			s.mu.Unlock()
+			h.ServeHTTP(w, r)
+		}),
+	}
 }
 
 // TestRunOK loads a backend behind a fake LB7 header from eleven source
@@ -37,8 +54,8 @@ func (s *seen) wrap(h http.Handler) http.Handler {
 // to one of the sources, and the headers recorded.
 func TestRunOK(t *testing.T) {
 	be := &backend.Server{Name: "S1"}
-	s := &seen{addrs: map[string]int{}}
-	addr := serve(t, s.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := &seen{}
+	addr := serveWith(t, s.server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Lab-LB7", "L1")
 		be.Handler().ServeHTTP(w, r)
 	})))
@@ -71,6 +88,7 @@ func TestRunOK(t *testing.T) {
 	}
 	usedSrc := map[netip.Addr]bool{}
 	responded := 0
+	respondedFrom := map[string]int{} // client connections with a response, by source
 	for _, c := range rep.Conns {
 		if c.Status == 0 {
 			if !c.Stopped {
@@ -83,13 +101,7 @@ func TestRunOK(t *testing.T) {
 		if !srcSet[c.Source] || c.SourcePort == 0 {
 			t.Errorf("connection %d from %s:%d, want one of the sources", c.ID, c.Source, c.SourcePort)
 		}
-		peer := netip.AddrPortFrom(c.Source, c.SourcePort).String()
-		s.mu.Lock()
-		n := s.addrs[peer]
-		s.mu.Unlock()
-		if n != 1 {
-			t.Errorf("connection %d: server saw %d requests from %s, want 1", c.ID, n, peer)
-		}
+		respondedFrom[netip.AddrPortFrom(c.Source, c.SourcePort).String()]++
 		if c.Target != addr || c.Status != 200 || c.LB7 != "L1" || c.Server != "S1" {
 			t.Errorf("connection %d: target %s status %d lb7 %q server %q, want %s 200 L1 S1",
 				c.ID, c.Target, c.Status, c.LB7, c.Server, addr)
@@ -111,12 +123,20 @@ func TestRunOK(t *testing.T) {
 		}
 	}
 	s.mu.Lock()
-	for peer, n := range s.addrs {
+	for c, n := range s.requests {
 		if n != 1 {
-			t.Errorf("server saw %d requests from %s, want one request per connection", n, peer)
+			t.Errorf("server saw %d requests on one connection from %s, want one request per connection", n, c.RemoteAddr())
 		}
 	}
-	requests := len(s.addrs)
+	// Each connection that got a response reached the server from the
+	// source and port the report gives. (A connection stopped while it
+	// connected may reach the server with no port in the report.)
+	for peer, want := range respondedFrom {
+		if n := s.peers[peer]; n < want {
+			t.Errorf("server accepted %d connections from %s, want at least the %d that got a response", n, peer, want)
+		}
+	}
+	requests := len(s.requests)
 	s.mu.Unlock()
 	if requests < responded || requests > connected {
 		t.Errorf("server saw %d connections, want between %d (responded) and %d (connected)",
