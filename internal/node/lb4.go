@@ -87,14 +87,9 @@ type announcer interface {
 
 func (l *lb4) Start(ctx context.Context) error {
 	t := l.a.topology()
-	table, err := ipvs.Open(l.a.at.netnsPath())
-	if err != nil {
-		return err
-	}
-	l.table = table
-	if err := l.init(t); err != nil {
-		return err
-	}
+	// The speaker first: routers and reflectors dial it (see upstreams),
+	// and a dial that comes before it listens costs them 1 to 2 s more.
+	// It announces nothing before reconcile says so.
 	cfg, err := l.a.bgpConfig()
 	if err != nil {
 		return err
@@ -108,6 +103,17 @@ func (l *lb4) Start(ctx context.Context) error {
 	l.speaker = bgp.New(cfg, l.a.log)
 	if err := l.speaker.Start(ctx); err != nil {
 		return fmt.Errorf("start bgp: %w", err)
+	}
+	table, err := ipvs.Open(l.a.at.netnsPath())
+	if err != nil {
+		l.speaker.Stop()
+		return err
+	}
+	l.table = table
+	if err := l.init(t); err != nil {
+		l.speaker.Stop()
+		table.Close()
+		return err
 	}
 	l.vips = l.speaker
 	l.disabled = l.disableExists()
