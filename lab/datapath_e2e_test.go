@@ -34,7 +34,7 @@ func addressOn(t *testing.T, st *control.Status, name, segment string) string {
 	for _, n := range st.Nodes {
 		for _, i := range n.Interfaces {
 			if n.Name == name && i.Segment == segment {
-				p, err := netip.ParsePrefix(i.Address)
+				p, err := netip.ParsePrefix(i.Addresses[0]) // IPv4 first
 				if err != nil {
 					t.Fatalf("address of %s on %s: %v", name, segment, err)
 				}
@@ -245,7 +245,7 @@ func addrOn(t *testing.T, st *control.Status, node, segment string) netip.Addr {
 		}
 		for _, ifc := range n.Interfaces {
 			if ifc.Segment == segment {
-				p, err := netip.ParsePrefix(ifc.Address)
+				p, err := netip.ParsePrefix(ifc.Addresses[0]) // IPv4 first
 				if err != nil {
 					t.Fatalf("%s on %s: %v", node, segment, err)
 				}

@@ -238,15 +238,20 @@ func TestE2EMinimal(t *testing.T) {
 			t.Errorf("agent of %s: %+v", n.Name, n.Agent)
 		}
 		for _, i := range n.Interfaces {
-			bySegment[i.Segment] = append(bySegment[i.Segment], strings.Split(i.Address, "/")[0])
+			for _, a := range i.Addresses {
+				bySegment[i.Segment] = append(bySegment[i.Segment], strings.Split(a, "/")[0])
+			}
 		}
 	}
 	for _, n := range st.Nodes {
 		var targets []string
 		for _, i := range n.Interfaces {
-			self := strings.Split(i.Address, "/")[0]
+			self := map[string]bool{}
+			for _, a := range i.Addresses {
+				self[strings.Split(a, "/")[0]] = true
+			}
 			for _, a := range bySegment[i.Segment] {
-				if a != self {
+				if !self[a] {
 					targets = append(targets, a)
 				}
 			}

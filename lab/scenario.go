@@ -223,7 +223,7 @@ func checkCondition(t *topology.Topology, st *control.Status, c scenario.Conditi
 			if n.Role != string(topology.RoleLB4) || n.Agent.State != "running" {
 				continue
 			}
-			addr, _ := t.AddressFacing(n.Name, c.LB7)
+			addr, _ := t.AddressFacing(n.Name, c.LB7, topology.IPv4)
 			var ls node.LB4Status
 			if err := json.Unmarshal(n.Agent.Tier, &ls); err != nil {
 				return false, n.Name + ": no IPVS status yet", nil

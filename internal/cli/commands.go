@@ -144,7 +144,7 @@ func printStatus(w io.Writer, st *control.Status) {
 	for _, n := range st.Nodes {
 		var ifs []string
 		for _, i := range n.Interfaces {
-			ifs = append(ifs, i.Name+"="+i.Address)
+			ifs = append(ifs, i.Name+"="+strings.Join(i.Addresses, ","))
 		}
 		if n.Loopback > 0 {
 			ifs = append(ifs, fmt.Sprintf("lo+%d", n.Loopback))

@@ -20,13 +20,13 @@ func TestPrintStatus(t *testing.T) {
 		Name: "minimal", Mode: control.ModeVM, Kernel: "6.1.176", Phase: "ready", UpTime: 13900 * time.Millisecond,
 		Nodes: []control.NodeStatus{
 			{Name: "client1", Role: "client", Loopback: 50,
-				Interfaces: []control.InterfaceStatus{{Name: "edge", Address: "192.0.2.1/27"}},
+				Interfaces: []control.InterfaceStatus{{Name: "edge", Addresses: []string{"192.0.2.1/27"}}},
 				Agent:      control.AgentStatus{State: "running", Ready: true}},
 			{Name: "r1", Role: "router",
-				Interfaces: []control.InterfaceStatus{{Name: "edge", Address: "192.0.2.2/27"}, {Name: "infra", Address: "192.0.2.129/25"}},
+				Interfaces: []control.InterfaceStatus{{Name: "edge", Addresses: []string{"192.0.2.2/27"}}, {Name: "infra", Addresses: []string{"192.0.2.129/25"}}},
 				Agent:      control.AgentStatus{State: "running", Ready: false, Waiting: "198.51.100.1/32 has 1 of 2 next hops", Summary: "bgp 2/2 up; 198.51.100.1/32 via 1"}},
 			{Name: "lb4-2", Role: "lb4",
-				Interfaces: []control.InterfaceStatus{{Name: "infra", Address: "192.0.2.131/25"}},
+				Interfaces: []control.InterfaceStatus{{Name: "infra", Addresses: []string{"192.0.2.131/25", "2001:db8:0:2::3/64"}}},
 				Agent:      control.AgentStatus{State: "frozen"}},
 		},
 	}

@@ -50,10 +50,10 @@ type NodeStatus struct {
 
 // InterfaceStatus is one interface of a node.
 type InterfaceStatus struct {
-	Name    string `json:"name"`
-	Address string `json:"address,omitempty"`
-	Segment string `json:"segment,omitempty"`
-	Peer    string `json:"peer,omitempty"`
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses,omitempty"` // one per family, IPv4 first, with prefix length
+	Segment   string   `json:"segment,omitempty"`
+	Peer      string   `json:"peer,omitempty"`
 }
 
 // AgentStatus is what a node's agent says of itself.

@@ -112,9 +112,9 @@ func NewPlan(t *topology.Topology, lab string) *Plan {
 		}
 		if n.Role == topology.RoleLB7 {
 			for _, lb4 := range t.NodesByRole(topology.RoleLB4) {
-				remote, ok1 := t.AddressFacing(n.Name, lb4.Name)
-				local, ok2 := t.AddressFacing(lb4.Name, n.Name)
-				if ok1 && ok2 && remote.Is4() {
+				remote, ok1 := t.AddressFacing(n.Name, lb4.Name, topology.IPv4)
+				local, ok2 := t.AddressFacing(lb4.Name, n.Name, topology.IPv4)
+				if ok1 && ok2 {
 					p.Tunnels = append(p.Tunnels, Tunnel{NS: ns, Name: lb4.Name, Local: local, Remote: remote})
 				}
 			}
@@ -129,8 +129,8 @@ func NewPlan(t *topology.Topology, lab string) *Plan {
 					MTU:    mtu[ifc.Segment],
 				})
 			}
-			if ifc.Address.IsValid() {
-				p.Addrs = append(p.Addrs, Addr{NS: ns, Dev: ifc.Name, Prefix: ifc.Address})
+			for _, a := range ifc.Addresses {
+				p.Addrs = append(p.Addrs, Addr{NS: ns, Dev: ifc.Name, Prefix: a})
 			}
 		}
 		// Routes of a node to the same destination are one multipath route.

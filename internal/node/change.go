@@ -61,7 +61,7 @@ func (a *agent) setTopology(w http.ResponseWriter, r *http.Request) {
 func (l *lb4) targets(t *topology.Topology) ([]lb7Target, error) {
 	var out []lb7Target
 	for _, n := range t.NodesByRole(topology.RoleLB7) {
-		addr, ok := t.AddressFacing(l.a.node.Name, n.Name)
+		addr, ok := t.AddressFacing(l.a.node.Name, n.Name, topology.IPv4)
 		if !ok {
 			return nil, fmt.Errorf("%s shares no segment with %s", l.a.node.Name, n.Name)
 		}

@@ -53,7 +53,7 @@ func TestIPVSPlanGolden(t *testing.T) {
 			lb4 := topo.NodesByRole(topology.RoleLB4)[0]
 			var lb7s []netip.Addr
 			for _, n := range topo.NodesByRole(topology.RoleLB7) {
-				a, ok := topo.AddressFacing(lb4.Name, n.Name)
+				a, ok := topo.AddressFacing(lb4.Name, n.Name, topology.IPv4)
 				if !ok {
 					t.Fatalf("%s cannot reach %s", lb4.Name, n.Name)
 				}

@@ -150,7 +150,7 @@ func (l *lb4) init(t *topology.Topology) error {
 	}
 	l.healthy, l.known = map[string]bool{}, map[string]bool{}
 	for _, r := range t.NodesByRole(topology.RoleRouter) {
-		if addr, ok := t.AddressFacing(r.Name, l.a.node.Name); ok {
+		if addr, ok := t.AddressFacing(r.Name, l.a.node.Name, topology.IPv4); ok {
 			l.nextHop = addr
 			break
 		}

@@ -49,7 +49,7 @@ func HAProxyConfig(t *topology.Topology, n *topology.Node, dir string) (haproxy.
 	cfg.Dir = filepath.Join(dir, "haproxy")
 	// Self: the address the LB4s check.
 	for _, lb4 := range t.NodesByRole(topology.RoleLB4) {
-		if addr, ok := t.AddressFacing(lb4.Name, n.Name); ok {
+		if addr, ok := t.AddressFacing(lb4.Name, n.Name, topology.IPv4); ok {
 			cfg.Self = addr
 			break
 		}
@@ -63,7 +63,7 @@ func HAProxyConfig(t *topology.Topology, n *topology.Node, dir string) (haproxy.
 		}
 	}
 	for _, srv := range t.NodesByRole(topology.RoleServer) {
-		addr, ok := t.AddressFacing(n.Name, srv.Name)
+		addr, ok := t.AddressFacing(n.Name, srv.Name, topology.IPv4)
 		if !ok {
 			return cfg, fmt.Errorf("lb7 %s shares no segment with backend %s", n.Name, srv.Name)
 		}

@@ -50,8 +50,8 @@ func (idle) Summary() string             { return "" }
 // router ID.
 func routerID(n *topology.Node) (netip.Addr, error) {
 	for _, i := range n.Interfaces {
-		if i.Address.Addr().Is4() {
-			return i.Address.Addr(), nil
+		if p, ok := i.Address(topology.IPv4); ok {
+			return p.Addr(), nil
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("node %s has no IPv4 address for a BGP router ID", n.Name)
@@ -59,7 +59,7 @@ func routerID(n *topology.Node) (netip.Addr, error) {
 
 // facing returns the address of node to as seen from this node.
 func (a *agent) facing(to string) (netip.Addr, error) {
-	addr, ok := a.topology().AddressFacing(a.node.Name, to)
+	addr, ok := a.topology().AddressFacing(a.node.Name, to, topology.IPv4)
 	if !ok {
 		return netip.Addr{}, fmt.Errorf("%s shares no segment or link with %s", a.node.Name, to)
 	}

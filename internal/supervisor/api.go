@@ -101,8 +101,8 @@ func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
 		ns := control.NodeStatus{Name: n.Name, Role: string(n.Role), Netns: fabric.NodeNetns(s.cfg.Name, n.Name), Loopback: len(n.Loopback)}
 		for _, ifc := range n.Interfaces {
 			is := control.InterfaceStatus{Name: ifc.Name, Segment: ifc.Segment, Peer: ifc.Peer}
-			if ifc.Address.IsValid() {
-				is.Address = ifc.Address.String()
+			for _, a := range ifc.Addresses {
+				is.Addresses = append(is.Addresses, a.String())
 			}
 			ns.Interfaces = append(ns.Interfaces, is)
 		}

@@ -56,11 +56,15 @@ func (t *Topology) WithNodeLike(name, like string) (*Topology, error) {
 			return nil, fmt.Errorf("%s has a point-to-point link to %s: only nodes on segments can be copied", like, ifc.Peer)
 		}
 		seg := nt.segment(ifc.Segment)
-		addr, err := nt.freeAddress(seg.Prefix)
-		if err != nil {
-			return nil, fmt.Errorf("segment %s: %w", seg.Name, err)
+		ni := Interface{Name: ifc.Name, Segment: ifc.Segment}
+		for _, p := range seg.Prefixes {
+			addr, err := nt.freeAddress(p)
+			if err != nil {
+				return nil, fmt.Errorf("segment %s: %w", seg.Name, err)
+			}
+			ni.Addresses = append(ni.Addresses, netip.PrefixFrom(addr, p.Bits()))
 		}
-		n.Interfaces = append(n.Interfaces, Interface{Name: ifc.Name, Segment: ifc.Segment, Address: netip.PrefixFrom(addr, seg.Prefix.Bits())})
+		n.Interfaces = append(n.Interfaces, ni)
 		seg.Members = append(seg.Members, name)
 	}
 	n.Routes = slices.Clone(model.Routes)
@@ -88,7 +92,7 @@ func (t *Topology) Without(name string) (*Topology, error) {
 	}
 	for _, other := range nt.Nodes {
 		for _, r := range other.Routes {
-			if a, ok := t.AddressFacing(other.Name, name); ok && r.Via == a {
+			if a, ok := t.AddressFacing(other.Name, name, FamilyOf(r.Via)); ok && r.Via == a {
 				return nil, fmt.Errorf("%s routes %s through %s", other.Name, r.To, name)
 			}
 		}
@@ -123,8 +127,10 @@ func (t *Topology) freeAddress(p netip.Prefix) (netip.Addr, error) {
 	var taken []netip.Addr
 	for _, n := range t.Nodes {
 		for _, ifc := range n.Interfaces {
-			if ifc.Address.IsValid() && p.Contains(ifc.Address.Addr()) {
-				taken = append(taken, ifc.Address.Addr())
+			for _, a := range ifc.Addresses {
+				if p.Contains(a.Addr()) {
+					taken = append(taken, a.Addr())
+				}
 			}
 		}
 	}

@@ -1,8 +1,10 @@
 package topology
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,13 +31,15 @@ func TestWithNodeLike(t *testing.T) {
 	n := nt.Nodes[len(nt.Nodes)-1]
 	var got []string
 	for _, ifc := range n.Interfaces {
-		got = append(got, ifc.Name+"="+ifc.Address.String())
+		got = append(got, ifc.Name+"="+fmt.Sprint(ifc.Addresses))
 	}
 	for _, ifc := range n.Interfaces {
 		for _, other := range top.Nodes {
 			for _, o := range other.Interfaces {
-				if o.Address.Addr() == ifc.Address.Addr() {
-					t.Errorf("%s takes %s's address %s", ifc.Name, other.Name, o.Address)
+				for _, a := range ifc.Addresses {
+					if slices.Contains(o.Addresses, a) {
+						t.Errorf("%s takes %s's address %s", ifc.Name, other.Name, a)
+					}
 				}
 			}
 		}
@@ -53,7 +57,7 @@ func TestWithNodeLike(t *testing.T) {
 	}
 	// minimal.yaml: r1, lb4-1, lb4-2, lb7-1, lb7-2 hold .129-.133 on infra;
 	// lb7-1, lb7-2, server-1, server-2 hold .65-.68 on servers.
-	if diff := cmp.Diff([]string{"infra=192.0.2.134/25", "servers=192.0.2.69/27"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"infra=[192.0.2.134/25]", "servers=[192.0.2.69/27]"}, got); diff != "" {
 		t.Errorf("lb7-3's interfaces (-want +got):\n%s", diff)
 	}
 

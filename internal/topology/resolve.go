@@ -46,8 +46,8 @@ type resolver struct {
 	cfg   *rawConfigs
 	once  map[*yaml.Node]bool
 	defs  map[string]*def
-	pool  netip.Prefix
-	poolN *yaml.Node
+	pool  [2]netip.Prefix // p2p-pool by family; invalid when absent or wrong
+	poolN [2]*yaml.Node
 
 	vipAddrs []vipAddr
 	segs     []*segEntry
@@ -65,8 +65,8 @@ type vipAddr struct {
 type segEntry struct {
 	name    string
 	key     *yaml.Node
-	prefix  netip.Prefix // invalid when the prefix is wrong
-	prefixN *yaml.Node
+	prefix  [2]netip.Prefix // by family; invalid when absent or wrong
+	prefixN [2]*yaml.Node
 	mtu     int
 	members []*member
 }
@@ -89,10 +89,10 @@ type nodeEntry struct {
 type linkItem struct {
 	v      value
 	target string
-	seg    *segEntry // set for a segment
-	peer   *member   // set for a point-to-point link
-	pin    netip.Addr
-	pinN   *yaml.Node
+	seg    *segEntry     // set for a segment
+	peer   *member       // set for a point-to-point link
+	pin    [2]netip.Addr // pinned address by family
+	pinN   [2]*yaml.Node
 }
 
 type member struct {
@@ -108,7 +108,7 @@ type iface struct {
 	seg  *segEntry
 	peer *member
 	link *p2pLink
-	addr netip.Prefix
+	addr [2]netip.Prefix // by family
 }
 
 type p2pLink struct {
@@ -234,6 +234,41 @@ func (r *resolver) required(v value, parent *yaml.Node, field string) (string, b
 	return s, ok
 }
 
+// byFamily parses each of vs, at most one per family, reporting problems
+// at their items; it returns what parsed by family with its node.
+func byFamily[T any](r *resolver, vs values, parse func(string) (T, string), family func(T) Family) (out [2]T, at [2]*yaml.Node) {
+	for _, v := range vs {
+		s, ok := v.str()
+		if !ok {
+			continue
+		}
+		x, problem := parse(s)
+		if problem != "" {
+			r.c.at(v.Node, "%s", problem)
+			continue
+		}
+		f := family(x)
+		if at[f] != nil {
+			r.c.at(v.Node, "a second %s value (want at most one per family; the first is at line %d)", f, at[f].Line)
+			continue
+		}
+		out[f], at[f] = x, v.Node
+	}
+	return out, at
+}
+
+func addrFamily(a netip.Addr) Family     { return FamilyOf(a) }
+func prefixFamily(p netip.Prefix) Family { return FamilyOf(p.Addr()) }
+
+// present reports whether vs holds anything, reporting it missing at parent.
+func (r *resolver) present(vs values, parent *yaml.Node, field string) bool {
+	if vs == nil {
+		r.c.atField(parent, field, "required")
+		return false
+	}
+	return true
+}
+
 func (r *resolver) name() string {
 	s, ok := r.required(r.raw.Name, r.root, "name")
 	switch {
@@ -300,14 +335,15 @@ func (r *resolver) vips() []VIP {
 		} else {
 			names[v.Name] = i
 		}
-		if s, ok := r.required(raw.Address, it.Node, path+".address"); ok {
-			a, problem := parseAddr(s)
-			if problem != "" {
-				r.c.at(raw.Address.Node, "%s", problem)
-			} else {
-				r.vipAddrs = append(r.vipAddrs, vipAddr{a, raw.Address.Node})
+		var addrs [2]netip.Addr
+		if r.present(raw.Address, it.Node, path+".address") {
+			var at [2]*yaml.Node
+			addrs, at = byFamily(r, raw.Address, parseAddr, addrFamily)
+			for f, a := range addrs {
+				if a.IsValid() {
+					r.vipAddrs = append(r.vipAddrs, vipAddr{a, at[f]})
+				}
 			}
-			v.Address = a
 		}
 		if s, ok := raw.Port.str(); ok {
 			n, err := strconv.ParseUint(s, 10, 16)
@@ -351,36 +387,46 @@ func (r *resolver) vips() []VIP {
 				}
 			}
 		}
-		if v.Address.IsValid() {
-			k := key{v.Address, v.Port, v.Protocol}
+		added := false
+		for _, a := range addrs {
+			if !a.IsValid() {
+				continue
+			}
+			k := key{a, v.Port, v.Protocol}
 			if j, dup := keys[k]; dup {
-				r.c.atField(it.Node, path, "%s port %d/%s is already used by vips[%d]", v.Address, v.Port, v.Protocol, j)
+				r.c.atField(it.Node, path, "%s port %d/%s is already used by vips[%d]", a, v.Port, v.Protocol, j)
 			} else {
 				keys[k] = i
 			}
+			v.Address = a
+			vips = append(vips, v)
+			added = true
 		}
-		vips = append(vips, v)
+		if !added {
+			vips = append(vips, v) // No valid address: the problem is reported.
+		}
 	}
 	return vips
 }
 
+// p2pPool reads p2p-pool: one prefix per family that point-to-point links
+// get addresses from; IPv4 100.64.0.0/16 when absent.
 func (r *resolver) p2pPool() {
-	s, ok := r.raw.P2PPool.str()
-	if !ok {
-		r.pool, _ = parsePrefix(defaultP2PPool)
+	if r.raw.P2PPool == nil {
+		r.pool[IPv4], _ = parsePrefix(defaultP2PPool)
 		return
 	}
-	r.poolN = r.raw.P2PPool.Node
-	p, problem := parsePrefix(s)
-	switch {
-	case problem != "":
-		r.c.at(r.poolN, "%s", problem)
-		return
-	case hostBits(p) < 1:
-		r.c.at(r.poolN, "%s is too small for a point-to-point link (want /%d or shorter)", p, p.Addr().BitLen()-1)
-		return
+	pools, at := byFamily(r, r.raw.P2PPool, parsePrefix, prefixFamily)
+	for f, p := range pools {
+		if !p.IsValid() {
+			continue
+		}
+		if hostBits(p) < 1 {
+			r.c.at(at[f], "%s is too small for a point-to-point link (want /%d or shorter)", p, p.Addr().BitLen()-1)
+			continue
+		}
+		r.pool[f], r.poolN[f] = p, at[f]
 	}
-	r.pool = p
 }
 
 func (r *resolver) segments() {
@@ -388,11 +434,9 @@ func (r *resolver) segments() {
 		s := &segEntry{name: e.Key.Value, key: e.Key}
 		r.segs = append(r.segs, s)
 		r.checkName(e.Key, s.name)
-		str, ok := r.required(e.V.Prefix, e.Key, "segments."+s.name+".prefix")
-		if !ok {
+		if !r.present(e.V.Prefix, e.Key, "segments."+s.name+".prefix") {
 			continue
 		}
-		s.prefixN = e.V.Prefix.Node
 		if m, ok := e.V.MTU.str(); ok {
 			n, err := strconv.Atoi(m)
 			if err != nil || n < minMTU || n > maxMTU {
@@ -401,16 +445,16 @@ func (r *resolver) segments() {
 				s.mtu = n
 			}
 		}
-		p, problem := parsePrefix(str)
-		if problem != "" {
-			r.c.at(s.prefixN, "%s", problem)
-			continue
-		}
-		s.prefix = p
-		for _, o := range r.segs {
-			if o != s && o.prefix.IsValid() && o.prefix.Overlaps(p) {
-				r.c.at(s.prefixN, "%s overlaps segment %s (%s)", p, o.name, o.prefix)
-				break
+		s.prefix, s.prefixN = byFamily(r, e.V.Prefix, parsePrefix, prefixFamily)
+		for f, p := range s.prefix {
+			if !p.IsValid() {
+				continue
+			}
+			for _, o := range r.segs {
+				if o != s && o.prefix[f].IsValid() && o.prefix[f].Overlaps(p) {
+					r.c.at(s.prefixN[f], "%s overlaps segment %s (%s)", p, o.name, o.prefix[f])
+					break
+				}
 			}
 		}
 	}
@@ -579,102 +623,116 @@ func (r *resolver) pins() {
 				r.c.at(a.Key, "point-to-point addresses come from p2p-pool; pin segment addresses only")
 				continue
 			}
-			s, ok := a.V.str()
-			if !ok || it.seg == nil {
+			if it.seg == nil {
 				continue
 			}
-			addr, problem := parseAddr(s)
-			if problem != "" {
-				r.c.at(a.V.Node, "%s", problem)
-				continue
-			}
-			it.pin, it.pinN = addr, a.V.Node
+			it.pin, it.pinN = byFamily(r, a.V, parseAddr, addrFamily)
 		}
 	}
 }
 
 // allocateSegments checks the pinned addresses of every segment, then gives
-// the other members the lowest free addresses.
+// the other members the lowest free addresses, family by family.
 func (r *resolver) allocateSegments() {
 	for _, s := range r.segs {
-		if !s.prefix.IsValid() {
-			continue
-		}
-		var pinned []netip.Addr
-		var ifs []*iface
-		var ms []*member
-		owner := map[netip.Addr]*member{}
-		for _, m := range s.members {
-			f := m.ifaceOn(s)
-			if !f.item.pin.IsValid() {
-				pinned, ifs, ms = append(pinned, netip.Addr{}), append(ifs, f), append(ms, m)
-				continue
-			}
-			a := addN(f.item.pin, m.index)
-			subject := a.String()
-			if m.index > 0 {
-				subject = fmt.Sprintf("%s gets %s, which", m.name, a)
-			}
-			if !a.IsValid() {
-				r.atOnce(f.item.pinN, "%s runs past the end of the address space", m.name)
-				continue
-			}
-			if problem := hostProblem(s.prefix, a); problem != "" {
-				r.atOnce(f.item.pinN, "%s %s segment %s (%s)", subject, problem, s.name, s.prefix)
-				continue
-			}
-			if o := owner[a]; o != nil {
-				r.atOnce(f.item.pinN, "%s is also pinned for %s (line %d)", subject, o.name, o.ifaceOn(s).item.pinN.Line)
-				continue
-			}
-			owner[a] = m
-			pinned, ifs, ms = append(pinned, a), append(ifs, f), append(ms, m)
-		}
-		addrs, missing := allocate(s.prefix, pinned)
-		first := ""
-		for i, f := range ifs {
-			if addrs[i].IsValid() {
-				f.addr = netip.PrefixFrom(addrs[i], s.prefix.Bits())
-			} else if first == "" {
-				first = ms[i].name
-			}
-		}
-		if missing > 0 {
-			more := ""
-			if missing > 1 {
-				more = fmt.Sprintf(" and %d more", missing-1)
-			}
-			r.c.at(s.prefixN, "%s is exhausted: no address left for %s%s", s.prefix, first, more)
+		for _, f := range Families {
+			r.allocateSegment(s, f)
 		}
 	}
 }
 
-// allocateLinks gives point-to-point links consecutive pairs from the pool.
-func (r *resolver) allocateLinks() {
-	if len(r.links) == 0 || !r.pool.IsValid() {
+func (r *resolver) allocateSegment(s *segEntry, f Family) {
+	prefix := s.prefix[f]
+	if !prefix.IsValid() {
+		for _, m := range s.members {
+			if it := m.ifaceOn(s).item; it.pin[f].IsValid() {
+				r.atOnce(it.pinN[f], "segment %s has no %s prefix", s.name, f)
+			}
+		}
 		return
 	}
-	for _, s := range r.segs {
-		if !s.prefix.IsValid() || !s.prefix.Overlaps(r.pool) {
+	var pinned []netip.Addr
+	var ifs []*iface
+	var ms []*member
+	owner := map[netip.Addr]*member{}
+	for _, m := range s.members {
+		fi := m.ifaceOn(s)
+		pin, pinN := fi.item.pin[f], fi.item.pinN[f]
+		if !pin.IsValid() {
+			pinned, ifs, ms = append(pinned, netip.Addr{}), append(ifs, fi), append(ms, m)
 			continue
 		}
-		if r.poolN != nil {
-			r.c.at(r.poolN, "%s overlaps segment %s (%s)", r.pool, s.name, s.prefix)
-		} else {
-			r.c.at(s.prefixN, "%s overlaps p2p-pool %s (the default; set p2p-pool to move it)", s.prefix, r.pool)
+		a := addN(pin, m.index)
+		subject := a.String()
+		if m.index > 0 {
+			subject = fmt.Sprintf("%s gets %s, which", m.name, a)
+		}
+		if !a.IsValid() {
+			r.atOnce(pinN, "%s runs past the end of the address space", m.name)
+			continue
+		}
+		if problem := hostProblem(prefix, a); problem != "" {
+			r.atOnce(pinN, "%s %s segment %s (%s)", subject, problem, s.name, prefix)
+			continue
+		}
+		if o := owner[a]; o != nil {
+			r.atOnce(pinN, "%s is also pinned for %s (line %d)", subject, o.name, o.ifaceOn(s).item.pinN[f].Line)
+			continue
+		}
+		owner[a] = m
+		pinned, ifs, ms = append(pinned, a), append(ifs, fi), append(ms, m)
+	}
+	addrs, missing := allocate(prefix, pinned)
+	first := ""
+	for i, fi := range ifs {
+		if addrs[i].IsValid() {
+			fi.addr[f] = netip.PrefixFrom(addrs[i], prefix.Bits())
+		} else if first == "" {
+			first = ms[i].name
 		}
 	}
-	room := p2pCapacity(r.pool, len(r.links))
-	for i, l := range r.links {
-		if i >= room {
-			at := r.poolN
-			if at == nil {
-				at = l.item.v.Node
-			}
-			r.c.at(at, "p2p-pool %s is exhausted: room for %d point-to-point links, %d declared", r.pool, room, len(r.links))
-			return
+	if missing > 0 {
+		more := ""
+		if missing > 1 {
+			more = fmt.Sprintf(" and %d more", missing-1)
 		}
-		l.aIf.addr, l.bIf.addr = p2pAddrs(r.pool, i)
+		r.c.at(s.prefixN[f], "%s is exhausted: no address left for %s%s", prefix, first, more)
+	}
+}
+
+// allocateLinks gives point-to-point links consecutive pairs from the pool
+// of each family.
+func (r *resolver) allocateLinks() {
+	if len(r.links) == 0 {
+		return
+	}
+	for _, f := range Families {
+		pool := r.pool[f]
+		if !pool.IsValid() {
+			continue
+		}
+		for _, s := range r.segs {
+			if !s.prefix[f].IsValid() || !s.prefix[f].Overlaps(pool) {
+				continue
+			}
+			if r.poolN[f] != nil {
+				r.c.at(r.poolN[f], "%s overlaps segment %s (%s)", pool, s.name, s.prefix[f])
+			} else {
+				r.c.at(s.prefixN[f], "%s overlaps p2p-pool %s (the default; set p2p-pool to move it)", s.prefix[f], pool)
+			}
+		}
+		room := p2pCapacity(pool, len(r.links))
+		for i, l := range r.links {
+			if i >= room {
+				at := r.poolN[f]
+				if at == nil {
+					at = l.item.v.Node
+				}
+				r.c.at(at, "p2p-pool %s is exhausted: room for %d point-to-point links, %d declared", pool, room, len(r.links))
+				break
+			}
+			l.aIf.addr[f], l.bIf.addr[f] = p2pAddrs(pool, i)
+		}
 	}
 }
 
@@ -723,25 +781,27 @@ func (r *resolver) vipClashes() {
 
 // vipClash says what a clashes with, or returns "".
 func (r *resolver) vipClash(a netip.Addr) string {
+	fa := FamilyOf(a)
 	for _, s := range r.segs {
-		if !s.prefix.IsValid() || !s.prefix.Contains(a) {
+		prefix := s.prefix[fa]
+		if !prefix.IsValid() || !prefix.Contains(a) {
 			continue
 		}
 		for _, m := range s.members {
-			if f := m.ifaceOn(s); f != nil && f.addr.IsValid() && f.addr.Addr() == a {
+			if f := m.ifaceOn(s); f != nil && f.addr[fa].IsValid() && f.addr[fa].Addr() == a {
 				return fmt.Sprintf("is also the address of %s on segment %s", m.name, s.name)
 			}
 		}
-		if problem := hostProblem(s.prefix, a); problem != "" {
-			return fmt.Sprintf("%s segment %s (%s)", problem, s.name, s.prefix)
+		if problem := hostProblem(prefix, a); problem != "" {
+			return fmt.Sprintf("%s segment %s (%s)", problem, s.name, prefix)
 		}
-		return fmt.Sprintf("is inside segment %s (%s)", s.name, s.prefix)
+		return fmt.Sprintf("is inside segment %s (%s)", s.name, prefix)
 	}
 	for _, l := range r.links {
 		switch a {
-		case l.aIf.addr.Addr():
+		case l.aIf.addr[fa].Addr():
 			return fmt.Sprintf("is also the address of %s on its link to %s", l.a.name, l.b.name)
-		case l.bIf.addr.Addr():
+		case l.bIf.addr[fa].Addr():
 			return fmt.Sprintf("is also the address of %s on its link to %s", l.b.name, l.a.name)
 		}
 	}
@@ -824,26 +884,29 @@ func (r *resolver) routes() {
 				continue
 			}
 			to, toOK := r.routeTo(it.V.To.Node, toS)
-			via, viaOK := r.routeVia(m, it.V.Via.Node, viaS, to)
+			vias, viaOK := r.routeVia(m, it.V.Via.Node, viaS, to)
 			if !toOK || !viaOK {
 				continue
 			}
-			if !to.IsValid() {
-				to = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-				if via.Is6() {
-					to = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+			for _, via := range vias {
+				dst := to
+				if !dst.IsValid() {
+					dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+					if via.Is6() {
+						dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+					}
 				}
+				if FamilyOf(dst.Addr()) != FamilyOf(via) {
+					r.c.at(it.V.Via.Node, "%s and %s are not of the same IP family", dst, via)
+					continue
+				}
+				rt := Route{To: dst, Via: via}
+				if slices.Contains(m.routes, rt) {
+					r.atOnce(it.Node, "route to %s via %s is listed twice", dst, via)
+					continue
+				}
+				m.routes = append(m.routes, rt)
 			}
-			if to.Addr().Is4() != via.Is4() {
-				r.c.at(it.V.Via.Node, "%s and %s are not of the same IP family", to, via)
-				continue
-			}
-			rt := Route{To: to, Via: via}
-			if slices.Contains(m.routes, rt) {
-				r.atOnce(it.Node, "route to %s via %s is listed twice", to, via)
-				continue
-			}
-			m.routes = append(m.routes, rt)
 		}
 	}
 }
@@ -869,84 +932,98 @@ func (r *resolver) routeTo(n *yaml.Node, s string) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a, a.BitLen()), true
 }
 
-// routeVia resolves the next hop of a route of m: a node that shares a
-// segment or link with m, or an address on a subnet m is connected to.
-func (r *resolver) routeVia(m *member, n *yaml.Node, s string, to netip.Prefix) (netip.Addr, bool) {
+// routeVia resolves the next hops of a route of m: an address on a subnet m
+// is connected to, or a node that shares a segment or link with m. Via a
+// node, a route to a prefix goes to its address of the prefix's family, and
+// a default route to each address it has (one default route per family).
+func (r *resolver) routeVia(m *member, n *yaml.Node, s string, to netip.Prefix) ([]netip.Addr, bool) {
 	d := r.defs[s]
 	if d == nil {
 		a, problem := parseAddr(s)
 		if problem != "" {
 			r.c.at(n, "%q is neither a node nor an IP address", s)
-			return a, false
+			return nil, false
 		}
-		complete := true
+		fa, complete := FamilyOf(a), true
 		for _, f := range m.ifaces {
-			switch {
-			case !f.addr.IsValid():
-				complete = false
-			case f.addr.Addr() == a:
+			switch p := f.addr[fa]; {
+			case !p.IsValid():
+				complete = complete && !r.expects(f, fa)
+			case p.Addr() == a:
 				r.atOnce(n, "%s is an address of %s itself", a, m.name)
-				return a, false
-			case f.addr.Contains(a):
-				return a, true
+				return nil, false
+			case p.Contains(a):
+				return []netip.Addr{a}, true
 			}
 		}
 		if complete {
 			r.atOnce(n, "%s is not on a subnet directly connected to %s", a, m.name)
 		}
-		return a, false
+		return nil, false
 	}
 	switch d.kind {
 	case defSegment:
 		r.c.at(n, "%q is a segment (want a node or an address)", s)
-		return netip.Addr{}, false
+		return nil, false
 	case defGroup:
 		r.c.at(n, "%q is a group (want one node, such as %s, or an address)", s, d.e.members[0].name)
-		return netip.Addr{}, false
+		return nil, false
 	}
 	p := d.m
 	if p == m {
 		r.atOnce(n, "%s cannot route via itself", m.name)
-		return netip.Addr{}, false
+		return nil, false
 	}
+	families := Families
+	if to.IsValid() {
+		families = []Family{FamilyOf(to.Addr())}
+	}
+	var vias []netip.Addr
 	shared, pending := false, false
-	for _, f := range m.ifaces {
-		var pf *iface
-		switch {
-		case f.seg != nil:
-			pf = p.ifaceOn(f.seg)
-		case f.peer == p && f.link.aIf == f:
-			pf = f.link.bIf
-		case f.peer == p:
-			pf = f.link.aIf
-		}
-		if pf == nil {
-			continue
-		}
-		shared = true
-		a := pf.addr.Addr()
-		switch {
-		case !pf.addr.IsValid():
-			pending = true
-		case !to.IsValid() || to.Addr().Is4() == a.Is4():
-			return a, true
+	for _, fam := range families {
+		for _, f := range m.ifaces {
+			var pf *iface
+			switch {
+			case f.seg != nil:
+				pf = p.ifaceOn(f.seg)
+			case f.peer == p && f.link.aIf == f:
+				pf = f.link.bIf
+			case f.peer == p:
+				pf = f.link.aIf
+			}
+			if pf == nil {
+				continue
+			}
+			shared = true
+			if pf.addr[fam].IsValid() {
+				vias = append(vias, pf.addr[fam].Addr())
+				break
+			}
+			pending = pending || r.expects(pf, fam)
 		}
 	}
 	switch {
+	case len(vias) > 0:
+		return vias, true
 	case pending:
 	case !shared:
 		r.atOnce(n, "%s shares no segment or link with %s", p.name, m.name)
+	case to.IsValid():
+		r.atOnce(n, "%s has no %s address on a segment or link shared with %s", p.name, FamilyOf(to.Addr()), m.name)
 	default:
-		r.atOnce(n, "%s has no %s address on a segment or link shared with %s", p.name, family(to.Addr()), m.name)
+		r.atOnce(n, "%s has no address on a segment or link shared with %s", p.name, m.name)
 	}
-	return netip.Addr{}, false
+	return nil, false
 }
 
-func family(a netip.Addr) string {
-	if a.Is4() {
-		return "IPv4"
+// expects reports whether f should have an address of family fam: its
+// segment, or p2p-pool for a link, has that family. An interface that
+// expects one and has none lost it to a problem already reported.
+func (r *resolver) expects(f *iface, fam Family) bool {
+	if f.seg != nil {
+		return f.seg.prefix[fam].IsValid()
 	}
-	return "IPv6"
+	return r.pool[fam].IsValid()
 }
 
 // reflectors expands bgp.route-reflectors; when absent, it is every node
@@ -1004,14 +1081,14 @@ func (r *resolver) fill(t *Topology) {
 		t.VIPs = []VIP{}
 	}
 	for _, s := range r.segs {
-		seg := Segment{Name: s.name, Prefix: s.prefix, MTU: s.mtu, Members: []string{}}
+		seg := Segment{Name: s.name, Prefixes: valid(s.prefix), MTU: s.mtu, Members: []string{}}
 		for _, m := range s.members {
 			seg.Members = append(seg.Members, m.name)
 		}
 		t.Segments = append(t.Segments, seg)
 	}
 	for _, l := range r.links {
-		t.Links = append(t.Links, Link{A: l.a.name, B: l.b.name, AAddr: l.aIf.addr, BAddr: l.bIf.addr})
+		t.Links = append(t.Links, Link{A: l.a.name, B: l.b.name, AAddrs: valid(l.aIf.addr), BAddrs: valid(l.bIf.addr)})
 	}
 	for _, m := range r.members {
 		// Members of a group share one loopback array: a group of 999 with
@@ -1033,7 +1110,7 @@ func (r *resolver) fill(t *Topology) {
 			n.Group = m.e.name
 		}
 		for _, f := range m.ifaces {
-			i := Interface{Address: f.addr}
+			i := Interface{Addresses: valid(f.addr)}
 			if f.seg != nil {
 				i.Name, i.Segment = f.seg.name, f.seg.name
 			} else {
@@ -1043,4 +1120,15 @@ func (r *resolver) fill(t *Topology) {
 		}
 		t.Nodes = append(t.Nodes, n)
 	}
+}
+
+// valid lists the valid prefixes of ps, IPv4 first; never nil.
+func valid(ps [2]netip.Prefix) []netip.Prefix {
+	out := []netip.Prefix{}
+	for _, p := range ps {
+		if p.IsValid() {
+			out = append(out, p)
+		}
+	}
+	return out
 }

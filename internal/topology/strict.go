@@ -24,7 +24,7 @@ type rawFile struct {
 	Name     value             `yaml:"name"`
 	VIPs     []item[rawVIP]    `yaml:"vips"`
 	BGP      item[rawBGP]      `yaml:"bgp"`
-	P2PPool  value             `yaml:"p2p-pool"`
+	P2PPool  values            `yaml:"p2p-pool"`
 	Segments omap[rawSegment]  `yaml:"segments"`
 	Nodes    omap[rawNode]     `yaml:"nodes"`
 	Defaults item[rawSettings] `yaml:"defaults"`
@@ -39,7 +39,7 @@ type rawConfigs struct {
 
 type rawVIP struct {
 	Name      value   `yaml:"name"`
-	Address   value   `yaml:"address"`
+	Address   values  `yaml:"address"`
 	Port      value   `yaml:"port"`
 	Protocol  value   `yaml:"protocol"`
 	Scheduler value   `yaml:"scheduler"`
@@ -52,15 +52,15 @@ type rawBGP struct {
 }
 
 type rawSegment struct {
-	Prefix value `yaml:"prefix"`
-	MTU    value `yaml:"mtu"`
+	Prefix values `yaml:"prefix"`
+	MTU    value  `yaml:"mtu"`
 }
 
 type rawNode struct {
 	Role      value            `yaml:"role"`
 	Count     value            `yaml:"count"`
 	Links     []value          `yaml:"links"`
-	Addresses omap[value]      `yaml:"addresses"`
+	Addresses omap[values]     `yaml:"addresses"`
 	Loopback  []value          `yaml:"loopback"`
 	Routes    []item[rawRoute] `yaml:"routes"`
 	Settings  rawSettings      `yaml:",inline"`
@@ -125,6 +125,25 @@ func (v value) str() (string, bool) {
 	return v.Node.Value, true
 }
 
+// values is one scalar or a list of them, as written: `prefix:
+// 192.0.2.0/24` or `prefix: [192.0.2.0/24, 2001:db8:1::/64]`. It is nil
+// when the key is absent or null.
+type values []value
+
+// UnmarshalYAML keeps the nodes; conversions happen later, with messages.
+func (vs *values) UnmarshalYAML(n *yaml.Node) error {
+	*vs = nil
+	if d := yamlerr.Deref(n); d != nil && d.Kind == yaml.SequenceNode {
+		*vs = values{} // present, if empty: the checker reports it
+		for _, it := range d.Content {
+			*vs = append(*vs, value{Node: yamlerr.Deref(it)})
+		}
+		return nil
+	}
+	*vs = values{{Node: n}}
+	return nil
+}
+
 // item is a decoded T that remembers the node it was decoded from.
 type item[T any] struct {
 	Node *yaml.Node
@@ -184,7 +203,10 @@ func (omap[T]) elem() reflect.Type { return reflect.TypeFor[T]() }
 type schemaer interface{ schema() reflect.Type }
 type elemer interface{ elem() reflect.Type }
 
-var valueType = reflect.TypeFor[value]()
+var (
+	valueType  = reflect.TypeFor[value]()
+	valuesType = reflect.TypeFor[values]()
+)
 
 // field is one key of a struct schema.
 type field struct {
@@ -248,6 +270,25 @@ func (k *checker) check(n *yaml.Node, t reflect.Type, path string) {
 	case t == valueType:
 		if n.Kind != yaml.ScalarNode {
 			k.c.at(n, "want a single value, got %s", yamlerr.Describe(n))
+		}
+	case t == valuesType && n.Kind == yaml.SequenceNode:
+		if len(n.Content) == 0 {
+			k.c.at(n, "empty list (want one value or a list of them)")
+		}
+		for i, it := range n.Content {
+			d := yamlerr.Deref(it)
+			k.c.note(d, k.file, fmt.Sprintf("%s[%d]", path, i))
+			switch {
+			case d == nil:
+			case yamlerr.IsNull(d):
+				k.c.at(d, "empty list item")
+			case d.Kind != yaml.ScalarNode:
+				k.c.at(d, "want a single value, got %s", yamlerr.Describe(d))
+			}
+		}
+	case t == valuesType:
+		if n.Kind != yaml.ScalarNode {
+			k.c.at(n, "want one value or a list of them, got %s", yamlerr.Describe(n))
 		}
 	case t.Implements(reflect.TypeFor[elemer]()):
 		k.mapping(n, path, nil, reflect.Zero(t).Interface().(elemer).elem())

@@ -40,7 +40,9 @@ type BGP struct {
 	RouteReflectors []string
 }
 
-// VIP is a virtual service that the LB4 tier announces and balances.
+// VIP is a virtual service that the LB4 tier announces and balances: one
+// address, port and protocol, as IPVS has it. A VIP written with an IPv4
+// and an IPv6 address is two VIPs here, with the same name, IPv4 first.
 type VIP struct {
 	Name      string
 	Address   netip.Addr
@@ -52,20 +54,64 @@ type VIP struct {
 
 // Segment is an L2 segment (a bridge) and the nodes attached to it.
 type Segment struct {
-	Name   string
-	Prefix netip.Prefix
+	Name string
+	// Prefixes holds one prefix per family the segment carries, IPv4
+	// first: a segment is IPv4, IPv6 or dual-stack.
+	Prefixes []netip.Prefix
 	// MTU of the segment's interfaces; 0 leaves the kernel's default
-	// (1500). Segments that carry IPIP-encapsulated traffic (LB4 to LB7)
-	// need 20 bytes more than the clients' MTU to avoid fragmentation.
+	// (1500). Segments that carry tunnelled traffic (LB4 to LB7) need
+	// room for the outer header: 20 bytes for IPIP, 40 for IPv6.
 	MTU     int
 	Members []string // node names in node order
 }
 
+// Prefix returns the segment's prefix of family f.
+func (s *Segment) Prefix(f Family) (netip.Prefix, bool) {
+	return ofFamily(s.Prefixes, f)
+}
+
 // Link is a point-to-point veth pair between two nodes. A is the node that
-// declared the link first and has the even address.
+// declared the link first and has the even address of each family.
 type Link struct {
-	A, B         string
-	AAddr, BAddr netip.Prefix
+	A, B           string
+	AAddrs, BAddrs []netip.Prefix // one per family of p2p-pool, IPv4 first
+}
+
+// Family is an IP address family.
+type Family int
+
+// The families, in the order lists hold them.
+const (
+	IPv4 Family = iota
+	IPv6
+)
+
+// Families lists both families, IPv4 first.
+var Families = []Family{IPv4, IPv6}
+
+// FamilyOf returns the family of a (an IPv4-mapped IPv6 address is IPv6).
+func FamilyOf(a netip.Addr) Family {
+	if a.Is4() {
+		return IPv4
+	}
+	return IPv6
+}
+
+func (f Family) String() string {
+	if f == IPv4 {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// ofFamily returns the prefix of family f in ps.
+func ofFamily(ps []netip.Prefix, f Family) (netip.Prefix, bool) {
+	for _, p := range ps {
+		if FamilyOf(p.Addr()) == f {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // Schedulers are the IPVS schedulers a VIP may use: Maglev and source
@@ -109,9 +155,17 @@ type Interface struct {
 	// Name is the interface name inside the node: the segment name, or the
 	// peer node's name for a point-to-point link.
 	Name    string
-	Segment string       // "" for a point-to-point link
-	Peer    string       // "" for a segment
-	Address netip.Prefix // with the segment's prefix length, or /31 (/127)
+	Segment string // "" for a point-to-point link
+	Peer    string // "" for a segment
+	// Addresses holds one address per family of the segment (or of
+	// p2p-pool), IPv4 first, with the prefix length of the segment, or /31
+	// (/127).
+	Addresses []netip.Prefix
+}
+
+// Address returns the interface's address of family f.
+func (i *Interface) Address(f Family) (netip.Prefix, bool) {
+	return ofFamily(i.Addresses, f)
 }
 
 // Route is a static route. Several routes of a node with the same To form
@@ -173,20 +227,22 @@ func (t *Topology) Node(name string) (*Node, bool) {
 	return nil, false
 }
 
-// AddressFacing returns the address of node to on a segment or
+// AddressFacing returns the address of family f of node to on a segment or
 // point-to-point link it shares with node from: where from reaches to
-// directly. The first shared segment in to's interface order wins.
-func (t *Topology) AddressFacing(from, to string) (netip.Addr, bool) {
+// directly. The first shared segment in to's interface order with an
+// address of that family wins.
+func (t *Topology) AddressFacing(from, to string, f Family) (netip.Addr, bool) {
 	a, okA := t.Node(from)
 	b, okB := t.Node(to)
 	if !okA || !okB {
 		return netip.Addr{}, false
 	}
-	for _, ib := range b.Interfaces {
+	for i := range b.Interfaces {
+		ib := &b.Interfaces[i]
 		for _, ia := range a.Interfaces {
 			shared := (ib.Segment != "" && ib.Segment == ia.Segment) || (ib.Peer == from && ia.Peer == to)
-			if shared && ib.Address.IsValid() {
-				return ib.Address.Addr(), true
+			if p, ok := ib.Address(f); shared && ok {
+				return p.Addr(), true
 			}
 		}
 	}

@@ -285,7 +285,7 @@ func TestNodeLookup(t *testing.T) {
 			var got netip.Prefix
 			for _, i := range n.Interfaces {
 				if i.Segment == "infra" {
-					got = i.Address
+					got, _ = i.Address(IPv4)
 				}
 			}
 			if got.String() != tc.addr {
