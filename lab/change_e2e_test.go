@@ -9,22 +9,30 @@ import (
 	"time"
 
 	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/ipvs"
 	"github.com/lab-lb/lab/internal/node"
 )
 
-// destinations is an LB4's destination list for the first VIP, in kernel
-// order, as "address wN".
+// destinations is an LB4's destination list for the first IPv4 VIP, in
+// kernel order, as "address wN".
 func destinations(t *testing.T, st *control.Status, lb4 string) []string {
 	t.Helper()
-	s := tier[node.LB4Status](t, st, lb4)
-	if len(s.Services) == 0 {
-		return nil
-	}
 	var out []string
-	for _, d := range s.Services[0].Destinations {
+	for _, d := range firstService4(t, st, lb4).Destinations {
 		out = append(out, fmt.Sprintf("%s w%d", d.Address, d.Weight))
 	}
 	return out
+}
+
+// firstService4 is an LB4's first IPv4 service, empty when it has none.
+func firstService4(t *testing.T, st *control.Status, lb4 string) ipvs.Desired {
+	t.Helper()
+	for _, svc := range tier[node.LB4Status](t, st, lb4).Services {
+		if svc.Service.Address.Is4() {
+			return svc
+		}
+	}
+	return ipvs.Desired{}
 }
 
 func hasNode(st *control.Status, name string) bool {

@@ -17,10 +17,10 @@ import (
 	"github.com/lab-lb/lab/lab"
 )
 
-// lb7Weight is the weight of the LB7 at address lb7 in the first service
-// of LB4 lb4, -1 when it has none.
+// lb7Weight is the weight of the LB7 at address lb7 in the first IPv4
+// service of LB4 lb4, -1 when it has none.
 func lb7Weight(t *testing.T, st *control.Status, lb4, lb7 string) int {
-	for _, d := range tier[node.LB4Status](t, st, lb4).Services[0].Destinations {
+	for _, d := range firstService4(t, st, lb4).Destinations {
 		if d.Address.String() == lb7 {
 			return d.Weight
 		}
@@ -98,12 +98,13 @@ func sourceRange(prefix string, from, to int) []string {
 	return out
 }
 
-// TestE2EDataPath checks the three tiers on the minimal topology: the
-// router's ECMP route has one next hop per LB4, every LB4 holds the same
-// Maglev service with IPIP destinations in the same order, requests from
-// 50 source addresses reach every LB7 and every backend, the answers
-// bypass the LB4s (direct return: IPVS counts no outgoing packets), and
-// the LB7s decapsulate IPIP from the LB4s only.
+// TestE2EDataPath checks the three tiers on the minimal topology, for
+// each family of its dual-stack VIP: the router's ECMP route has one next
+// hop per LB4, every LB4 holds the same Maglev services with tunnel
+// destinations in the same order (IPIP for IPv4, IPv6 in IPv6 for IPv6),
+// requests from 50 source addresses reach every LB7 and every backend, the
+// answers bypass the LB4s (direct return: IPVS counts no outgoing
+// packets), and the LB7s decapsulate tunnelled packets from the LB4s only.
 func TestE2EDataPath(t *testing.T) {
 	const name = "e2e-datapath"
 	l := up(t, "../topologies/minimal.yaml", name)
@@ -117,16 +118,28 @@ func TestE2EDataPath(t *testing.T) {
 		t.Errorf("the VIP answered %q, want a backend's name", res.Body)
 	}
 
-	lb7s, servers := curlFrom(t, l, "client1", "http://198.51.100.1/", sourceRange("203.0.113", 1, 50))
-	t.Logf("50 sources: LB7s %v, backends %v", lb7s, servers)
-	for _, want := range []string{"lb7-1", "lb7-2"} {
-		if lb7s[want] == 0 {
-			t.Errorf("no request went through %s: %v", want, lb7s)
-		}
+	var sources6 []string
+	for i := 1; i <= 50; i++ {
+		sources6 = append(sources6, fmt.Sprintf("2001:db8:ff::%x", i))
 	}
-	for _, want := range []string{"server-1", "server-2"} {
-		if servers[want] == 0 {
-			t.Errorf("no request reached %s: %v", want, servers)
+	for _, c := range []struct {
+		url     string
+		sources []string
+	}{
+		{"http://198.51.100.1/", sourceRange("203.0.113", 1, 50)},
+		{"http://[2001:db8:100::1]/", sources6},
+	} {
+		lb7s, servers := curlFrom(t, l, "client1", c.url, c.sources)
+		t.Logf("%s from 50 sources: LB7s %v, backends %v", c.url, lb7s, servers)
+		for _, want := range []string{"lb7-1", "lb7-2"} {
+			if lb7s[want] == 0 {
+				t.Errorf("no request to %s went through %s: %v", c.url, want, lb7s)
+			}
+		}
+		for _, want := range []string{"server-1", "server-2"} {
+			if servers[want] == 0 {
+				t.Errorf("no request to %s reached %s: %v", c.url, want, servers)
+			}
 		}
 	}
 
@@ -135,23 +148,32 @@ func TestE2EDataPath(t *testing.T) {
 	var st *control.Status
 	waitStatus(t, l, 15*time.Second, "IPVS counters updated", func(s *control.Status) bool {
 		st = s
-		var in uint32
+		in := map[string]uint32{}
 		for _, lb4 := range []string{"lb4-1", "lb4-2"} {
 			for _, svc := range tier[node.LB4Status](t, s, lb4).Services {
-				in += svc.Stats.PacketsIn
+				in[svc.Service.Address.String()] += svc.Stats.PacketsIn
 			}
 		}
-		return in > 0
+		return in["198.51.100.1"] > 0 && in["2001:db8:100::1"] > 0
 	})
 	// Tier 1: one route per VIP, one next hop per LB4, in the kernel.
 	rs := tier[node.RouterStatus](t, st, "r1")
-	want := []netip.Addr{netip.MustParseAddr("192.0.2.130"), netip.MustParseAddr("192.0.2.131")}
-	if got := rs.Routes["198.51.100.1/32"]; !slices.Equal(got, want) {
-		t.Errorf("r1 routes 198.51.100.1/32 via %v, want %v", got, want)
-	}
-	out, code := execOut(t, l, "r1", "ip", "route", "show", "198.51.100.1")
-	if code != 0 || strings.Count(out, "nexthop via") != 2 {
-		t.Errorf("r1's kernel route to the VIP is not a 2-way multipath route:\n%s", out)
+	for _, c := range []struct{ vip, prefix, hop1, hop2 string }{
+		{"198.51.100.1", "198.51.100.1/32", "192.0.2.130", "192.0.2.131"},
+		{"2001:db8:100::1", "2001:db8:100::1/128", "2001:db8:0:2::2", "2001:db8:0:2::3"},
+	} {
+		want := []netip.Addr{netip.MustParseAddr(c.hop1), netip.MustParseAddr(c.hop2)}
+		if got := rs.Routes[c.prefix]; !slices.Equal(got, want) {
+			t.Errorf("r1 routes %s via %v, want %v", c.prefix, got, want)
+		}
+		family := "-4"
+		if strings.Contains(c.vip, ":") {
+			family = "-6"
+		}
+		out, code := execOut(t, l, "r1", "ip", family, "route", "show", c.vip)
+		if code != 0 || strings.Count(out, "nexthop via") != 2 {
+			t.Errorf("r1's kernel route to the VIP %s is not a 2-way multipath route:\n%s", c.vip, out)
+		}
 	}
 
 	// Tier 2: the same service and destination order on both LB4s,
@@ -160,28 +182,32 @@ func TestE2EDataPath(t *testing.T) {
 	var in uint32
 	for _, lb4 := range []string{"lb4-1", "lb4-2"} {
 		s := tier[node.LB4Status](t, st, lb4)
-		if !s.Announced || len(s.Services) != 1 {
-			t.Fatalf("%s: announced %v, %d services", lb4, s.Announced, len(s.Services))
-		}
-		svc := s.Services[0]
-		if svc.Service.Scheduler != "mh" {
-			t.Errorf("%s schedules with %q, want mh", lb4, svc.Service.Scheduler)
+		if !s.Announced || len(s.Services) != 2 {
+			t.Fatalf("%s: announced %v, %d services, want 2 (one per family)", lb4, s.Announced, len(s.Services))
 		}
 		var dests []string
-		for _, d := range svc.Destinations {
-			dests = append(dests, fmt.Sprintf("%s w%d", d.Address, d.Weight))
+		for _, svc := range s.Services {
+			if svc.Service.Scheduler != "mh" {
+				t.Errorf("%s schedules %s with %q, want mh", lb4, svc.Service.Address, svc.Service.Scheduler)
+			}
+			for _, d := range svc.Destinations {
+				if d.Address.Is4() != svc.Service.Address.Is4() {
+					t.Errorf("%s: service %s has destination %s of the other family", lb4, svc.Service.Address, d.Address)
+				}
+				dests = append(dests, fmt.Sprintf("%s w%d", d.Address, d.Weight))
+			}
+			if svc.Stats.PacketsOut != 0 {
+				t.Errorf("%s: IPVS sent %d packets out for %s: replies did not bypass it", lb4, svc.Stats.PacketsOut, svc.Service.Address)
+			}
+			in += svc.Stats.PacketsIn
 		}
 		order = append(order, dests)
-		if svc.Stats.PacketsOut != 0 {
-			t.Errorf("%s: IPVS sent %d packets out: replies did not bypass it", lb4, svc.Stats.PacketsOut)
-		}
-		in += svc.Stats.PacketsIn
 		out, _ := execOut(t, l, lb4, "ipvsadm", "-Ln")
-		if strings.Count(out, "Tunnel") != 2 || !strings.Contains(out, "mh") {
-			t.Errorf("%s: ipvsadm -Ln does not show an mh service with 2 tunnel destinations:\n%s", lb4, out)
+		if strings.Count(out, "Tunnel") != 4 || strings.Count(out, " mh ") != 2 || !strings.Contains(out, "[2001:db8:100::1]:80") {
+			t.Errorf("%s: ipvsadm -Ln does not show an mh service of each family with 2 tunnel destinations:\n%s", lb4, out)
 		}
 	}
-	if !slices.Equal(order[0], order[1]) || len(order[0]) != 2 {
+	if !slices.Equal(order[0], order[1]) || len(order[0]) != 4 {
 		t.Errorf("LB4 destination lists differ or are incomplete: lb4-1 %v, lb4-2 %v", order[0], order[1])
 	}
 	if in == 0 {
@@ -234,26 +260,72 @@ func TestE2EDataPath(t *testing.T) {
 				target, c.from, c.catchAll, answered, c.answered, out)
 		}
 	}
+
+	// The same for IPv6 in IPv6 and the catch-all ip6tnl0. The inner
+	// destination is an address put on lb7-1's lo for the probe: lb7-1's
+	// own infra address would also be the tunnel's outer destination.
+	lb7v6 := addrOn6(t, st, "lb7-1", "infra")
+	const target6 = "2001:db8:ffff:7::1"
+	execOK(t, l, "lb7-1", "ip", "-6", "addr", "add", target6+"/128", "dev", "lo", "nodad")
+	for _, c := range []struct {
+		from     string
+		catchAll bool
+		answered bool
+	}{{"lb4-1", false, true}, {"r1", false, false}, {"r1", true, true}} {
+		if c.catchAll {
+			execOK(t, l, "lb7-1", "ip", "link", "set", "ip6tnl0", "up")
+		}
+		local := addrOn6(t, st, c.from, "infra")
+		probe := fmt.Sprintf("ip -6 tunnel add probe mode ip6ip6 local %s remote %s encaplimit none && "+
+			"ip link set probe up && ip -6 route add %s/128 dev probe src %s && ping -c 2 -W 2 %s",
+			local, lb7v6, target6, local, target6)
+		out, code := execOut(t, l, c.from, "sh", "-c", probe)
+		execOK(t, l, c.from, "ip", "-6", "tunnel", "del", "probe")
+		if c.catchAll {
+			execOK(t, l, "lb7-1", "ip", "link", "set", "ip6tnl0", "down")
+		}
+		sent := strings.Contains(out, "2 packets transmitted")
+		if answered := code == 0; !sent || answered != c.answered {
+			t.Errorf("ping of %s through ip6ip6 from %s (lb7-1's ip6tnl0 up: %v): answered %v, want %v\n%s",
+				target6, c.from, c.catchAll, answered, c.answered, out)
+		}
+	}
 }
 
-// addrOn is node's address on segment, from the lab's status.
+// addrOn is node's IPv4 address on segment, from the lab's status.
 func addrOn(t *testing.T, st *control.Status, node, segment string) netip.Addr {
+	t.Helper()
+	return addrOfFamily(t, st, node, segment, lab.IPv4)
+}
+
+// addrOn6 is node's IPv6 address on segment, from the lab's status.
+func addrOn6(t *testing.T, st *control.Status, node, segment string) netip.Addr {
+	t.Helper()
+	return addrOfFamily(t, st, node, segment, lab.IPv6)
+}
+
+func addrOfFamily(t *testing.T, st *control.Status, node, segment string, f lab.Family) netip.Addr {
 	t.Helper()
 	for _, n := range st.Nodes {
 		if n.Name != node {
 			continue
 		}
 		for _, ifc := range n.Interfaces {
-			if ifc.Segment == segment {
-				p, err := netip.ParsePrefix(ifc.Addresses[0]) // IPv4 first
+			if ifc.Segment != segment {
+				continue
+			}
+			for _, a := range ifc.Addresses {
+				p, err := netip.ParsePrefix(a)
 				if err != nil {
 					t.Fatalf("%s on %s: %v", node, segment, err)
 				}
-				return p.Addr()
+				if lab.FamilyOf(p.Addr()) == f {
+					return p.Addr()
+				}
 			}
 		}
 	}
-	t.Fatalf("%s has no address on %s", node, segment)
+	t.Fatalf("%s has no %s address on %s", node, f, segment)
 	return netip.Addr{}
 }
 

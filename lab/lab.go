@@ -243,6 +243,19 @@ func (l *Lab) Get(ctx context.Context, nodeName, url, source string, timeout tim
 	return &res, nil
 }
 
+// Family is an IP address family: a VIP, a node address or a source
+// address is IPv4 or IPv6.
+type Family = topology.Family
+
+// The address families.
+const (
+	IPv4 = topology.IPv4
+	IPv6 = topology.IPv6
+)
+
+// FamilyOf returns the family of a.
+func FamilyOf(a netip.Addr) Family { return topology.FamilyOf(a) }
+
 // Events returns the lab's event log, oldest first.
 func (l *Lab) Events(ctx context.Context) ([]control.Event, error) {
 	var evs []control.Event

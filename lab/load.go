@@ -244,7 +244,7 @@ func loadTargets(t *topology.Topology, names []string, sources []netip.Addr) ([]
 	}
 	var errs []error
 	for _, name := range names {
-		matched := matchVIPs(t, name)
+		matched := t.VIPsNamed(name)
 		if len(matched) == 0 {
 			errs = append(errs, fmt.Errorf("no VIP %q in topology %s (VIPs: %s)", name, t.Name, vipNames(t)))
 			continue
@@ -271,23 +271,6 @@ func loadTargets(t *topology.Topology, names []string, sources []netip.Addr) ([]
 		}
 	}
 	return targets, nil
-}
-
-// matchVIPs returns the indexes of the VIPs named s: by name, by
-// address:port, or by address (every VIP on it).
-func matchVIPs(t *topology.Topology, s string) []int {
-	var out []int
-	ap, apErr := netip.ParseAddrPort(s)
-	a, aErr := netip.ParseAddr(s)
-	for i, v := range t.VIPs {
-		switch {
-		case v.Name == s,
-			apErr == nil && v.Address == ap.Addr().Unmap() && v.Port == ap.Port(),
-			aErr == nil && v.Address == a.Unmap():
-			out = append(out, i)
-		}
-	}
-	return out
 }
 
 // vipNames lists the topology's VIP names for messages.

@@ -200,11 +200,23 @@ func TestLoadConfigMinimal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("load config: %v", err)
 	}
-	if diff := cmp.Diff(got.Targets, []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:80")}, netipEqual); diff != "" {
+	// Both families of www: the load mixes them, each from sources of its
+	// own family.
+	want := []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:80"), netip.MustParseAddrPort("[2001:db8:100::1]:80")}
+	if diff := cmp.Diff(got.Targets, want, netipEqual); diff != "" {
 		t.Errorf("targets (-got +want):\n%s", diff)
 	}
-	if len(got.Sources) != 50 || got.Sources[0] != netip.MustParseAddr("203.0.113.1") || got.Sources[49] != netip.MustParseAddr("203.0.113.50") {
-		t.Errorf("sources %v, want 203.0.113.1 to 203.0.113.50", got.Sources)
+	if len(got.Sources) != 100 || got.Sources[0] != netip.MustParseAddr("203.0.113.1") || got.Sources[49] != netip.MustParseAddr("203.0.113.50") ||
+		got.Sources[50] != netip.MustParseAddr("2001:db8:ff::1") || got.Sources[99] != netip.MustParseAddr("2001:db8:ff::32") {
+		t.Errorf("sources %v, want 203.0.113.1 to 203.0.113.50 and 2001:db8:ff::1 to 2001:db8:ff::32", got.Sources)
+	}
+	// One family by its label.
+	got, err = loadConfig(topo, LoadConfig{From: "client1", VIPs: []string{"www/v6"}})
+	if err != nil {
+		t.Fatalf("load config of www/v6: %v", err)
+	}
+	if diff := cmp.Diff(got.Targets, want[1:], netipEqual); diff != "" {
+		t.Errorf("targets of www/v6 (-got +want):\n%s", diff)
 	}
 }
 
@@ -283,8 +295,8 @@ func TestLoadClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start load: %v", err)
 	}
-	if ld.ID != "4" || ld.Node != "client1" || len(ld.Targets) != 1 || len(ld.Sources) != 50 {
-		t.Errorf("load %s on %s with %d targets and %d sources, want 4 on client1 with 1 and 50",
+	if ld.ID != "4" || ld.Node != "client1" || len(ld.Targets) != 2 || len(ld.Sources) != 100 {
+		t.Errorf("load %s on %s with %d targets and %d sources, want 4 on client1 with 2 (www in each family) and 100",
 			ld.ID, ld.Node, len(ld.Targets), len(ld.Sources))
 	}
 	p, err := ld.Progress(ctx)
@@ -322,7 +334,7 @@ func TestLoadClient(t *testing.T) {
 	if err := json.Unmarshal([]byte(fake.bodies[0]), &req); err != nil {
 		t.Fatalf("decode start request %s: %v", fake.bodies[0], err)
 	}
-	if req.Workers != 7 || len(req.Targets) != 1 || len(req.Sources) != 50 || req.Lease != loadLease.String() {
-		t.Errorf("start request %s: want 7 workers, 1 target, 50 sources and a lease of %s", fake.bodies[0], loadLease)
+	if req.Workers != 7 || len(req.Targets) != 2 || len(req.Sources) != 100 || req.Lease != loadLease.String() {
+		t.Errorf("start request %s: want 7 workers, 2 targets, 100 sources and a lease of %s", fake.bodies[0], loadLease)
 	}
 }

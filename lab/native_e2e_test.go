@@ -69,12 +69,12 @@ func TestE2ENative(t *testing.T) {
 	out = runCLI(t, "--name", name, "up", "--vm", "never", "../topologies/minimal.yaml")
 	t.Logf("lab up:\n%s", out)
 	t.Cleanup(func() { _ = lab.Down(context.Background(), name, nil) })
-	for _, m := range []string{"ip_vs", "ip_vs_mh", "ipip", "veth", "bridge", "sch_netem"} {
+	for _, m := range []string{"ip_vs", "ip_vs_mh", "ipip", "ip6_tunnel", "veth", "bridge", "sch_netem"} {
 		if !strings.Contains(out, m) {
 			t.Errorf("lab up does not say it loaded %s", m)
 		}
 	}
-	if got, want := loadedLabModules(), []string{"bridge", "ip_vs", "ip_vs_mh", "ipip", "sch_netem", "veth"}; !slices.Equal(got, want) {
+	if got, want := loadedLabModules(), []string{"bridge", "ip6_tunnel", "ip_vs", "ip_vs_mh", "ipip", "sch_netem", "veth"}; !slices.Equal(got, want) {
 		t.Errorf("modules loaded after lab up: %v, want %v", got, want)
 	}
 	l, err := lab.Open(name)
@@ -90,6 +90,14 @@ func TestE2ENative(t *testing.T) {
 	lb7s, servers := curlFrom(t, l, "client1", "http://198.51.100.1/", sourceRange("203.0.113", 1, 12))
 	if len(lb7s) != 2 || len(servers) != 2 {
 		t.Errorf("through the VIP: LB7s %v, backends %v; want both of each", lb7s, servers)
+	}
+	var sources6 []string
+	for i := 1; i <= 12; i++ {
+		sources6 = append(sources6, fmt.Sprintf("2001:db8:ff::%x", i))
+	}
+	lb7s, servers = curlFrom(t, l, "client1", "http://[2001:db8:100::1]/", sources6)
+	if len(lb7s) != 2 || len(servers) != 2 {
+		t.Errorf("through the IPv6 VIP: LB7s %v, backends %v; want both of each", lb7s, servers)
 	}
 
 	// Crash, silent failure and revival of an LB4.
@@ -188,7 +196,7 @@ func pingTime(out string) time.Duration {
 // name are loaded, sorted.
 func loadedLabModules() []string {
 	var out []string
-	for _, m := range []string{"bridge", "ip_vs", "ip_vs_mh", "ipip", "sch_netem", "veth"} {
+	for _, m := range []string{"bridge", "ip6_tunnel", "ip_vs", "ip_vs_mh", "ipip", "sch_netem", "veth"} {
 		if _, err := os.Stat(filepath.Join("/sys/module", m, "initstate")); err == nil {
 			out = append(out, m)
 		}
@@ -261,17 +269,18 @@ func snapshotStockHost(t *testing.T) stockHostState {
 }
 
 // moduleTraces are what loading the lab's modules creates in the host's
-// own namespace by itself: ipip's fallback device tunl0, IPv6 (a module
+// own namespace by itself: the fallback devices tunl0 (ipip) and ip6tnl0
+// (ip6_tunnel), IPv6 (a module
 // in this kernel, which ip_vs depends on: its sysctls, lo's ::1 and the
 // local routes), and the sysctls of IPVS, conntrack and the devices.
 var moduleTraces = struct {
 	links   []string
 	sysctls []string // prefixes
 }{
-	links: []string{"tunl0 ipip"},
+	links: []string{"tunl0 ipip", "ip6tnl0 ip6tnl"},
 	sysctls: []string{
 		"net.ipv4.vs.", "net.ipv6.", "net.netfilter.", "net.nf_conntrack_max",
-		"net.ipv4.conf.tunl0.", "net.ipv4.neigh.tunl0.", "net.core.bridge",
+		"net.ipv4.conf.tunl0.", "net.ipv4.neigh.tunl0.", "net.ipv4.conf.ip6tnl0.", "net.ipv4.neigh.ip6tnl0.", "net.core.bridge",
 	},
 }
 

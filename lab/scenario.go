@@ -86,7 +86,7 @@ func (s scenarioLab) VIPs(context.Context) ([]scenario.VIP, error) {
 	}
 	var out []scenario.VIP
 	for _, v := range t.VIPs {
-		out = append(out, scenario.VIP{Name: v.Name, Target: netip.AddrPortFrom(v.Address, v.Port), Scheduler: v.Scheduler})
+		out = append(out, scenario.VIP{Name: t.VIPLabel(v), Service: v.Name, Target: netip.AddrPortFrom(v.Address, v.Port), Scheduler: v.Scheduler})
 	}
 	return out, nil
 }
@@ -194,10 +194,20 @@ func checkCondition(t *topology.Topology, st *control.Status, c scenario.Conditi
 		}
 		return true, "", nil
 	}
-	vip, err := findVIP(t, c.VIP)
-	if err != nil {
-		return false, "", err
+	vips := t.VIPsNamed(c.VIP)
+	if len(vips) == 0 {
+		return false, "", fmt.Errorf("no VIP %s", c.VIP)
 	}
+	for _, i := range vips {
+		if ok, why, err := checkVIPCondition(t, st, c, t.VIPs[i]); !ok || err != nil {
+			return ok, why, err
+		}
+	}
+	return true, "", nil
+}
+
+// checkVIPCondition judges c for one VIP of its name.
+func checkVIPCondition(t *topology.Topology, st *control.Status, c scenario.Condition, vip topology.VIP) (bool, string, error) {
 	switch {
 	case c.NextHops != nil:
 		prefix := netip.PrefixFrom(vip.Address, vip.Address.BitLen()).String()
@@ -223,7 +233,7 @@ func checkCondition(t *topology.Topology, st *control.Status, c scenario.Conditi
 			if n.Role != string(topology.RoleLB4) || n.Agent.State != "running" {
 				continue
 			}
-			addr, _ := t.AddressFacing(n.Name, c.LB7, topology.IPv4)
+			addr, _ := t.AddressFacing(n.Name, c.LB7, topology.FamilyOf(vip.Address))
 			var ls node.LB4Status
 			if err := json.Unmarshal(n.Agent.Tier, &ls); err != nil {
 				return false, n.Name + ": no IPVS status yet", nil
@@ -246,13 +256,4 @@ func checkCondition(t *topology.Topology, st *control.Status, c scenario.Conditi
 		return true, "", nil
 	}
 	return false, "", errors.New("empty condition")
-}
-
-func findVIP(t *topology.Topology, name string) (topology.VIP, error) {
-	for _, v := range t.VIPs {
-		if v.Name == name || v.Address.String() == name {
-			return v, nil
-		}
-	}
-	return topology.VIP{}, fmt.Errorf("no VIP %s", name)
 }

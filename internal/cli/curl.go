@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -17,21 +18,26 @@ import (
 
 func newCurlCmd(g *globals) *cobra.Command {
 	var from, source string
-	var include bool
+	var include, v4, v6 bool
 	var timeout time.Duration
 	c := &cobra.Command{
-		Use:   "curl --from NODE [--source ADDR] [URL|VIP]",
+		Use:   "curl --from NODE [--source ADDR] [-4|-6] [URL|VIP]",
 		Short: "Make an HTTP request from inside a node and print the body (exit 1 on failure or a non-2xx answer)",
 		Long: `Make an HTTP request from inside a node, like the reference lab's
 curl --interface 203.0.113.184 198.51.100.1. With no target, the lab's first
-VIP; a bare address or address:port means http://ADDR/.`,
+VIP of the family asked for (-4, -6, or the family of --source; IPv4
+otherwise); a bare address or address:port means http://ADDR/.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, args []string) error {
 			target := ""
 			if len(args) == 1 {
 				target = args[0]
 			}
-			url, err := curlURL(l, target)
+			family, err := curlFamily(v4, v6, source)
+			if err != nil {
+				return err
+			}
+			url, err := curlURL(l, target, family)
 			if err != nil {
 				return err
 			}
@@ -66,25 +72,46 @@ VIP; a bare address or address:port means http://ADDR/.`,
 	c.Flags().StringVar(&from, "from", "", "node to send the request from (required)")
 	c.Flags().StringVar(&source, "source", "", "source address (one of the node's addresses, e.g. a client loopback address)")
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
+	c.Flags().BoolVarP(&v4, "ipv4", "4", false, "with no target, the lab's first IPv4 VIP")
+	c.Flags().BoolVarP(&v6, "ipv6", "6", false, "with no target, the lab's first IPv6 VIP")
 	c.Flags().BoolVarP(&include, "include", "i", false, "print the status and headers (X-Lab-LB7 and X-Lab-Server name who served) before the body")
 	_ = c.MarkFlagRequired("from")
 	g.addOutputFlag(c)
 	return c
 }
 
+// curlFamily is the address family -4, -6 or the source address ask for;
+// IPv4 when none does.
+func curlFamily(v4, v6 bool, source string) (lab.Family, error) {
+	switch {
+	case v4 && v6:
+		return 0, errors.New("-4 and -6 exclude each other")
+	case v6:
+		return lab.IPv6, nil
+	case v4 || source == "":
+		return lab.IPv4, nil
+	}
+	a, err := netip.ParseAddr(source)
+	if err != nil {
+		return 0, fmt.Errorf("--source %q is not an IP address", source)
+	}
+	return lab.FamilyOf(a), nil
+}
+
 // curlURL turns a target (empty, an address, address:port or a URL) into
-// a URL; empty means the lab's first VIP.
-func curlURL(l *lab.Lab, target string) (string, error) {
+// a URL; empty means the lab's first VIP of family f.
+func curlURL(l *lab.Lab, target string, f lab.Family) (string, error) {
 	if target == "" {
 		st, err := l.Topology()
 		if err != nil {
 			return "", err
 		}
-		if len(st.VIPs) == 0 {
-			return "", fmt.Errorf("lab %s has no VIP: give a URL", l.Name)
+		for _, v := range st.VIPs {
+			if lab.FamilyOf(v.Address) == f {
+				return "http://" + netip.AddrPortFrom(v.Address, v.Port).String() + "/", nil
+			}
 		}
-		v := st.VIPs[0]
-		return "http://" + netip.AddrPortFrom(v.Address, v.Port).String() + "/", nil
+		return "", fmt.Errorf("lab %s has no %s VIP: give a URL", l.Name, f)
 	}
 	if strings.Contains(target, "://") {
 		return target, nil

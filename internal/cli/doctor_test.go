@@ -57,8 +57,8 @@ func TestDoctor(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &h); err != nil {
 		t.Fatalf("lab doctor -o json: %v\n%s", err, js.String())
 	}
-	if len(h.Features) != 9 || h.Features[0].Module != "ip_vs" {
-		t.Errorf("lab doctor lists %d features starting with %+v, want the 9 modules of a lab, ip_vs first", len(h.Features), h.Features)
+	if len(h.Features) != 11 || h.Features[0].Module != "ip_vs" {
+		t.Errorf("lab doctor lists %d features starting with %+v, want the 11 modules of a lab, ip_vs first", len(h.Features), h.Features)
 	}
 	if (errJSON != nil) != (len(h.Problems) > 0) {
 		t.Errorf("lab doctor returned %v with problems %q: it must fail exactly when it finds problems", errJSON, h.Problems)
@@ -80,7 +80,7 @@ func TestDoctorTopology(t *testing.T) {
 	for _, f := range h.Features {
 		mods = append(mods, f.Module)
 	}
-	if got, want := strings.Join(mods, " "), "ip_vs ip_vs_mh ipip veth bridge sch_netem"; got != want {
+	if got, want := strings.Join(mods, " "), "ip_vs ip_vs_mh ipip ipv6 ip6_tunnel veth bridge sch_netem"; got != want {
 		t.Errorf("modules for the minimal topology: %s, want %s", got, want)
 	}
 	err := Run(context.Background(), []string{"doctor", "no-such.yaml"}, &js, &errOut)

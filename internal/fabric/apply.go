@@ -129,8 +129,16 @@ func build(ctx context.Context, p *Plan, rec Recorder, log *slog.Logger) error {
 		h := hs[tu.NS]
 		la := netlink.NewLinkAttrs()
 		la.Name = tu.Name
-		if err := h.LinkAdd(&netlink.Iptun{LinkAttrs: la, Local: tu.Local.AsSlice(), Remote: tu.Remote.AsSlice(), PMtuDisc: 1}); err != nil {
-			return fmt.Errorf("create ipip tunnel %s in %s: %w", tu.Name, tu.NS, err)
+		var link netlink.Link = &netlink.Iptun{LinkAttrs: la, Local: tu.Local.AsSlice(), Remote: tu.Remote.AsSlice(), PMtuDisc: 1}
+		kind := "ipip"
+		if tu.Is6() {
+			// Receive only: the LB7 answers clients directly, never
+			// through the tunnel.
+			link = &netlink.Ip6tnl{LinkAttrs: la, Local: tu.Local.AsSlice(), Remote: tu.Remote.AsSlice(), Proto: unix.IPPROTO_IPV6}
+			kind = "ip6ip6"
+		}
+		if err := h.LinkAdd(link); err != nil {
+			return fmt.Errorf("create %s tunnel %s in %s: %w", kind, tu.Name, tu.NS, err)
 		}
 		if err := setUp(h, tu.Name); err != nil {
 			return fmt.Errorf("set tunnel %s up in %s: %w", tu.Name, tu.NS, err)

@@ -61,13 +61,37 @@ type Veth struct {
 	MTU              int    // both ends; 0 for the kernel's default
 }
 
-// Tunnel is an IPIP tunnel that accepts encapsulated packets from one
-// remote only. An LB7 gets one per LB4; the catch-all tunl0 stays down, so
-// IPIP from anyone else is dropped.
+// Tunnel is an IPIP tunnel, or an IPv6-in-IPv6 one when its addresses are
+// IPv6, that accepts encapsulated packets from one remote only. An LB7
+// gets one per LB4 and family; the catch-all tunl0 and ip6tnl0 stay down,
+// so tunnelled packets from anyone else are dropped.
 type Tunnel struct {
 	NS, Name      string
 	Local, Remote netip.Addr
 }
+
+// Is6 reports whether the tunnel carries IPv6 in IPv6.
+func (t Tunnel) Is6() bool { return t.Local.Is6() }
+
+// tunnelName names the tunnel from an LB4 (named lb4) of family f: the LB4's
+// name for IPIP, "6" and the name for IPv6 (no node name starts with a
+// digit), shortened with a hash of the name where that would be longer
+// than an interface name may be.
+func tunnelName(lb4 string, f topology.Family) string {
+	if f == topology.IPv4 {
+		return lb4
+	}
+	name := "6" + lb4
+	if len(name) <= maxIfName {
+		return name
+	}
+	h := fnv.New32a()
+	h.Write([]byte(lb4))
+	return fmt.Sprintf("6%s%04x", lb4[:maxIfName-5], h.Sum32()&0xffff)
+}
+
+// maxIfName is the longest interface name Linux accepts.
+const maxIfName = 15
 
 // Addr is an address on a device.
 type Addr struct {
@@ -111,11 +135,13 @@ func NewPlan(t *topology.Topology, lab string) *Plan {
 			}
 		}
 		if n.Role == topology.RoleLB7 {
-			for _, lb4 := range t.NodesByRole(topology.RoleLB4) {
-				remote, ok1 := t.AddressFacing(n.Name, lb4.Name, topology.IPv4)
-				local, ok2 := t.AddressFacing(lb4.Name, n.Name, topology.IPv4)
-				if ok1 && ok2 {
-					p.Tunnels = append(p.Tunnels, Tunnel{NS: ns, Name: lb4.Name, Local: local, Remote: remote})
+			for _, f := range topology.Families {
+				for _, lb4 := range t.NodesByRole(topology.RoleLB4) {
+					remote, ok1 := t.AddressFacing(n.Name, lb4.Name, f)
+					local, ok2 := t.AddressFacing(lb4.Name, n.Name, f)
+					if ok1 && ok2 {
+						p.Tunnels = append(p.Tunnels, Tunnel{NS: ns, Name: tunnelName(lb4.Name, f), Local: local, Remote: remote})
+					}
 				}
 			}
 		}
@@ -180,7 +206,11 @@ func (p *Plan) String() string {
 		b.WriteByte('\n')
 	}
 	for _, tu := range p.Tunnels {
-		fmt.Fprintf(&b, "ipip    %s/%s local %s remote %s\n", tu.NS, tu.Name, tu.Local, tu.Remote)
+		kind := "ipip   "
+		if tu.Is6() {
+			kind = "ip6ip6 "
+		}
+		fmt.Fprintf(&b, "%s %s/%s local %s remote %s\n", kind, tu.NS, tu.Name, tu.Local, tu.Remote)
 	}
 	for _, a := range p.Addrs {
 		fmt.Fprintf(&b, "addr    %s/%s %s\n", a.NS, a.Dev, a.Prefix)

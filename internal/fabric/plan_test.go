@@ -101,8 +101,8 @@ func TestDiff(t *testing.T) {
 	if want := []string{"lab-m.lb7-3"}; !slices.Equal(d.Namespaces, want) {
 		t.Errorf("namespaces %v, want %v", d.Namespaces, want)
 	}
-	if len(d.Veths) != 2 || len(d.Tunnels) != 2 || len(d.Bridges) != 0 {
-		t.Errorf("diff %d veths %d tunnels %d bridges, want 2 2 0:\n%s", len(d.Veths), len(d.Tunnels), len(d.Bridges), d)
+	if len(d.Veths) != 2 || len(d.Tunnels) != 4 || len(d.Bridges) != 0 {
+		t.Errorf("diff %d veths %d tunnels %d bridges, want 2 4 (one per LB4 and family) 0:\n%s", len(d.Veths), len(d.Tunnels), len(d.Bridges), d)
 	}
 	for _, x := range d.Addrs {
 		if x.NS != "lab-m.lb7-3" {
@@ -113,26 +113,49 @@ func TestDiff(t *testing.T) {
 		t.Errorf("existing namespaces %v, want the bridges' lab-m", got)
 	}
 
-	// A new LB4: every LB7 gets a tunnel from it.
+	// A new LB4: every LB7 gets a tunnel of each family from it.
 	d = Diff(p1, p2)
 	var tunnelNS []string
 	for _, tu := range d.Tunnels {
-		if tu.Name != "lb4-3" {
-			t.Errorf("tunnel %+v, want only tunnels named lb4-3", tu)
+		if want := map[bool]string{false: "lb4-3", true: "6lb4-3"}[tu.Is6()]; tu.Name != want {
+			t.Errorf("tunnel %+v, want it named %s", tu, want)
 		}
 		tunnelNS = append(tunnelNS, tu.NS)
 	}
-	if want := []string{"lab-m.lb7-1", "lab-m.lb7-2", "lab-m.lb7-3"}; !slices.Equal(tunnelNS, want) {
+	if want := []string{"lab-m.lb7-1", "lab-m.lb7-1", "lab-m.lb7-2", "lab-m.lb7-2", "lab-m.lb7-3", "lab-m.lb7-3"}; !slices.Equal(tunnelNS, want) {
 		t.Errorf("tunnels in %v, want %v", tunnelNS, want)
 	}
 
 	// Removing the LB4 again: its namespace, and the tunnels to it in the
 	// LB7s that stay.
 	ns, tunnels := Gone(p2, p1)
-	if !slices.Equal(ns, []string{"lab-m.lb4-3"}) || len(tunnels) != 3 {
-		t.Errorf("gone %v and %d tunnels, want lab-m.lb4-3 and 3", ns, len(tunnels))
+	if !slices.Equal(ns, []string{"lab-m.lb4-3"}) || len(tunnels) != 6 {
+		t.Errorf("gone %v and %d tunnels, want lab-m.lb4-3 and 6", ns, len(tunnels))
 	}
 	if d := Diff(p2, p1); len(d.Namespaces)+len(d.Veths)+len(d.Tunnels)+len(d.Addrs)+len(d.Routes) != 0 {
 		t.Errorf("removing builds something:\n%s", d)
+	}
+}
+
+// TestTunnelName names IPv6 tunnels apart from IPIP ones and from every
+// node name, within the 15 characters of an interface name.
+func TestTunnelName(t *testing.T) {
+	for _, tc := range []struct {
+		lb4  string
+		f    topology.Family
+		want string
+	}{
+		{"lb4-1", topology.IPv4, "lb4-1"},
+		{"lb4-1", topology.IPv6, "6lb4-1"},
+		{"lb4-16", topology.IPv6, "6lb4-16"},
+		{"loadbalancer-12", topology.IPv4, "loadbalancer-12"},
+	} {
+		if got := tunnelName(tc.lb4, tc.f); got != tc.want {
+			t.Errorf("tunnelName(%q, %v) = %q, want %q", tc.lb4, tc.f, got, tc.want)
+		}
+	}
+	a, b := tunnelName("loadbalancer-12", topology.IPv6), tunnelName("loadbalancer-13", topology.IPv6)
+	if len(a) > maxIfName || len(b) > maxIfName || a == b || a[0] != '6' {
+		t.Errorf("long names: %q and %q, want distinct names of at most %d characters starting with 6", a, b, maxIfName)
 	}
 }

@@ -119,8 +119,8 @@ func TestNeeds(t *testing.T) {
 		schedulers []string
 		want       []string
 	}{
-		{nil, []string{"ip_vs", "ip_vs_mh", "ip_vs_sh", "ip_vs_wlc", "ip_vs_rr", "ipip", "veth", "bridge", "sch_netem"}},
-		{[]string{"sh", "mh", "sh"}, []string{"ip_vs", "ip_vs_sh", "ip_vs_mh", "ipip", "veth", "bridge", "sch_netem"}},
+		{nil, []string{"ip_vs", "ip_vs_mh", "ip_vs_sh", "ip_vs_wlc", "ip_vs_rr", "ipip", "ipv6", "ip6_tunnel", "veth", "bridge", "sch_netem"}},
+		{[]string{"sh", "mh", "sh"}, []string{"ip_vs", "ip_vs_sh", "ip_vs_mh", "ipip", "ipv6", "ip6_tunnel", "veth", "bridge", "sch_netem"}},
 	} {
 		if diff := cmp.Diff(Names(Needs(tc.schedulers...)), tc.want); diff != "" {
 			t.Errorf("Needs(%q) (-got +want):\n%s", tc.schedulers, diff)

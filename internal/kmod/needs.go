@@ -11,6 +11,8 @@ import (
 var (
 	ipvs   = Module{Name: "ip_vs", Config: "CONFIG_IP_VS", For: "IPVS on the LB4s (tier 2)"}
 	ipip   = Module{Name: "ipip", Config: "CONFIG_NET_IPIP", For: "IPIP tunnels from LB4s to LB7s"}
+	ipv6   = Module{Name: "ipv6", Config: "CONFIG_IPV6", For: "IPv6 on every node"}
+	ip6tnl = Module{Name: "ip6_tunnel", Config: "CONFIG_IPV6_TUNNEL", For: "IPv6-in-IPv6 tunnels from LB4s to LB7s"}
 	veth   = Module{Name: "veth", Config: "CONFIG_VETH", For: "links between nodes"}
 	bridge = Module{Name: "bridge", Config: "CONFIG_BRIDGE", For: "segments with more than two nodes"}
 	netem  = Module{Name: "sch_netem", Config: "CONFIG_NET_SCH_NETEM", For: "lab impair and lab kill --freeze"}
@@ -40,7 +42,7 @@ func Needs(schedulers ...string) []Module {
 			mods = append(mods, Scheduler(s))
 		}
 	}
-	return append(mods, ipip, veth, bridge, netem)
+	return append(mods, ipip, ipv6, ip6tnl, veth, bridge, netem)
 }
 
 // Names returns the names of mods.

@@ -61,11 +61,14 @@ func (a *agent) setTopology(w http.ResponseWriter, r *http.Request) {
 func (l *lb4) targets(t *topology.Topology) ([]lb7Target, error) {
 	var out []lb7Target
 	for _, n := range t.NodesByRole(topology.RoleLB7) {
-		addr, ok := t.AddressFacing(l.a.node.Name, n.Name, topology.IPv4)
-		if !ok {
-			return nil, fmt.Errorf("%s shares no segment with %s", l.a.node.Name, n.Name)
+		d := lb7Target{name: n.Name}
+		for _, f := range topology.Families {
+			d.addrs[f], _ = t.AddressFacing(l.a.node.Name, n.Name, f)
 		}
-		out = append(out, lb7Target{n.Name, addr})
+		if !d.addrs[topology.IPv4].IsValid() {
+			return nil, fmt.Errorf("%s shares no IPv4 segment with %s (it checks LB7s over IPv4)", l.a.node.Name, n.Name)
+		}
+		out = append(out, d)
 	}
 	return out, nil
 }
@@ -73,7 +76,7 @@ func (l *lb4) targets(t *topology.Topology) ([]lb7Target, error) {
 func healthTargets(lb7s []lb7Target) []health.Target {
 	var out []health.Target
 	for _, d := range lb7s {
-		out = append(out, health.Target{Name: d.name, Addr: netip.AddrPortFrom(d.addr, haproxy.DefaultHealthPort), Path: haproxy.HealthURI})
+		out = append(out, health.Target{Name: d.name, Addr: netip.AddrPortFrom(d.addrs[topology.IPv4], haproxy.DefaultHealthPort), Path: haproxy.HealthURI})
 	}
 	return out
 }

@@ -2,7 +2,6 @@ package node
 
 import (
 	"encoding/json"
-	"net/netip"
 	"path/filepath"
 	"testing"
 
@@ -51,22 +50,21 @@ func TestIPVSPlanGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			topo := load(t, name)
 			lb4 := topo.NodesByRole(topology.RoleLB4)[0]
-			var lb7s []netip.Addr
+			var lb7s []LB7Dest
 			for _, n := range topo.NodesByRole(topology.RoleLB7) {
-				a, ok := topo.AddressFacing(lb4.Name, n.Name, topology.IPv4)
-				if !ok {
+				d := LB7Dest{Healthy: true}
+				for _, f := range topology.Families {
+					d.Addrs[f], _ = topo.AddressFacing(lb4.Name, n.Name, f)
+				}
+				if !d.Addrs[topology.IPv4].IsValid() {
 					t.Fatalf("%s cannot reach %s", lb4.Name, n.Name)
 				}
-				lb7s = append(lb7s, a)
+				lb7s = append(lb7s, d)
 			}
-			healthy := map[netip.Addr]bool{}
-			for _, a := range lb7s {
-				healthy[a] = true
-			}
-			all := IPVSPlan(topo, lb7s, healthy, false)
-			healthy[lb7s[1]] = false
-			failed := IPVSPlan(topo, lb7s, healthy, false)
-			removed := IPVSPlan(topo, lb7s, healthy, true)
+			all := IPVSPlan(topo, lb7s, false)
+			lb7s[1].Healthy = false
+			failed := IPVSPlan(topo, lb7s, false)
+			removed := IPVSPlan(topo, lb7s, true)
 			b, err := json.MarshalIndent(map[string]any{"all-healthy": all, "second-lb7-failed": failed, "second-lb7-failed-remove-failed": removed}, "", "  ")
 			if err != nil {
 				t.Fatal(err)

@@ -49,8 +49,10 @@ type lb4 struct {
 	a       *agent
 	speaker *bgp.Speaker // sessions and peers; vips announces through it
 	checker *health.Checker
-	nextHop netip.Addr
-	lb7s    []lb7Target
+	// nextHops are the LB4's addresses facing a router, by family: the
+	// next hop of the VIPs of that family.
+	nextHops [2]netip.Addr
+	lb7s     []lb7Target
 
 	// What reconcile drives: the IPVS table and the VIPs' announcements,
 	// and the clock that ends the grace time (time.Now when nil).
@@ -66,9 +68,12 @@ type lb4 struct {
 	changes   []ipvs.Change
 }
 
+// lb7Target is an LB7 as this LB4 reaches it: by family, the zero Addr
+// where they share no segment of that family. Checks go over IPv4, and
+// decide for both families: one HAProxy serves them.
 type lb7Target struct {
-	name string
-	addr netip.Addr
+	name  string
+	addrs [2]netip.Addr
 }
 
 // ipvsTable is what the LB4 needs of its IPVS table: an *ipvs.Table, over
@@ -149,14 +154,18 @@ func (l *lb4) init(t *topology.Topology) error {
 		return err
 	}
 	l.healthy, l.known = map[string]bool{}, map[string]bool{}
-	for _, r := range t.NodesByRole(topology.RoleRouter) {
-		if addr, ok := t.AddressFacing(r.Name, l.a.node.Name, topology.IPv4); ok {
-			l.nextHop = addr
-			break
+	for _, f := range topology.Families {
+		for _, r := range t.NodesByRole(topology.RoleRouter) {
+			if addr, ok := t.AddressFacing(r.Name, l.a.node.Name, f); ok {
+				l.nextHops[f] = addr
+				break
+			}
 		}
 	}
-	if !l.nextHop.IsValid() {
-		return fmt.Errorf("lb4 %s shares no segment with a router", l.a.node.Name)
+	for _, v := range t.VIPs {
+		if f := topology.FamilyOf(v.Address); !l.nextHops[f].IsValid() {
+			return fmt.Errorf("lb4 %s shares no %s segment with a router to announce VIP %s (%s)", l.a.node.Name, f, v.Name, v.Address)
+		}
 	}
 	return nil
 }
@@ -285,25 +294,21 @@ func shouldAnnounce(s lb4State) bool {
 // ipvsPlan is the IPVS state the LB4 wants in state s: [IPVSPlan] of its
 // LB7s.
 func ipvsPlan(t *topology.Topology, s lb4State, removeFailed bool) []ipvs.Desired {
-	addrs := make([]netip.Addr, len(s.lb7s))
-	healthy := map[netip.Addr]bool{}
+	dests := make([]LB7Dest, len(s.lb7s))
 	for i, d := range s.lb7s {
-		addrs[i] = d.addr
-		if s.healthy[d.name] {
-			healthy[d.addr] = true
-		}
+		dests[i] = LB7Dest{Addrs: d.addrs, Healthy: s.healthy[d.name]}
 	}
-	return IPVSPlan(t, addrs, healthy, removeFailed)
+	return IPVSPlan(t, dests, removeFailed)
 }
 
-// setAnnounced announces every VIP with next hop nextHop through a, or
-// withdraws them all. It stops at the first error.
-func setAnnounced(a announcer, vips []netip.Addr, nextHop netip.Addr, announce bool) error {
+// setAnnounced announces every VIP through a, with the next hop of its
+// family, or withdraws them all. It stops at the first error.
+func setAnnounced(a announcer, vips []netip.Addr, nextHops [2]netip.Addr, announce bool) error {
 	for _, v := range vips {
 		p := netip.PrefixFrom(v, v.BitLen())
 		var err error
 		if announce {
-			err = a.Announce(p, nextHop)
+			err = a.Announce(p, nextHops[topology.FamilyOf(v)])
 		} else {
 			err = a.Withdraw(p)
 		}
@@ -335,7 +340,7 @@ func (l *lb4) reconcile() error {
 	if announce == l.announced {
 		return nil
 	}
-	if err := setAnnounced(l.vips, l.a.topology().VIPAddresses(), l.nextHop, announce); err != nil {
+	if err := setAnnounced(l.vips, l.a.topology().VIPAddresses(), l.nextHops, announce); err != nil {
 		return err
 	}
 	l.announced = announce
@@ -344,23 +349,34 @@ func (l *lb4) reconcile() error {
 	return nil
 }
 
+// LB7Dest is an LB7 as an LB4's IPVS services see it: its address of each
+// family facing the LB4 (the zero Addr where it has none) and its health.
+type LB7Dest struct {
+	Addrs   [2]netip.Addr // by topology.Family
+	Healthy bool
+}
+
 // IPVSPlan is the IPVS state an LB4 wants: one service per VIP with every
 // LB7 (lb7s, in topology order: the same on every LB4) as a tunnel
-// destination, the last LB7 first: an LB7 added at runtime comes last in
-// the topology, so it goes to the head of the kernel's list, where IPVS
+// destination at its address of the VIP's family (IPIP for IPv4, IPv6 in
+// IPv6 for IPv6), the last LB7 first: an LB7 added at runtime comes last
+// in the topology, so it goes to the head of the kernel's list, where IPVS
 // inserts, and no other destination is re-added (see package ipvs). Each
 // one has weight 1 when healthy and 0 otherwise, or left out when
 // removeFailed asks to delete failed LB7s.
-func IPVSPlan(t *topology.Topology, lb7s []netip.Addr, healthy map[netip.Addr]bool, removeFailed bool) []ipvs.Desired {
+func IPVSPlan(t *topology.Topology, lb7s []LB7Dest, removeFailed bool) []ipvs.Desired {
 	var want []ipvs.Desired
 	for _, v := range t.VIPs {
 		d := ipvs.Desired{Service: ipvs.Service{Address: v.Address, Port: v.Port, Protocol: v.Protocol, Scheduler: v.Scheduler, Flags: v.Flags}}
-		for _, a := range slices.Backward(lb7s) {
-			w := 0
-			if healthy[a] {
-				w = 1
-			} else if removeFailed {
+		f := topology.FamilyOf(v.Address)
+		for _, lb7 := range slices.Backward(lb7s) {
+			a := lb7.Addrs[f]
+			if !a.IsValid() || !lb7.Healthy && removeFailed {
 				continue
+			}
+			w := 0
+			if lb7.Healthy {
+				w = 1
 			}
 			d.Destinations = append(d.Destinations, ipvs.Destination{Address: a, Weight: w})
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,7 +30,15 @@ const (
 	lb41Addr   = "192.0.2.130" // lb4-1's next hop
 	lb71Addr   = "192.0.2.132"
 	lb72Addr   = "192.0.2.133"
+	// The IPv6 VIP of the same name, lb4-1's IPv6 next hop, and the LB7s'
+	// IPv6 addresses: the IPv6 service's destinations.
+	minimalVIP6 = "2001:db8:100::1"
+	lb41Addr6   = "2001:db8:0:2::2"
 )
+
+var minimalV6 = map[string]string{lb71Addr: "2001:db8:0:2::4", lb72Addr: "2001:db8:0:2::5"}
+
+const ()
 
 // fakeBGP is what the routers learn from an LB4's speaker: each announced
 // prefix and its next hop. updates counts the announcements and
@@ -182,13 +191,14 @@ func (tl *testLB4) setDisable(t *testing.T, on bool) {
 	tl.steady(t)
 }
 
-// wantAnnounced checks what the routers learn: the VIP through lb4-1 of
-// the minimal topology, or nothing.
+// wantAnnounced checks what the routers learn: the VIP of each family
+// through lb4-1 of the minimal topology, or nothing.
 func (tl *testLB4) wantAnnounced(t *testing.T, announced bool) {
 	t.Helper()
 	want := map[netip.Prefix]netip.Addr{}
 	if announced {
 		want[netip.MustParsePrefix(minimalVIP+"/32")] = netip.MustParseAddr(lb41Addr)
+		want[netip.MustParsePrefix(minimalVIP6+"/128")] = netip.MustParseAddr(lb41Addr6)
 	}
 	if diff := cmp.Diff(tl.bgp.routes, want, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("BGP routes (-got +want):\n%s", diff)
@@ -196,11 +206,25 @@ func (tl *testLB4) wantAnnounced(t *testing.T, announced bool) {
 }
 
 // wantIPVS checks the kernel's IPVS state of an LB4 of the minimal
-// topology: its VIP (mh, port) with dests, head first.
+// topology: its IPv4 VIP (mh, port) with dests, head first, and its IPv6
+// VIP with the same LB7s at their IPv6 addresses.
 func (tl *testLB4) wantIPVS(t *testing.T, dests ...ipvstest.DestState) {
 	t.Helper()
 	const fallbackPort = 0x0008 | 0x0010 // IP_VS_SVC_F_SCHED1 | IP_VS_SVC_F_SCHED2
-	want := []ipvstest.ServiceState{{Key: "2/6/" + minimalVIP + ":80", Scheduler: "mh", Flags: fallbackPort | ipvstest.FlagHashed, Dests: dests}}
+	var dests6 []ipvstest.DestState
+	for _, d := range dests {
+		a4 := strings.TrimSuffix(d.Addr, ":80")
+		a6, ok := minimalV6[a4]
+		if !ok {
+			t.Fatalf("no IPv6 address for LB7 %s", a4)
+		}
+		d.Addr = "[" + a6 + "]:80"
+		dests6 = append(dests6, d)
+	}
+	want := []ipvstest.ServiceState{
+		{Key: "10/6/[" + minimalVIP6 + "]:80", Scheduler: "mh", Flags: fallbackPort | ipvstest.FlagHashed, Dests: dests6},
+		{Key: "2/6/" + minimalVIP + ":80", Scheduler: "mh", Flags: fallbackPort | ipvstest.FlagHashed, Dests: dests},
+	}
 	if diff := cmp.Diff(tl.kernel.State(), want); diff != "" {
 		t.Errorf("IPVS (-got +want):\n%s", diff)
 	}
@@ -412,7 +436,7 @@ func TestLB4SameIPVSOnEveryLB4(t *testing.T) {
 		}
 		var order []string
 		for _, d := range slices.Backward(a.lb7s) {
-			order = append(order, netip.AddrPortFrom(d.addr, 80).String())
+			order = append(order, netip.AddrPortFrom(d.addrs[topology.IPv4], 80).String())
 		}
 		if diff := cmp.Diff(got, order); diff != "" {
 			t.Errorf("%s: destination order (-got +want, the reverse of the topology's):\n%s", s.Key, diff)

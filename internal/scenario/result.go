@@ -306,14 +306,14 @@ func (r *Result) scope(sc Scope) (conns []traffic.Conn, from time.Time, note str
 		}
 		before = t
 	}
-	vip := -1
+	vipTargets := map[netip.AddrPort]bool{}
 	if sc.VIP != "" {
-		for i, v := range r.VIPs {
-			if v.Name == sc.VIP {
-				vip = i
+		for _, v := range r.VIPs {
+			if v.Name == sc.VIP || v.Service == sc.VIP {
+				vipTargets[v.Target] = true
 			}
 		}
-		if vip < 0 {
+		if len(vipTargets) == 0 {
 			return nil, from, fmt.Sprintf("the lab has no vip %s", sc.VIP)
 		}
 	}
@@ -333,7 +333,7 @@ func (r *Result) scope(sc Scope) (conns []traffic.Conn, from time.Time, note str
 	}
 	for _, c := range r.Report.Conns {
 		switch {
-		case vip >= 0 && c.Target != r.VIPs[vip].Target:
+		case sc.VIP != "" && !vipTargets[c.Target]:
 		case sc.Scheduler != "" && !schedTargets[c.Target]:
 		case sc.After != "" && c.End.Before(from):
 		case sc.Settled > 0 && c.Start.Before(from.Add(sc.Settled)):

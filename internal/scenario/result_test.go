@@ -210,3 +210,30 @@ func TestExceptLB7Refused(t *testing.T) {
 		t.Errorf("got %d connections, %v broken, passed %v; want 8, 4, true", got.Conns, got.Measured, got.Passed)
 	}
 }
+
+// TestScopeDualStack scopes connections to a VIP name that has a VIP of
+// each family: the name covers both, the label one.
+func TestScopeDualStack(t *testing.T) {
+	www4 := VIP{Name: "www/v4", Service: "www", Target: netip.MustParseAddrPort("198.51.100.1:80"), Scheduler: "mh"}
+	www6 := VIP{Name: "www/v6", Service: "www", Target: netip.MustParseAddrPort("[2001:db8:100::1]:80"), Scheduler: "mh"}
+	r := &Result{
+		Name: "dual", Start: t0, End: t0.Add(5 * time.Second), VIPs: []VIP{www4, www6},
+		Report: &traffic.Report{Start: t0, End: t0.Add(5 * time.Second), Conns: []traffic.Conn{
+			conn(1, www4, 0, 1000, "lb7-1", traffic.OutcomeOK),
+			conn(2, www6, 0, 1000, "lb7-1", traffic.OutcomeReset),
+			conn(3, www6, 1000, 2000, "lb7-2", traffic.OutcomeOK),
+		}},
+	}
+	for _, tc := range []struct {
+		vip           string
+		conns, broken int
+	}{{"www", 3, 1}, {"www/v4", 1, 0}, {"www/v6", 2, 1}} {
+		r.evaluate([]Assertion{{Metric: MetricBroken, Limit: 5, Scope: Scope{VIP: tc.vip}}})
+		if got := r.Assertions[0]; got.Conns != tc.conns || got.Measured != float64(tc.broken) || !got.Passed {
+			t.Errorf("vip %s: %d connections, %v broken, passed %v; want %d, %d, true (%s)", tc.vip, got.Conns, got.Measured, got.Passed, tc.conns, tc.broken, got.Note)
+		}
+	}
+	if totals := r.Totals(); totals[0].VIP != "www/v4" || totals[1].VIP != "www/v6" || totals[1].Broken != 1 {
+		t.Errorf("totals %+v, want a row per family, labelled", totals)
+	}
+}

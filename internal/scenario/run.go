@@ -229,7 +229,7 @@ func checkVIPs(s *Scenario, vips []VIP) error {
 	have := map[string]bool{}
 	var names []string
 	for _, v := range vips {
-		have[v.Name] = true
+		have[v.Name], have[v.Service] = true, true
 		names = append(names, v.Name)
 	}
 	var missing []string

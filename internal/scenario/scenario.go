@@ -289,7 +289,12 @@ func (s Scope) String() string {
 
 // VIP is a VIP of the running lab, as Lab.VIPs reports it.
 type VIP struct {
+	// Name names the VIP in reports and scopes: the topology's name, with
+	// "/v4" or "/v6" when the name has a VIP of each family.
 	Name string
+	// Service is the VIP's name in the topology: a scope or a wait naming
+	// it covers every family.
+	Service string
 	// Target is the address and port the load connects to; connections
 	// are matched to VIPs by it.
 	Target netip.AddrPort

@@ -15,6 +15,9 @@ var (
 	scenarioNameRE = regexp.MustCompile(`^[a-z0-9-]+$`)
 	// nodeNameRE is the topology's rule for node and VIP names.
 	nodeNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	// vipNameRE is a VIP's name, or its label when the name has a VIP of
+	// each family (www/v6).
+	vipNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*(/v[46])?$`)
 )
 
 // maxNameLen bounds scenario, node and VIP names.
@@ -86,7 +89,7 @@ func (v *validator) load() {
 	seen := map[string]bool{}
 	for i, n := range l.VIPs {
 		path := fmt.Sprintf("load.vips[%d]", i)
-		v.name(path, n)
+		v.vipName(path, n)
 		if seen[n] {
 			v.c.field(path, "vip %s is listed twice", n)
 		}
@@ -235,7 +238,7 @@ func (v *validator) wait(path string, w Condition) {
 		v.c.field(path, "nothing to wait for: want converged: true, {vip, next-hops} or {vip, lb7, weight}")
 	}
 	if w.VIP != "" {
-		v.name(path+".vip", w.VIP)
+		v.vipName(path+".vip", w.VIP)
 	}
 	if w.LB7 != "" {
 		v.name(path+".lb7", w.LB7)
@@ -264,7 +267,7 @@ func (v *validator) assertion(path string, a Assertion, loaded bool) {
 	}
 	sc := a.Scope
 	if sc.VIP != "" {
-		v.name(path+".vip", sc.VIP)
+		v.vipName(path+".vip", sc.VIP)
 	}
 	if sc.ExceptLB7 != "" {
 		v.name(path+".except-lb7", sc.ExceptLB7)
@@ -330,6 +333,13 @@ func (v *validator) peer(path, peer string) {
 }
 
 // name checks the syntax of a node or VIP name.
+// vipName checks the name of a VIP, or its label (www/v6).
+func (v *validator) vipName(path, name string) {
+	if len(name) > maxNameLen+3 || !vipNameRE.MatchString(name) {
+		v.c.field(path, "%q is not a VIP name (lower-case letters, digits and dashes, starting with a letter; /v4 or /v6 for one family of a dual-stack name)", name)
+	}
+}
+
 func (v *validator) name(path, name string) {
 	if len(name) > maxNameLen || !nodeNameRE.MatchString(name) {
 		v.c.field(path, "%q is not a valid name (lower-case letters, digits and dashes, starting with a letter)", name)

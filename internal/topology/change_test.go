@@ -56,8 +56,9 @@ func TestWithNodeLike(t *testing.T) {
 		t.Errorf("last LB7 %s, want lb7-3 (LB4s keep their destination order)", last)
 	}
 	// minimal.yaml: r1, lb4-1, lb4-2, lb7-1, lb7-2 hold .129-.133 on infra;
-	// lb7-1, lb7-2, server-1, server-2 hold .65-.68 on servers.
-	if diff := cmp.Diff([]string{"infra=[192.0.2.134/25]", "servers=[192.0.2.69/27]"}, got); diff != "" {
+	// lb7-1, lb7-2, server-1, server-2 hold .65-.68 on servers; on infra,
+	// the same nodes hold 2001:db8:0:2::1-::5.
+	if diff := cmp.Diff([]string{"infra=[192.0.2.134/25 2001:db8:0:2::6/64]", "servers=[192.0.2.69/27]"}, got); diff != "" {
 		t.Errorf("lb7-3's interfaces (-want +got):\n%s", diff)
 	}
 

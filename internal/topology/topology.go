@@ -261,6 +261,35 @@ func (t *Topology) VIPAddresses() []netip.Addr {
 	return out
 }
 
+// VIPLabel names v in reports, apart from the other VIPs: its name, with
+// "/v4" or "/v6" when the name has an address of each family.
+func (t *Topology) VIPLabel(v VIP) string {
+	for _, o := range t.VIPs {
+		if o.Name == v.Name && FamilyOf(o.Address) != FamilyOf(v.Address) {
+			return v.Name + map[Family]string{IPv4: "/v4", IPv6: "/v6"}[FamilyOf(v.Address)]
+		}
+	}
+	return v.Name
+}
+
+// VIPsNamed returns the indexes in t.VIPs of the VIPs s names: by name
+// (every family), by label (see VIPLabel), by address:port, or by address
+// (every port).
+func (t *Topology) VIPsNamed(s string) []int {
+	var out []int
+	ap, apErr := netip.ParseAddrPort(s)
+	a, aErr := netip.ParseAddr(s)
+	for i, v := range t.VIPs {
+		switch {
+		case v.Name == s, t.VIPLabel(v) == s,
+			apErr == nil && v.Address == ap.Addr().Unmap() && v.Port == ap.Port(),
+			aErr == nil && v.Address == a.Unmap():
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // NodesByRole returns the nodes with role r, in node order.
 func (t *Topology) NodesByRole(r Role) []*Node {
 	var nodes []*Node

@@ -167,6 +167,8 @@ nodes:
 					"net.ipv4.ip_forward":                "0", // the topology's defaults beat the shipped role
 					"net.ipv4.fib_multipath_hash_policy": "1",
 					"net.ipv4.fib_multipath_use_neigh":   "1",
+					"net.ipv6.conf.all.forwarding":       "1",
+					"net.ipv6.fib_multipath_hash_policy": "1",
 				},
 				BGP: BGPTimers{HoldTime: 6 * time.Second, Keepalive: 1500 * time.Millisecond, ConnectRetry: time.Second},
 			},
@@ -209,6 +211,8 @@ func TestShippedDefaults(t *testing.T) {
 			"net.ipv4.ip_forward":                "1",
 			"net.ipv4.fib_multipath_hash_policy": "1",
 			"net.ipv4.fib_multipath_use_neigh":   "1",
+			"net.ipv6.conf.all.forwarding":       "1",
+			"net.ipv6.fib_multipath_hash_policy": "1",
 		}}},
 		{RoleLB4, Settings{Sysctls: map[string]string{
 			"net.ipv4.vs.sloppy_tcp":                "1",
@@ -369,5 +373,29 @@ func TestVIPServers(t *testing.T) {
 				t.Errorf("problems (-got +want):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestVIPNames labels the VIPs of a dual-stack name apart and finds VIPs by
+// name, label and address.
+func TestVIPNames(t *testing.T) {
+	topo, err := Load("testdata/dualstack.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labels []string
+	for _, v := range topo.VIPs {
+		labels = append(labels, topo.VIPLabel(v))
+	}
+	if diff := cmp.Diff(labels, []string{"www/v4", "www/v6", "v6only"}); diff != "" {
+		t.Errorf("labels (-got +want):\n%s", diff)
+	}
+	for s, want := range map[string][]int{
+		"www": {0, 1}, "www/v6": {1}, "v6only": {2}, "2001:db8:100::2": {2},
+		"[2001:db8:100::1]:80": {1}, "198.51.100.1:81": nil, "www/v5": nil,
+	} {
+		if got := topo.VIPsNamed(s); !cmp.Equal(got, want) {
+			t.Errorf("VIPsNamed(%q) = %v, want %v", s, got, want)
+		}
 	}
 }
