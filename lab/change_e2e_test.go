@@ -11,6 +11,7 @@ import (
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/ipvs"
 	"github.com/lab-lb/lab/internal/node"
+	"github.com/lab-lb/lab/lab"
 )
 
 // destinations is an LB4's destination list for the first IPv4 VIP, in
@@ -98,11 +99,18 @@ func TestE2EAddRemove(t *testing.T) {
 		t.Errorf("%d nodes after refused changes, want 10", len(st.Nodes))
 	}
 
+	lb43 := addrOfFamily(t, status(t, l), "lb4-3", "infra", lab.IPv6)
 	if err := l.Remove(ctx, "lb7-3"); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Remove(ctx, "lb4-3"); err != nil {
 		t.Fatal(err)
+	}
+	// A removed LB4 leaves a thread in its namespace (GoBGP's serve loop),
+	// but not its interfaces: nothing answers for its address any more,
+	// which the next node added will take.
+	if out, code := execOut(t, l, "r1", "ping", "-c", "1", "-W", "2", lb43.String()); code == 0 {
+		t.Errorf("the removed lb4-3's address %s still answers:\n%s", lb43, out)
 	}
 	want = want[1:]
 	waitStatus(t, l, 30*time.Second, "lb7-3 and lb4-3 gone", func(st *control.Status) bool {

@@ -1,8 +1,12 @@
 package fabric
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"os"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -99,10 +103,49 @@ func Shrink(namespaces []string, tunnels []Tunnel, log *slog.Logger) error {
 		}
 	}
 	for _, name := range namespaces {
+		// A thread may keep the namespace alive after its name is gone (a
+		// removed LB4's BGP serve loop, pinned there for good): its
+		// interfaces go first, so that it cannot keep answering for the
+		// addresses a later node takes.
+		if err := deleteLinks(name); err != nil {
+			return fmt.Errorf("empty netns %s: %w", name, err)
+		}
 		if err := journal.RemoveNetns(name); err != nil {
 			return fmt.Errorf("remove netns %s: %w", name, err)
 		}
 		log.Info("removed netns", "netns", name)
+	}
+	return nil
+}
+
+// deleteLinks deletes every link of the namespace but lo (a veth takes its
+// peer along). A namespace already gone is not an error.
+func deleteLinks(nsName string) error {
+	ns, err := netns.GetFromName(nsName)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", nsName, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("open netlink in %s: %w", nsName, err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links in %s: %w", nsName, err)
+	}
+	for _, l := range links {
+		if l.Attrs().Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		// Fallback tunnels (tunl0, ip6tnl0) cannot be deleted; they are down.
+		if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) {
+			return fmt.Errorf("delete %s in %s: %w", l.Attrs().Name, nsName, err)
+		}
 	}
 	return nil
 }
@@ -126,4 +169,62 @@ func deleteLink(nsName, name string) error {
 		return err
 	}
 	return h.LinkDel(l)
+}
+
+// NewAddresses lists the addresses d puts on the interfaces (not lo) of
+// the namespaces it creates: a new node's addresses, which may have been
+// a removed node's.
+func NewAddresses(d *Plan) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range d.Addrs {
+		if a.Dev != "lo" && slices.Contains(d.Namespaces, a.NS) {
+			out = append(out, a.Prefix.Addr())
+		}
+	}
+	return out
+}
+
+// ForgetNeighbors deletes the neighbour (ARP and NDP) entries for addrs in
+// the namespaces of p. A node added at runtime takes the lowest free
+// address, often one a removed node held: the others would keep sending to
+// the removed node's MAC address until their entry failed, seconds to
+// minutes later (a health check over a kept connection never lets it).
+// What is already gone is not an error.
+func ForgetNeighbors(p *Plan, addrs []netip.Addr) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	for _, name := range p.Namespaces {
+		if err := forgetNeighborsIn(name, addrs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func forgetNeighborsIn(nsName string, addrs []netip.Addr) error {
+	ns, err := netns.GetFromName(nsName)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", nsName, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("open netlink in %s: %w", nsName, err)
+	}
+	defer h.Close()
+	neighs, err := h.NeighList(0, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list neighbours in %s: %w", nsName, err)
+	}
+	for _, n := range neighs {
+		a, ok := netip.AddrFromSlice(n.IP)
+		if !ok || !slices.Contains(addrs, a.Unmap()) {
+			continue
+		}
+		if err := h.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("forget neighbour %s in %s: %w", a, nsName, err)
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package fabric
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -108,6 +109,10 @@ func TestDiff(t *testing.T) {
 		if x.NS != "lab-m.lb7-3" {
 			t.Errorf("address %v outside the new node", x)
 		}
+	}
+	// The addresses whose old neighbour entries the others must forget.
+	if got, want := fmt.Sprint(NewAddresses(d)), "[192.0.2.134 2001:db8:0:2::6 192.0.2.69]"; got != want {
+		t.Errorf("new addresses %s, want %s", got, want)
 	}
 	if got := d.existing(); !slices.Equal(got, []string{"lab-m"}) {
 		t.Errorf("existing namespaces %v, want the bridges' lab-m", got)

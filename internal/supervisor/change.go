@@ -70,6 +70,9 @@ func (s *Supervisor) add(ctx context.Context, name, like string) (err error) {
 	if err := fabric.Apply(ctx, diff, s.jr, s.log); err != nil {
 		return fmt.Errorf("build %s: %w", name, err)
 	}
+	if err := fabric.ForgetNeighbors(prevPlan, fabric.NewAddresses(diff)); err != nil {
+		return fmt.Errorf("build %s: %w", name, err)
+	}
 	n, _ := next.Node(name)
 	if n.Role == topology.RoleLB7 {
 		cfg, err := node.HAProxyConfig(next, n, s.nodeDir(name))
