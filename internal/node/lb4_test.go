@@ -434,9 +434,13 @@ func TestLB4SameIPVSOnEveryLB4(t *testing.T) {
 				t.Errorf("%s: %s has last weight %d, want 1: a failed LB7 keeps its slots", s.Key, d.Addr, d.LastWeight)
 			}
 		}
+		f := topology.IPv4
+		if strings.HasPrefix(s.Key, "10/") { // AF_INET6: an IPv6 VIP's service
+			f = topology.IPv6
+		}
 		var order []string
 		for _, d := range slices.Backward(a.lb7s) {
-			order = append(order, netip.AddrPortFrom(d.addrs[topology.IPv4], 80).String())
+			order = append(order, netip.AddrPortFrom(d.addrs[f], 80).String())
 		}
 		if diff := cmp.Diff(got, order); diff != "" {
 			t.Errorf("%s: destination order (-got +want, the reverse of the topology's):\n%s", s.Key, diff)

@@ -62,8 +62,13 @@ func HAProxyConfig(t *topology.Topology, n *topology.Node, dir string) (haproxy.
 			cfg.VIPs = append(cfg.VIPs, haproxy.VIP{Address: v.Address, Port: int(v.Port)})
 		}
 	}
+	// HAProxy reaches each backend over IPv6 where they share it, as the
+	// original lab does, over IPv4 otherwise, whatever the client's family.
 	for _, srv := range t.NodesByRole(topology.RoleServer) {
-		addr, ok := t.AddressFacing(n.Name, srv.Name, topology.IPv4)
+		addr, ok := t.AddressFacing(n.Name, srv.Name, topology.IPv6)
+		if !ok {
+			addr, ok = t.AddressFacing(n.Name, srv.Name, topology.IPv4)
+		}
 		if !ok {
 			return cfg, fmt.Errorf("lb7 %s shares no segment with backend %s", n.Name, srv.Name)
 		}
