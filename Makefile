@@ -40,6 +40,8 @@ demo: deps build ## bring up topologies/minimal.yaml and show traffic through it
 	@echo "--- six requests to the VIP from six client addresses: which LB7 and backend answered"
 	@for i in 1 2 3 4 5 6; do printf "203.0.113.$$i -> "; ./$(BIN) --name minimal curl -i --from client1 --source 203.0.113.$$i | \
 		grep -E '^X-Lab-(Lb7|Server):' | paste -sd' '; done
+	@echo "--- and over IPv6: the same VIP name, from 2001:db8:ff::7"
+	@printf "2001:db8:ff::7 -> "; ./$(BIN) --name minimal curl -i --from client1 --source 2001:db8:ff::7 | grep -E '^X-Lab-(Lb7|Server):' | paste -sd' '
 	@echo "the lab stays up: try '$(BIN) exec r1 -- ip route' or '$(BIN) exec lb4-1 -- ipvsadm -Ln', then '$(BIN) down minimal'"
 
 bench: deps ## print the figures: bring-up times, CPU by process kind, request rates, failover times (one run each)

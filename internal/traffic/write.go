@@ -39,8 +39,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, b := range r.Stalls {
 		p("  %s\t%d\n", b.Label(), b.Count)
 	}
-	r.writeGroups(p, "lb7", func(c *Conn) string { return c.LB7 }, r.ByLB7)
-	r.writeGroups(p, "server", func(c *Conn) string { return c.Server }, r.ByServer)
+	// Per target: a load over a dual-stack VIP tells each family apart.
+	target := func(c *Conn) string { return c.Target.String() }
+	r.writeGroups(p, "target", "(no connection)", target, r.countBy(target))
+	r.writeGroups(p, "lb7", "(no lb7 header)", func(c *Conn) string { return c.LB7 }, r.ByLB7)
+	r.writeGroups(p, "server", "(no server header)", func(c *Conn) string { return c.Server }, r.ByServer)
 
 	p("\nseconds with broken or interrupted connections\n")
 	p("second\tstarted\tok\tbroken\tinterrupted\n")
@@ -97,10 +100,10 @@ func (r *Report) WriteText(w io.Writer) error {
 
 // writeGroups writes the connections, broken and interrupted ones per name
 // of counts.
-func (r *Report) writeGroups(p func(string, ...any), title string, name func(*Conn) string, counts map[string]int) {
+func (r *Report) writeGroups(p func(string, ...any), title, none string, name func(*Conn) string, counts map[string]int) {
 	p("\n%s\tconnections\tbroken\tinterrupted\n", title)
 	if len(counts) == 0 {
-		p("(no %s header)\n", title)
+		p("%s\n", none)
 		return
 	}
 	broken, interrupted := map[string]int{}, map[string]int{}
@@ -116,6 +119,15 @@ func (r *Report) writeGroups(p func(string, ...any), title string, name func(*Co
 	for _, n := range slices.Sorted(maps.Keys(counts)) {
 		p("%s\t%d\t%d\t%d\n", n, counts[n], broken[n], interrupted[n])
 	}
+}
+
+// countBy counts every connection by name.
+func (r *Report) countBy(name func(*Conn) string) map[string]int {
+	counts := map[string]int{}
+	for i := range r.Conns {
+		counts[name(&r.Conns[i])]++
+	}
+	return counts
 }
 
 // WriteJSON writes the report as one indented JSON document.
