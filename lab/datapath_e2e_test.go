@@ -226,68 +226,50 @@ func TestE2EDataPath(t *testing.T) {
 		}
 	}
 
-	// Tier 3 decapsulates IPIP from the LB4s only. The same ping, sent
-	// through an IPIP tunnel to lb7-1, is answered when it comes from an
-	// LB4 and dropped when it comes from anyone else (here r1); with
-	// lb7-1's catch-all tunl0 up, as it would be without the lab's
-	// per-LB4 tunnels, r1's ping is answered too.
-	lb7 := addrOn(t, st, "lb7-1", "infra")
-	target := addrOn(t, st, "lb7-1", "servers")
-	for _, c := range []struct {
-		from     string
-		catchAll bool
-		answered bool
-	}{{"lb4-1", false, true}, {"r1", false, false}, {"r1", true, true}} {
-		if c.catchAll {
-			execOK(t, l, "lb7-1", "ip", "link", "set", "tunl0", "up")
-		}
-		// The inner source is the sender's own address too: the VIPs on
-		// its loopback are local on the LB7s as well.
-		local := addrOn(t, st, c.from, "infra")
-		probe := fmt.Sprintf("ip tunnel add probe mode ipip local %s remote %s && "+
-			"ip link set probe up && ip route add %s/32 dev probe src %s && ping -c 2 -W 2 %s",
-			local, lb7, target, local, target)
-		out, code := execOut(t, l, c.from, "sh", "-c", probe)
-		execOK(t, l, c.from, "ip", "tunnel", "del", "probe")
-		if c.catchAll {
-			execOK(t, l, "lb7-1", "ip", "link", "set", "tunl0", "down")
-		}
-		// Both pings must have left (the tunnel was built); the answers
-		// are what differs.
-		sent := strings.Contains(out, "2 packets transmitted")
-		if answered := code == 0; !sent || answered != c.answered {
-			t.Errorf("ping of %s through IPIP from %s (lb7-1's tunl0 up: %v): answered %v, want %v\n%s",
-				target, c.from, c.catchAll, answered, c.answered, out)
-		}
-	}
-
-	// The same for IPv6 in IPv6 and the catch-all ip6tnl0. The inner
-	// destination is an address put on lb7-1's lo for the probe: lb7-1's
-	// own infra address would also be the tunnel's outer destination.
-	lb7v6 := addrOn6(t, st, "lb7-1", "infra")
+	// Tier 3 decapsulates tunnelled packets from the LB4s only. The same
+	// ping, sent through a tunnel to lb7-1, is answered when it comes from
+	// an LB4 and dropped when it comes from anyone else (here r1); with
+	// lb7-1's catch-all device (tunl0, ip6tnl0) up, as it would be without
+	// the lab's per-LB4 tunnels, r1's ping is answered too. The inner
+	// destination is lb7-1's servers address for IPIP, and for IPv6 one
+	// put on its lo for the probe (its infra address is the outer one).
 	const target6 = "2001:db8:ffff:7::1"
 	execOK(t, l, "lb7-1", "ip", "-6", "addr", "add", target6+"/128", "dev", "lo", "nodad")
-	for _, c := range []struct {
-		from     string
-		catchAll bool
-		answered bool
-	}{{"lb4-1", false, true}, {"r1", false, false}, {"r1", true, true}} {
-		if c.catchAll {
-			execOK(t, l, "lb7-1", "ip", "link", "set", "ip6tnl0", "up")
-		}
-		local := addrOn6(t, st, c.from, "infra")
-		probe := fmt.Sprintf("ip -6 tunnel add probe mode ip6ip6 local %s remote %s encaplimit none && "+
-			"ip link set probe up && ip -6 route add %s/128 dev probe src %s && ping -c 2 -W 2 %s",
-			local, lb7v6, target6, local, target6)
-		out, code := execOut(t, l, c.from, "sh", "-c", probe)
-		execOK(t, l, c.from, "ip", "-6", "tunnel", "del", "probe")
-		if c.catchAll {
-			execOK(t, l, "lb7-1", "ip", "link", "set", "ip6tnl0", "down")
-		}
-		sent := strings.Contains(out, "2 packets transmitted")
-		if answered := code == 0; !sent || answered != c.answered {
-			t.Errorf("ping of %s through ip6ip6 from %s (lb7-1's ip6tnl0 up: %v): answered %v, want %v\n%s",
-				target6, c.from, c.catchAll, answered, c.answered, out)
+	for _, fam := range []struct {
+		ip, mode, catchAll, extra string
+		family                    lab.Family
+		target                    netip.Addr
+	}{
+		{"-4", "ipip", "tunl0", "", lab.IPv4, addrOn(t, st, "lb7-1", "servers")},
+		{"-6", "ip6ip6", "ip6tnl0", " encaplimit none", lab.IPv6, netip.MustParseAddr(target6)},
+	} {
+		remote := addrOfFamily(t, st, "lb7-1", "infra", fam.family)
+		for _, c := range []struct {
+			from     string
+			catchAll bool
+			answered bool
+		}{{"lb4-1", false, true}, {"r1", false, false}, {"r1", true, true}} {
+			if c.catchAll {
+				execOK(t, l, "lb7-1", "ip", "link", "set", fam.catchAll, "up")
+			}
+			// The inner source is the sender's own address too: the VIPs
+			// on its loopback are local on the LB7s as well.
+			local := addrOfFamily(t, st, c.from, "infra", fam.family)
+			probe := fmt.Sprintf("ip %s tunnel add probe mode %s local %s remote %s%s && "+
+				"ip link set probe up && ip %s route add %s dev probe src %s && ping -c 2 -W 2 %s",
+				fam.ip, fam.mode, local, remote, fam.extra, fam.ip, netip.PrefixFrom(fam.target, fam.target.BitLen()), local, fam.target)
+			out, code := execOut(t, l, c.from, "sh", "-c", probe)
+			execOK(t, l, c.from, "ip", fam.ip, "tunnel", "del", "probe")
+			if c.catchAll {
+				execOK(t, l, "lb7-1", "ip", "link", "set", fam.catchAll, "down")
+			}
+			// Both pings must have left (the tunnel was built); the
+			// answers are what differs.
+			sent := strings.Contains(out, "2 packets transmitted")
+			if answered := code == 0; !sent || answered != c.answered {
+				t.Errorf("ping of %s through %s from %s (lb7-1's %s up: %v): answered %v, want %v\n%s",
+					fam.target, fam.mode, c.from, fam.catchAll, c.catchAll, answered, c.answered, out)
+			}
 		}
 	}
 }
@@ -298,12 +280,8 @@ func addrOn(t *testing.T, st *control.Status, node, segment string) netip.Addr {
 	return addrOfFamily(t, st, node, segment, lab.IPv4)
 }
 
-// addrOn6 is node's IPv6 address on segment, from the lab's status.
-func addrOn6(t *testing.T, st *control.Status, node, segment string) netip.Addr {
-	t.Helper()
-	return addrOfFamily(t, st, node, segment, lab.IPv6)
-}
-
+// addrOfFamily is node's address of family f on segment, from the lab's
+// status.
 func addrOfFamily(t *testing.T, st *control.Status, node, segment string, f lab.Family) netip.Addr {
 	t.Helper()
 	for _, n := range st.Nodes {

@@ -118,9 +118,9 @@ func Shrink(namespaces []string, tunnels []Tunnel, log *slog.Logger) error {
 	return nil
 }
 
-// deleteLinks deletes every link of the namespace but lo (a veth takes its
-// peer along). A namespace already gone is not an error.
-func deleteLinks(nsName string) error {
+// inNetns runs fn with a netlink handle in the named namespace. A
+// namespace already gone is not an error: fn does not run.
+func inNetns(nsName string, fn func(h *netlink.Handle) error) error {
 	ns, err := netns.GetFromName(nsName)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -134,41 +134,41 @@ func deleteLinks(nsName string) error {
 		return fmt.Errorf("open netlink in %s: %w", nsName, err)
 	}
 	defer h.Close()
-	links, err := h.LinkList()
-	if err != nil {
-		return fmt.Errorf("list links in %s: %w", nsName, err)
-	}
-	for _, l := range links {
-		if l.Attrs().Flags&net.FlagLoopback != 0 {
-			continue
+	return fn(h)
+}
+
+// deleteLinks deletes every link of the namespace but lo (a veth takes its
+// peer along).
+func deleteLinks(nsName string) error {
+	return inNetns(nsName, func(h *netlink.Handle) error {
+		links, err := h.LinkList()
+		if err != nil {
+			return fmt.Errorf("list links in %s: %w", nsName, err)
 		}
-		// Fallback tunnels (tunl0, ip6tnl0) cannot be deleted; they are down.
-		if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) {
-			return fmt.Errorf("delete %s in %s: %w", l.Attrs().Name, nsName, err)
+		for _, l := range links {
+			if l.Attrs().Flags&net.FlagLoopback != 0 {
+				continue
+			}
+			// Fallback tunnels (tunl0, ip6tnl0) cannot be deleted; they are down.
+			if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) {
+				return fmt.Errorf("delete %s in %s: %w", l.Attrs().Name, nsName, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func deleteLink(nsName, name string) error {
-	ns, err := netns.GetFromName(nsName)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", nsName, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("open netlink in %s: %w", nsName, err)
-	}
-	defer h.Close()
-	l, err := h.LinkByName(name)
-	if _, ok := err.(netlink.LinkNotFoundError); ok {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return h.LinkDel(l)
+	return inNetns(nsName, func(h *netlink.Handle) error {
+		l, err := h.LinkByName(name)
+		if _, ok := err.(netlink.LinkNotFoundError); ok {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return h.LinkDel(l)
+	})
 }
 
 // NewAddresses lists the addresses d puts on the interfaces (not lo) of
@@ -203,28 +203,20 @@ func ForgetNeighbors(p *Plan, addrs []netip.Addr) error {
 }
 
 func forgetNeighborsIn(nsName string, addrs []netip.Addr) error {
-	ns, err := netns.GetFromName(nsName)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", nsName, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("open netlink in %s: %w", nsName, err)
-	}
-	defer h.Close()
-	neighs, err := h.NeighList(0, netlink.FAMILY_ALL)
-	if err != nil {
-		return fmt.Errorf("list neighbours in %s: %w", nsName, err)
-	}
-	for _, n := range neighs {
-		a, ok := netip.AddrFromSlice(n.IP)
-		if !ok || !slices.Contains(addrs, a.Unmap()) {
-			continue
+	return inNetns(nsName, func(h *netlink.Handle) error {
+		neighs, err := h.NeighList(0, netlink.FAMILY_ALL)
+		if err != nil {
+			return fmt.Errorf("list neighbours in %s: %w", nsName, err)
 		}
-		if err := h.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("forget neighbour %s in %s: %w", a, nsName, err)
+		for _, n := range neighs {
+			a, ok := netip.AddrFromSlice(n.IP)
+			if !ok || !slices.Contains(addrs, a.Unmap()) {
+				continue
+			}
+			if err := h.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("forget neighbour %s in %s: %w", a, nsName, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
