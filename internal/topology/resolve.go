@@ -189,6 +189,7 @@ func resolve(c *collector, file string, data []byte, cfg *rawConfigs) *Topology 
 	r.loopbacks()
 	r.vipClashes()
 	r.vipServers(len(t.VIPs))
+	r.vipFamilies()
 	r.settings()
 	r.routes()
 	t.BGP.RouteReflectors = r.reflectors()
@@ -849,6 +850,56 @@ func (r *resolver) vipServers(n int) {
 	}
 	r.c.atField(r.keyNode("vips"), "vips", "%s but no %s node to serve %s (add %s)",
 		vips, strings.Join(missing, " and no "), them, add)
+}
+
+// vipFamilies reports a VIP family that the LB4s cannot serve: each LB4
+// announces a VIP with its address of the VIP's family on a segment it
+// shares with a router (the next hop), and tunnels it to the LB7s'
+// addresses of that family.
+func (r *resolver) vipFamilies() {
+	shares := func(a, b *member, f Family) bool {
+		for _, fa := range a.ifaces {
+			if fa.seg != nil && fa.addr[f].IsValid() && b.ifaceOn(fa.seg) != nil {
+				return true
+			}
+		}
+		return false
+	}
+	byRole := func(role Role) []*member {
+		var out []*member
+		for _, m := range r.members {
+			if m.e.role == role {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	lb4s, lb7s, routers := byRole(RoleLB4), byRole(RoleLB7), byRole(RoleRouter)
+	if len(lb4s) == 0 || len(lb7s) == 0 || len(routers) == 0 {
+		return // vipServers or the routes say what is missing.
+	}
+	for _, f := range Families {
+		var at *yaml.Node
+		for _, v := range r.vipAddrs {
+			if FamilyOf(v.addr) == f {
+				at = v.node
+				break
+			}
+		}
+		if at == nil {
+			continue
+		}
+		for _, lb4 := range lb4s {
+			if !slices.ContainsFunc(routers, func(rt *member) bool { return shares(lb4, rt, f) }) {
+				r.atOnce(at, "an %s VIP, but %s shares no %s segment with a router to announce it through", f, lb4.name, f)
+				break
+			}
+			if !slices.ContainsFunc(lb7s, func(lb7 *member) bool { return shares(lb4, lb7, f) }) {
+				r.atOnce(at, "an %s VIP, but %s shares no %s segment with an LB7 to tunnel it to", f, lb4.name, f)
+				break
+			}
+		}
+	}
 }
 
 // settings merges the settings of every node entry. Every block is also
