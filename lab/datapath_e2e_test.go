@@ -226,6 +226,33 @@ func TestE2EDataPath(t *testing.T) {
 		}
 	}
 
+	// Path MTU discovery through the tiers: with r1's link to the client
+	// narrowed to 1280 bytes, the LB7s' full-size answers are too big for
+	// it. r1's "packet too big" (ICMPv6) or "fragmentation needed" (ICMP)
+	// goes to the VIP's source, the VIP, so to an LB4, whose IPVS hands it
+	// to the flow's LB7 (schedule_icmp when that LB4 holds no entry for
+	// the flow): the LB7 sends smaller segments and the download ends. If
+	// the error were lost, the download would stall.
+	execOK(t, l, "r1", "ip", "link", "set", "dev", "edge", "mtu", "1280")
+	for _, c := range []struct{ url, source string }{
+		{"http://198.51.100.1/256K", "203.0.113.9"},
+		{"http://198.51.100.1/256K", "203.0.113.10"},
+		{"http://[2001:db8:100::1]/256K", "2001:db8:ff::9"},
+		{"http://[2001:db8:100::1]/256K", "2001:db8:ff::a"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		res, err := l.Get(ctx, "client1", c.url, c.source, 15*time.Second)
+		cancel()
+		if err != nil {
+			t.Fatalf("GET %s from %s over a 1280-byte link: %v", c.url, c.source, err)
+		}
+		if res.Error != "" || res.Status != 200 || len(res.Body) != 256<<10 {
+			t.Errorf("GET %s from %s over a 1280-byte link: status %d, %d bytes, error %q; want 200 and 256 KiB",
+				c.url, c.source, res.Status, len(res.Body), res.Error)
+		}
+	}
+	execOK(t, l, "r1", "ip", "link", "set", "dev", "edge", "mtu", "1500")
+
 	// Tier 3 decapsulates tunnelled packets from the LB4s only. The same
 	// ping, sent through a tunnel to lb7-1, is answered when it comes from
 	// an LB4 and dropped when it comes from anyone else (here r1); with
