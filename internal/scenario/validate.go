@@ -332,7 +332,6 @@ func (v *validator) peer(path, peer string) {
 	v.name(path+".peer", peer)
 }
 
-// name checks the syntax of a node or VIP name.
 // vipName checks the name of a VIP, or its label (www/v6).
 func (v *validator) vipName(path, name string) {
 	if len(name) > maxNameLen+3 || !vipNameRE.MatchString(name) {
@@ -340,6 +339,7 @@ func (v *validator) vipName(path, name string) {
 	}
 }
 
+// name checks the syntax of a node name.
 func (v *validator) name(path, name string) {
 	if len(name) > maxNameLen || !nodeNameRE.MatchString(name) {
 		v.c.field(path, "%q is not a valid name (lower-case letters, digits and dashes, starting with a letter)", name)

@@ -65,11 +65,6 @@ type Segment struct {
 	Members []string // node names in node order
 }
 
-// Prefix returns the segment's prefix of family f.
-func (s *Segment) Prefix(f Family) (netip.Prefix, bool) {
-	return ofFamily(s.Prefixes, f)
-}
-
 // Link is a point-to-point veth pair between two nodes. A is the node that
 // declared the link first and has the even address of each family.
 type Link struct {
