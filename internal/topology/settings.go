@@ -180,6 +180,11 @@ func decodeSettings(c *collector, n *yaml.Node, whole bool) Settings {
 			AgentPort:      v.integer(raw.HAProxy.AgentPort, 1, 65535),
 			SendProxy:      v.boolean(raw.HAProxy.SendProxy),
 		},
+		BFD: BFD{
+			Enabled:    v.boolean(raw.BFD.Enabled),
+			Interval:   v.bfdInterval(raw.BFD.Interval),
+			Multiplier: v.integer(raw.BFD.Multiplier, 1, 255),
+		},
 	}
 	for _, e := range raw.Sysctls {
 		if !sysctlKey.MatchString(e.Key.Value) {
@@ -255,6 +260,20 @@ func (v conv) holdTime(x value) time.Duration {
 		// silent peer is never dropped: refused rather than silently
 		// turned into a default.
 		v.c.at(x.Node, "%q: hold time must be at least 3s", s)
+	}
+	return d
+}
+
+// bfdInterval is a BFD interval: whole microseconds on the wire, and no
+// shorter than 10ms, below which a Go timer in a busy VM is noise.
+func (v conv) bfdInterval(x value) time.Duration {
+	d := v.duration(x)
+	switch {
+	case d <= 0:
+	case d < 10*time.Millisecond || d > time.Minute:
+		v.c.at(x.Node, "%q is out of range (want 10ms to 1m)", d)
+	case d%time.Microsecond != 0:
+		v.c.at(x.Node, "%q is not a whole number of microseconds", d)
 	}
 	return d
 }

@@ -76,6 +76,13 @@ type rawSettings struct {
 	BGP     rawBGPTimers `yaml:"bgp"`
 	Health  rawHealth    `yaml:"health"`
 	HAProxy rawHAProxy   `yaml:"haproxy"`
+	BFD     rawBFD       `yaml:"bfd"`
+}
+
+type rawBFD struct {
+	Enabled    value `yaml:"enabled"`
+	Interval   value `yaml:"interval"`
+	Multiplier value `yaml:"multiplier"`
 }
 
 type rawBGPTimers struct {

@@ -176,6 +176,17 @@ type Settings struct {
 	BGP     BGPTimers
 	Health  Health
 	HAProxy HAProxy
+	BFD     BFD
+}
+
+// BFD is how routers and LB4s watch each other between BGP keepalives: a
+// BFD session per address pair, which declares the peer down after
+// Multiplier intervals of silence. A router stops using a failed LB4 at
+// once, long before the BGP hold time.
+type BFD struct {
+	Enabled    bool
+	Interval   time.Duration // desired transmit and required receive interval
+	Multiplier int           // packets missed before the session goes down
 }
 
 // BGPTimers are the BGP session timers.

@@ -131,6 +131,9 @@ nodes:
 	}
 }
 
+// keepAddr is the sysctl the shipped defaults set on every node.
+const keepAddr = "net.ipv6.conf.all.keep_addr_on_down"
+
 // TestSettingsLevels checks the order of the settings levels.
 func TestSettingsLevels(t *testing.T) {
 	const src = `name: levels
@@ -139,6 +142,7 @@ segments:
 defaults:
   sysctls: {net.core.somaxconn: "1024", net.ipv4.ip_forward: "0"}
   bgp: {hold-time: 9s}
+  bfd: {interval: 50ms}
 roles:
   router:
     bgp: {hold-time: 6s, keepalive: 2s}
@@ -147,9 +151,11 @@ nodes:
     role: router
     links: [infra]
     bgp: {keepalive: 1500ms}
+    bfd: {enabled: false}
   h1:
     role: host
     links: [infra]
+    bfd: {enabled: false}
 `
 	topo, err := Parse("levels.yaml", []byte(src))
 	if err != nil {
@@ -189,6 +195,14 @@ nodes:
 			}
 			got := n.Settings
 			got.Health, got.HAProxy = Health{}, HAProxy{}
+			if want := (BFD{Enabled: false, Interval: 50 * time.Millisecond, Multiplier: 3}); got.BFD != want {
+				t.Errorf("bfd %+v, want %+v", got.BFD, want)
+			}
+			got.BFD = BFD{}
+			if got.Sysctls[keepAddr] != "1" {
+				t.Errorf("sysctl %s = %q, want the shipped default 1", keepAddr, got.Sysctls[keepAddr])
+			}
+			delete(got.Sysctls, keepAddr)
 			if diff := cmp.Diff(got, tc.want); diff != "" {
 				t.Errorf("settings (-got +want):\n%s", diff)
 			}
@@ -236,6 +250,7 @@ func TestShippedDefaults(t *testing.T) {
 			Maxconn: 4096, TimeoutConnect: 2 * time.Second, TimeoutClient: time.Minute, TimeoutServer: time.Minute,
 			CheckInterval: time.Second, Rise: 2, Fall: 2, AgentPort: 5555, AgentInterval: 500 * time.Millisecond,
 		},
+		BFD: BFD{Enabled: true, Interval: 200 * time.Millisecond, Multiplier: 3},
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.role), func(t *testing.T) {
@@ -245,6 +260,7 @@ func TestShippedDefaults(t *testing.T) {
 			}
 			want := common
 			want.Sysctls = tc.want.Sysctls
+			want.Sysctls[keepAddr] = "1"
 			if diff := cmp.Diff(nodes[0].Settings, want); diff != "" {
 				t.Errorf("settings (-got +want):\n%s", diff)
 			}
