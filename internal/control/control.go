@@ -9,6 +9,7 @@ package control
 
 import (
 	"encoding/json"
+	"net/netip"
 	"time"
 
 	"github.com/lab-lb/lab/internal/cpustat"
@@ -77,8 +78,28 @@ type AgentStatus struct {
 type Event struct {
 	Time time.Time `json:"time"`
 	Node string    `json:"node"`
-	Kind string    `json:"kind"` // route, health, ipvs, bgp, maintenance, inject...
+	Kind string    `json:"kind"` // route, health, ipvs, bgp, bfd, maintenance, inject...
 	Msg  string    `json:"msg"`
+	// Route is what a router's FIB holds for a prefix now, on events of
+	// kind EventRoute.
+	Route *Route `json:"route,omitempty"`
+}
+
+// Event kinds that programs read (others are for people).
+const (
+	// EventRoute: a router changed its FIB route to a VIP (Event.Route).
+	EventRoute = "route"
+	// EventInject: the supervisor injected a failure into the node, or
+	// ended one.
+	EventInject = "inject"
+	// EventBFD: a BFD session went up, or down after it was up.
+	EventBFD = "bfd"
+)
+
+// Route is a route in a router's FIB: no next hop means no route.
+type Route struct {
+	Prefix   netip.Prefix `json:"prefix"`
+	NextHops []netip.Addr `json:"next_hops"`
 }
 
 // Frame is one message of a streamed command: output on a stream, or the

@@ -102,12 +102,18 @@ func (l *lb4) Reconfigure(_ context.Context, t *topology.Topology) error {
 	}
 	l.mu.Unlock()
 	l.checker.Update(healthTargets(lb7s))
+	if l.bfd != nil {
+		l.bfd.SetPeers(l.a.bfdPeers(topology.RoleRouter))
+	}
 	return l.reconcile()
 }
 
 // Reconfigure follows a new LB4 list when the router peers with the LB4s
 // directly (no route reflectors).
 func (r *router) Reconfigure(ctx context.Context, _ *topology.Topology) error {
+	if r.bfd != nil {
+		r.bfd.SetPeers(r.a.bfdPeers(topology.RoleLB4))
+	}
 	ns, err := r.a.upstreams(topology.RoleLB4, true)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/lab-lb/lab/internal/bfd"
 	"github.com/lab-lb/lab/internal/bgp"
 	"github.com/lab-lb/lab/internal/health"
 	"github.com/lab-lb/lab/internal/ipvs"
@@ -48,6 +49,7 @@ const DisableFile = "disable"
 type lb4 struct {
 	a       *agent
 	speaker *bgp.Speaker // sessions and peers; vips announces through it
+	bfd     *bfd.Server  // sessions with the routers; nil when BFD is off
 	checker *health.Checker
 	// nextHops are the LB4's addresses facing a router, by family: the
 	// next hop of the VIPs of that family.
@@ -108,6 +110,11 @@ func (l *lb4) Start(ctx context.Context) error {
 	l.speaker = bgp.New(cfg, l.a.log)
 	if err := l.speaker.Start(ctx); err != nil {
 		return fmt.Errorf("start bgp: %w", err)
+	}
+	// BFD only answers the routers, which act on it.
+	if l.bfd, err = l.a.startBFD(ctx, l.a.bfdPeers(topology.RoleRouter), nil); err != nil {
+		l.speaker.Stop()
+		return err
 	}
 	table, err := ipvs.Open(l.a.at.netnsPath())
 	if err != nil {
@@ -408,6 +415,7 @@ type LB4Status struct {
 	Health    []health.State `json:"health"`
 	Services  []ipvs.Desired `json:"services"`
 	Peers     []bgp.Peer     `json:"peers"`
+	BFD       []bfd.Session  `json:"bfd,omitempty"` // sessions with the routers
 }
 
 func (l *lb4) Status() any {
@@ -420,6 +428,7 @@ func (l *lb4) Status() any {
 	}
 	st.Services, _ = l.table.Dump()
 	st.Peers, _ = l.speaker.Peers(context.Background())
+	st.BFD = bfdSessions(l.bfd)
 	return st
 }
 
@@ -439,6 +448,9 @@ func (l *lb4) Summary() string {
 		state = "withdrawn"
 	}
 	parts := []string{state, fmt.Sprintf("LB7s healthy %d/%d", healthy, len(st.Health)), peersUp(st.Peers)}
+	if b := bfdSummary(st.BFD); b != "" {
+		parts = append(parts, b)
+	}
 	for _, s := range st.Services {
 		parts = append(parts, fmt.Sprintf("%s %s %d dests", s.Service, s.Service.Scheduler, len(s.Destinations)))
 	}

@@ -183,12 +183,18 @@ const maxEvents = 10000
 
 // event records something that happened in the node for `lab events`.
 func (a *agent) event(kind, msg string) {
+	a.record(control.Event{Kind: kind, Msg: msg})
+}
+
+// record adds e to the event log, stamped with the time and the node.
+func (a *agent) record(e control.Event) {
+	e.Time, e.Node = time.Now(), a.node.Name
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.events) >= maxEvents {
 		a.events = a.events[1:]
 	}
-	a.events = append(a.events, control.Event{Time: time.Now(), Node: a.node.Name, Kind: kind, Msg: msg})
+	a.events = append(a.events, e)
 }
 
 func (a *agent) routes() http.Handler {

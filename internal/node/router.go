@@ -9,7 +9,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/lab-lb/lab/internal/bfd"
 	"github.com/lab-lb/lab/internal/bgp"
+	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/topology"
 )
 
@@ -55,13 +57,19 @@ func (a *agent) upstreams(direct topology.Role, addPaths bool) ([]bgp.Neighbor, 
 }
 
 // router is tier 1: it learns the VIPs over BGP and installs one
-// multipath route per VIP, one next hop per LB4 announcing it.
+// multipath route per VIP, one next hop per LB4 announcing it, less the
+// LB4s whose BFD session failed: BFD notices a silent LB4 well before the
+// BGP hold time does.
 type router struct {
 	a       *agent
 	speaker *bgp.Speaker
+	bfd     *bfd.Server // nil when BFD is off
+	fib     routeSetter
 
-	mu     sync.Mutex
-	routes map[netip.Prefix][]netip.Addr
+	mu      sync.Mutex
+	learned map[netip.Prefix][]netip.Addr // BGP's multipath set per prefix
+	failed  map[netip.Addr]bool           // LB4 addresses whose BFD session failed
+	routes  map[netip.Prefix][]netip.Addr // what the FIB holds
 }
 
 func (r *router) Start(ctx context.Context) error {
@@ -73,32 +81,24 @@ func (r *router) Start(ctx context.Context) error {
 	if cfg.Neighbors, err = r.a.upstreams(topology.RoleLB4, true); err != nil {
 		return err
 	}
-	r.speaker = bgp.New(cfg, r.a.log)
-	if err := r.speaker.Start(ctx); err != nil {
-		return fmt.Errorf("start bgp: %w", err)
-	}
+	r.learned, r.failed, r.routes = map[netip.Prefix][]netip.Addr{}, map[netip.Addr]bool{}, map[netip.Prefix][]netip.Addr{}
 	fib, err := bgp.NewFIB(r.a.log)
 	if err != nil {
 		return err
 	}
-	r.routes = map[netip.Prefix][]netip.Addr{}
+	r.fib = fib
+	if r.bfd, err = r.a.startBFD(ctx, r.a.bfdPeers(topology.RoleLB4), r.onBFD); err != nil {
+		fib.Close()
+		return err
+	}
+	r.speaker = bgp.New(cfg, r.a.log)
+	if err := r.speaker.Start(ctx); err != nil {
+		fib.Close()
+		return fmt.Errorf("start bgp: %w", err)
+	}
 	go func() {
 		defer fib.Close()
-		err := r.speaker.WatchBest(ctx, func(p netip.Prefix, nhs []netip.Addr) {
-			if err := fib.Set(p, nhs); err != nil {
-				r.a.log.Error("install route", "prefix", p, "next_hops", nhs, "err", err)
-				return
-			}
-			r.a.log.Info("route", "prefix", p, "next_hops", nhs)
-			r.a.event("route", fmt.Sprintf("%s via %v", p, nhs))
-			r.mu.Lock()
-			if len(nhs) == 0 {
-				delete(r.routes, p)
-			} else {
-				r.routes[p] = nhs
-			}
-			r.mu.Unlock()
-		})
+		err := r.speaker.WatchBest(ctx, r.onBest)
 		if err != nil {
 			r.a.log.Error("watch bgp", "err", err)
 		}
@@ -106,6 +106,69 @@ func (r *router) Start(ctx context.Context) error {
 	go r.a.watchPeers(ctx, r.speaker)
 	go func() { <-ctx.Done(); r.speaker.Stop() }()
 	return nil
+}
+
+// routeSetter is what the router needs of the kernel's FIB: a *bgp.FIB,
+// or a fake in unit tests.
+type routeSetter interface {
+	Set(p netip.Prefix, nextHops []netip.Addr) error
+}
+
+// onBest follows BGP's multipath set for p.
+func (r *router) onBest(p netip.Prefix, nhs []netip.Addr) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(nhs) == 0 {
+		delete(r.learned, p)
+	} else {
+		r.learned[p] = nhs
+	}
+	r.install(p)
+}
+
+// onBFD follows a BFD session: the routes through its LB4 lose or regain
+// that next hop at once.
+func (r *router) onBFD(s bfd.Session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failed[s.Peer] == s.Failed() {
+		return
+	}
+	r.failed[s.Peer] = s.Failed()
+	for _, p := range slices.SortedFunc(maps.Keys(r.learned), comparePrefixes) {
+		if slices.Contains(r.learned[p], s.Peer) {
+			r.install(p)
+		}
+	}
+}
+
+// install makes the FIB's route to p what BGP and BFD say; r.mu is held.
+func (r *router) install(p netip.Prefix) {
+	nhs := usableNextHops(r.learned[p], r.failed)
+	if len(nhs) > 0 && slices.Equal(nhs, r.routes[p]) {
+		return // a delete is always passed on: it is idempotent
+	}
+	if err := r.fib.Set(p, nhs); err != nil {
+		r.a.log.Error("install route", "prefix", p, "next_hops", nhs, "err", err)
+		return
+	}
+	r.a.log.Info("route", "prefix", p, "next_hops", nhs)
+	r.a.record(control.Event{
+		Kind: control.EventRoute, Msg: fmt.Sprintf("%s via %v", p, nhs),
+		Route: &control.Route{Prefix: p, NextHops: slices.Clone(nhs)},
+	})
+	if len(nhs) == 0 {
+		delete(r.routes, p)
+	} else {
+		r.routes[p] = nhs
+	}
+}
+
+func comparePrefixes(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
 
 // Ready when every VIP has a route through every LB4.
@@ -125,11 +188,12 @@ func (r *router) Ready() (bool, string) {
 // RouterStatus is what `lab status` shows of a router.
 type RouterStatus struct {
 	Peers  []bgp.Peer              `json:"peers"`
-	Routes map[string][]netip.Addr `json:"routes"` // VIP prefix -> next hops in the FIB
+	Routes map[string][]netip.Addr `json:"routes"`        // VIP prefix -> next hops in the FIB
+	BFD    []bfd.Session           `json:"bfd,omitempty"` // sessions with the LB4s
 }
 
 func (r *router) Status() any {
-	st := RouterStatus{Routes: map[string][]netip.Addr{}}
+	st := RouterStatus{Routes: map[string][]netip.Addr{}, BFD: bfdSessions(r.bfd)}
 	st.Peers, _ = r.speaker.Peers(context.Background())
 	r.mu.Lock()
 	for p, nhs := range r.routes {
@@ -197,6 +261,9 @@ func peersUp(peers []bgp.Peer) string {
 func (r *router) Summary() string {
 	st := r.Status().(RouterStatus)
 	parts := []string{peersUp(st.Peers)}
+	if b := bfdSummary(st.BFD); b != "" {
+		parts = append(parts, b)
+	}
 	for _, p := range slices.Sorted(maps.Keys(st.Routes)) {
 		parts = append(parts, fmt.Sprintf("%s via %d", p, len(st.Routes[p])))
 	}

@@ -90,7 +90,7 @@ func (s *Supervisor) add(ctx context.Context, name, like string) (err error) {
 	if err := s.commit(next, nextPlan); err != nil {
 		return err
 	}
-	s.event(name, "inject", fmt.Sprintf("add: a %s like %s", n.Role, like))
+	s.event(name, control.EventInject, fmt.Sprintf("add: a %s like %s", n.Role, like))
 	if err := s.startAgent(ctx, n); err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (s *Supervisor) remove(ctx context.Context, name string) error {
 	n, _ := prev.Node(name)
 	nextPlan := fabric.NewPlan(next, s.cfg.Name)
 	ns, tunnels := fabric.Gone(prevPlan, nextPlan)
-	s.event(name, "inject", "remove: the "+string(n.Role)+" leaves the lab")
+	s.event(name, control.EventInject, "remove: the "+string(n.Role)+" leaves the lab")
 	var evs []control.Event
 	if !s.lifeOf(name).down() {
 		evs = s.agentEvents(name) // its log goes with it: keep a copy

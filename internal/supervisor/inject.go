@@ -48,9 +48,9 @@ func (s *Supervisor) kill(name string, freeze bool) error {
 	// The event first: what reacts to the crash must come after it in the
 	// log.
 	if freeze {
-		s.event(name, "inject", "freeze: processes stopped, every packet to and from the node dropped")
+		s.event(name, control.EventInject, "freeze: processes stopped, every packet to and from the node dropped")
 	} else {
-		s.event(name, "inject", "kill: every process of the node killed, links up")
+		s.event(name, control.EventInject, "kill: every process of the node killed, links up")
 	}
 	ns, err := netns.GetFromName(fabric.NodeNetns(s.cfg.Name, name))
 	if err != nil {
@@ -123,9 +123,9 @@ func (s *Supervisor) revive(ctx context.Context, name string) error {
 		return err
 	}
 	if frozen {
-		s.event(name, "inject", "revive: processes continued, packets flow again")
+		s.event(name, control.EventInject, "revive: processes continued, packets flow again")
 	} else {
-		s.event(name, "inject", "revive: agent restarted")
+		s.event(name, control.EventInject, "revive: agent restarted")
 	}
 	return nil
 }
@@ -186,7 +186,7 @@ func (s *Supervisor) handleLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	up := q.Get("state") == "up"
-	s.event(a, "inject", fmt.Sprintf("link %s %s", b, q.Get("state")))
+	s.event(a, control.EventInject, fmt.Sprintf("link %s %s", b, q.Get("state")))
 	if err := fabric.SetUp(ends, up); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -218,7 +218,7 @@ func (s *Supervisor) handleImpair(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.event(a, "inject", fmt.Sprintf("impair link %s: delay %s jitter %s loss %g%%", b, im.Delay, im.Jitter, im.Loss))
+	s.event(a, control.EventInject, fmt.Sprintf("impair link %s: delay %s jitter %s loss %g%%", b, im.Delay, im.Jitter, im.Loss))
 	if err := fabric.Impair(ends, im); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
