@@ -11,15 +11,16 @@ import (
 )
 
 // TestE2EClaims runs the shipped claim scenarios (testdata/scenarios) on
-// one minimal lab, under load: an LB4 crashing, added, disabled, an LB7
-// added or killed, both failing together, a backend drained. Each
-// scenario asserts the design's claim for Maglev (0 broken connections, or
-// at most the dead LB7's own share + 1%), and restores the lab at its end.
+// one minimal lab, under load: an LB4 crashing, frozen, cut off by a dark
+// link, added, disabled, an LB7 added or killed, both failing together, a
+// backend drained. Each scenario asserts the design's claim for Maglev (0
+// broken connections, or at most the dead LB7's own share + 1%; a silent
+// LB4 out of every route within 1s), and restores the lab at its end.
 func TestE2EClaims(t *testing.T) {
 	const name = "e2e-claims"
 	l := up(t, "../topologies/minimal.yaml", name)
 	files, err := filepath.Glob("../testdata/scenarios/*.yaml")
-	if err != nil || len(files) < 8 {
+	if err != nil || len(files) < 10 {
 		t.Fatalf("scenarios: %v %v", files, err)
 	}
 	var results []*lab.ScenarioResult

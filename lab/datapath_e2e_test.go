@@ -467,12 +467,30 @@ func TestE2EKillRevive(t *testing.T) {
 		t.Error("reviving a live node was accepted")
 	}
 
-	// A silent failure: only the BGP hold timer (3s) can tell the router.
+	// A silent failure: BFD tells the router, well before the BGP hold
+	// timer (3s), and the event log says so.
+	since := time.Now()
 	if err := l.Freeze(ctx, "lb4-2"); err != nil {
 		t.Fatal(err)
 	}
 	took = waitStatus(t, l, 20*time.Second, "frozen lb4-2 out of r1's route", func(st *control.Status) bool { return hops(st) == 1 })
-	t.Logf("lab kill --freeze lb4-2: out of r1's route in %s (BGP hold time 3s)", took.Round(10*time.Millisecond))
+	t.Logf("lab kill --freeze lb4-2: out of r1's route in %s (as the test polled)", took.Round(10*time.Millisecond))
+	if d, ok, err := l.Rerouted(ctx, "lb4-2", since); err != nil || !ok {
+		t.Errorf("lab.Rerouted lb4-2: %s %v %v, want a reroute", d, ok, err)
+	} else {
+		t.Logf("lab kill --freeze lb4-2: out of r1's route %s after the freeze (event log)", d.Round(time.Millisecond))
+	}
+	evs, err = l.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb42 := addressOn(t, st, "lb4-2", "infra")
+	if !slices.ContainsFunc(evs, func(e control.Event) bool {
+		return e.Node == "r1" && e.Kind == control.EventBFD && e.Time.After(since) &&
+			strings.HasPrefix(e.Msg, "session with "+lb42+" down")
+	}) {
+		t.Errorf("no bfd event on r1 for %s going down after the freeze", lb42)
+	}
 	if err := l.Revive(ctx, "lb4-2"); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package lab_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -19,20 +20,22 @@ import (
 //
 //   - /etc/lb/disable on lb4-2 until r1's route drops its next hop;
 //   - agent-check down on lb7-2 until every LB4 gives it weight 0;
-//   - lab kill lb4-2 (crash) and lab kill --freeze lb4-2 (silent) until
-//     r1's route drops it, and, under load, until every request succeeds
-//     again (the last failure of a connection, 0 when none broke).
+//   - under load, lb4-2 crashed (lab kill), frozen (lab kill --freeze)
+//     and cut off by a dark link (lab link lb4-2 infra down): until every
+//     router's route drops it, and until every request succeeds again
+//     (the last failure of a connection, 0 when none broke); see
+//     lb4Failures.
 //
 // Run with make bench; one run is one measurement of each.
 func BenchmarkFailover(b *testing.B) {
 	l := benchLab(b, "../topologies/minimal.yaml", "bench-failover")
 	ctx := context.Background()
-	const vip = "198.51.100.1/32"
+	vip := netip.MustParsePrefix("198.51.100.1/32")
 	routeHops := func(e control.Event) int {
-		if e.Node != "r1" || e.Kind != "route" || !strings.HasPrefix(e.Msg, vip+" via [") {
+		if e.Node != "r1" || e.Route == nil || e.Route.Prefix != vip {
 			return -1
 		}
-		return len(strings.Fields(strings.TrimSuffix(strings.TrimPrefix(e.Msg, vip+" via ["), "]")))
+		return len(e.Route.NextHops)
 	}
 	for b.Loop() {
 		// Graceful withdraw.
@@ -57,33 +60,81 @@ func BenchmarkFailover(b *testing.B) {
 		reaction(b, l, t0, func(e control.Event) bool { return e.Node == "lb7-2" && e.Kind == "maintenance" },
 			func(e control.Event) bool { return e.Kind == "ipvs" && strings.Contains(e.Msg, "192.0.2.133 weight 1") }, 2)
 
-		// Crash and freeze under load.
-		for _, freeze := range []bool{false, true} {
-			what := map[bool]string{false: "kill", true: "freeze"}[freeze]
-			ld, err := l.StartLoad(ctx, lab.LoadConfig{Workers: 40})
-			must(b, err)
-			waitStarted(b, ld, 100)
-			t0 = mark(b, l)
-			if freeze {
-				must(b, l.Freeze(ctx, "lb4-2"))
-			} else {
-				must(b, l.Kill(ctx, "lb4-2"))
-			}
-			d = reaction(b, l, t0, func(e control.Event) bool { return e.Node == "lb4-2" && e.Kind == "inject" },
-				func(e control.Event) bool { return routeHops(e) == 1 }, 1)
-			b.ReportMetric(d.Seconds(), "s/"+what+"-to-out-of-route")
-			waitStarted(b, ld, 400)
-			rep, err := ld.Stop(ctx)
-			must(b, err)
-			at := injectTime(b, l, t0)
-			b.ReportMetric(lastFailure(rep, at).Seconds(), "s/"+what+"-to-all-requests-ok")
-			b.ReportMetric(float64(rep.Broken), "broken/"+what)
-			b.Logf("%s lb4-2 under load: %d connections, %d broken, %d interrupted", what, rep.Total, rep.Broken, rep.Interrupted)
-			must(b, l.Revive(ctx, "lb4-2"))
-			reaction(b, l, t0, func(e control.Event) bool { return e.Node == "lb4-2" && e.Kind == "inject" },
-				func(e control.Event) bool { return routeHops(e) == 2 }, 1)
-		}
+		lb4Failures(b, l, "lb4-2", 40)
 	}
+}
+
+// BenchmarkFailoverReference measures the LB4 failures of
+// BenchmarkFailover on the reference lab: two routers, route reflectors,
+// seven LB4s, under 96 workers (make claims' load).
+func BenchmarkFailoverReference(b *testing.B) {
+	l := benchLab(b, "../topologies/reference.yaml", "bench-failover-ref")
+	for b.Loop() {
+		lb4Failures(b, l, "lb4-2", 96)
+	}
+}
+
+// lb4Failures crashes, freezes and cuts off (dark link) lb4 in turn, each
+// under a load of workers, and reports for each how long until every
+// router had dropped it (from the lab's event log), how many connections
+// broke and when the last one failed; then it restores lb4 and waits
+// until every router routes through it again.
+func lb4Failures(b *testing.B, l *lab.Lab, lb4 string, workers int) {
+	ctx := context.Background()
+	type failure struct {
+		name            string
+		inject, restore func() error
+	}
+	for _, f := range []failure{
+		{"kill", func() error { return l.Kill(ctx, lb4) }, func() error { return l.Revive(ctx, lb4) }},
+		{"freeze", func() error { return l.Freeze(ctx, lb4) }, func() error { return l.Revive(ctx, lb4) }},
+		{"link-dark", func() error { return l.SetLink(ctx, lb4, "infra", false) }, func() error { return l.SetLink(ctx, lb4, "infra", true) }},
+	} {
+		ld, err := l.StartLoad(ctx, lab.LoadConfig{Workers: workers})
+		must(b, err)
+		waitStarted(b, ld, 100)
+		since := time.Now()
+		must(b, f.inject())
+		var d time.Duration
+		testenv.EventuallyEvery(b, time.Minute, 200*time.Millisecond, lb4+" out of every router's routes", func() error {
+			var ok bool
+			if d, ok, err = l.Rerouted(ctx, lb4, since); err != nil || !ok {
+				return fmt.Errorf("not yet (%v)", err)
+			}
+			return nil
+		})
+		b.ReportMetric(d.Seconds(), "s/"+f.name+"-to-out-of-route")
+		p, err := ld.Progress(ctx)
+		must(b, err)
+		waitStarted(b, ld, p.Started+300)
+		rep, err := ld.Stop(ctx)
+		must(b, err)
+		at := injectTime(b, l, since.Add(-time.Second))
+		b.ReportMetric(lastFailure(rep, at).Seconds(), "s/"+f.name+"-to-all-requests-ok")
+		b.ReportMetric(float64(rep.Broken), "broken/"+f.name)
+		b.Logf("%s %s under load: out of every route in %s; %d connections, %d broken, %d interrupted",
+			f.name, lb4, d.Round(time.Millisecond), rep.Total, rep.Broken, rep.Interrupted)
+		must(b, f.restore())
+		waitAllLB4s(b, l)
+	}
+}
+
+// waitAllLB4s waits until every router routes every VIP through every
+// LB4.
+func waitAllLB4s(b *testing.B, l *lab.Lab) {
+	b.Helper()
+	testenv.EventuallyEvery(b, 3*time.Minute, time.Second, "every LB4 back in every route", func() error {
+		st, err := l.Readiness(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			if !n.Agent.Ready {
+				return fmt.Errorf("%s: %s", n.Name, n.Agent.Waiting)
+			}
+		}
+		return nil
+	})
 }
 
 func benchLab(b *testing.B, topo, name string) *lab.Lab {
@@ -156,7 +207,7 @@ func injectTime(b *testing.B, l *lab.Lab, mark time.Time) time.Time {
 	evs, err := l.Events(context.Background())
 	must(b, err)
 	for _, e := range evs {
-		if e.Kind == "inject" && e.Time.After(mark) {
+		if e.Kind == control.EventInject && e.Time.After(mark) {
 			return e.Time
 		}
 	}

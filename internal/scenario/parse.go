@@ -29,7 +29,7 @@ var (
 	loadKeys   = []string{"from", "vips", "workers", "path", "pause", "read-size", "read-timeout", "stall-threshold", "early-stop", "seed"}
 	stepKinds  = []string{"load", "sleep", "wait", "kill", "freeze", "revive", "maint", "agent", "link", "impair", "add", "remove", "exec"}
 	waitKeys   = []string{"converged", "vip", "next-hops", "lb7", "weight", "timeout"}
-	metricKeys = []string{"broken", "broken-ratio", "interrupted", "failover"}
+	metricKeys = []string{"broken", "broken-ratio", "interrupted", "failover", "reroute"}
 	scopeKeys  = []string{"vip", "scheduler", "after", "settled", "before", "except-lb7"}
 	actionKeys = map[string][]string{
 		"maint":  {"node", "state"},
@@ -289,7 +289,7 @@ func (p *parser) assertion(n *yaml.Node, path string) Assertion {
 		case MetricBrokenRatio:
 			r, _ := p.percentAt(v, vpath)
 			a.Limit = r
-		case MetricFailover:
+		case MetricFailover, MetricReroute:
 			d, _ := p.durationAt(v, vpath)
 			a.Limit = float64(d)
 		}

@@ -43,6 +43,9 @@ type StepResult struct {
 	// At is when the step began, from Result.Start; Took how long it ran.
 	At, Took time.Duration
 	Err      error
+	// Reroute is how long after the step every router had dropped its
+	// node (see Rerouter); nil when the lab did not tell.
+	Reroute *time.Duration `json:",omitempty"`
 }
 
 // Failover is how long failures went on after an injection step: the
@@ -56,6 +59,8 @@ type Failover struct {
 	At time.Duration
 	// Failover is 0 when no connection broke.
 	Failover time.Duration
+	// Reroute is the step's StepResult.Reroute.
+	Reroute *time.Duration `json:",omitempty"`
 	// Broken counts the broken connections taken into account.
 	Broken int
 	// ByVIP holds the same figures per VIP of Result.VIPs, in order.
@@ -188,6 +193,17 @@ func (r *Result) stepTime(label string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// reroute is the reroute time of the step with that label, nil when the
+// lab did not tell.
+func (r *Result) reroute(label string) *time.Duration {
+	for _, s := range r.Steps {
+		if s.Step.Label == label && !s.Implied {
+			return s.Reroute
+		}
+	}
+	return nil
+}
+
 // failureMoment returns when c failed: its end, or for a timeout the
 // moment data stopped (never before its start).
 func failureMoment(c traffic.Conn, readTimeout time.Duration) time.Time {
@@ -220,7 +236,7 @@ func (r *Result) evaluate(asserts []Assertion) {
 				break
 			}
 		}
-		f := Failover{Step: s.Step.Label, At: s.At}
+		f := Failover{Step: s.Step.Label, At: s.At, Reroute: s.Reroute}
 		for _, v := range r.VIPs {
 			f.ByVIP = append(f.ByVIP, VIPFailover{VIP: v.Name})
 		}
@@ -281,6 +297,13 @@ func (r *Result) check(a Assertion, readTimeout time.Duration) AssertionResult {
 		res.Measured = float64(broken) / float64(len(conns))
 	case MetricFailover:
 		res.Measured = float64(failover)
+	case MetricReroute:
+		d := r.reroute(a.Scope.After)
+		if d == nil {
+			res.Note = fmt.Sprintf("the lab did not tell when the routers dropped the node of %q", a.Scope.After)
+			return res
+		}
+		res.Measured = float64(*d)
 	}
 	res.Passed = res.Measured <= a.Limit
 	return res

@@ -27,6 +27,17 @@ type Lab interface {
 	StartLoad(ctx context.Context, l Load) (LoadRun, error)
 }
 
+// Rerouter is a Lab that can tell, from its event log, when the routers
+// stopped using a node. Run asks it after the steps, for every injection
+// step into one node.
+type Rerouter interface {
+	// Rerouted returns how long after its first injection at or after
+	// since every router had dropped node from the routes that went
+	// through it then; ok is false when the lab saw no injection into
+	// node, no router routed through it, or a router still does.
+	Rerouted(ctx context.Context, node string, since time.Time) (d time.Duration, ok bool, err error)
+}
+
 // LoadRun is a load in progress.
 type LoadRun interface {
 	// Stop ends the load and returns what it measured.
@@ -129,11 +140,36 @@ func run(ctx context.Context, lab Lab, s *Scenario, log *slog.Logger, clk clock)
 		r.res.Steps = append(r.res.Steps, st)
 	}
 	r.res.End = clk.Now()
+	r.reroutes(ctx)
 	if r.res.Err != nil {
 		log.Warn("scenario failed", "err", r.res.Err)
 	}
 	r.res.evaluate(s.Assert)
 	return r.res, nil
+}
+
+// reroutes asks the lab, when it can tell, when the routers dropped the
+// node of each injection step that ran.
+func (r *runner) reroutes(ctx context.Context) {
+	rr, ok := r.lab.(Rerouter)
+	if !ok {
+		return
+	}
+	ctx = context.WithoutCancel(ctx) // what was measured is the point
+	for i := range r.res.Steps {
+		sr := &r.res.Steps[i]
+		if !sr.Ran || sr.Implied || !sr.Step.Kind.Inject() || sr.Step.Action.Node == "" {
+			continue
+		}
+		d, ok, err := rr.Rerouted(ctx, sr.Step.Action.Node, r.res.Start.Add(sr.At))
+		if err != nil {
+			r.log.Warn("reroute time", "step", sr.Step.Label, "err", err)
+			continue
+		}
+		if ok {
+			sr.Reroute = &d
+		}
+	}
 }
 
 // steps runs the steps until one fails or ctx ends.

@@ -3,6 +3,7 @@ package scenario
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -333,5 +334,75 @@ steps:
 	}
 	if last := res.Steps[len(res.Steps)-1]; !last.Implied || !strings.Contains(strings.Join(lab.calls, " "), "stop") {
 		t.Errorf("last step = %+v, calls %v: want the implied load stop", last, lab.calls)
+	}
+}
+
+// rerouteLab is a fakeLab that tells when the routers dropped a node.
+type rerouteLab struct {
+	*fakeLab
+	reroutes map[string]time.Duration // by node; absent: the lab cannot tell
+	asked    []string
+}
+
+func (l *rerouteLab) Rerouted(_ context.Context, node string, since time.Time) (time.Duration, bool, error) {
+	l.asked = append(l.asked, fmt.Sprintf("%s +%s", node, since.Sub(t0)))
+	d, ok := l.reroutes[node]
+	return d, ok, nil
+}
+
+// TestRunReroute checks the reroute metric: measured by the lab for each
+// injection step into a node, judged against the limit, and failed with
+// a note when the lab cannot tell.
+func TestRunReroute(t *testing.T) {
+	const src = `
+name: lb4-freeze
+load: {workers: 4}
+steps:
+  - load: start
+  - sleep: 5s
+  - freeze: lb4-2
+  - sleep: 2s
+  - kill: lb7-1
+  - sleep: 2s
+  - load: stop
+  - revive: lb4-2
+assert:
+  - {reroute: 1s, after: freeze lb4-2}
+  - {reroute: 1s, after: kill lb7-1}
+`
+	cases := []struct {
+		name     string
+		reroutes map[string]time.Duration
+		want     []string // the two assertions: measured or note
+		pass     []bool
+	}{
+		{"fast", map[string]time.Duration{"lb4-2": ms(640)}, []string{"640ms", "the lab did not tell"}, []bool{true, false}},
+		{"slow", map[string]time.Duration{"lb4-2": ms(2500)}, []string{"2.5s", "the lab did not tell"}, []bool{false, false}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newFakeClock()
+			lab := &rerouteLab{fakeLab: &fakeLab{clk: clk, vips: []VIP{vipWWW},
+				conns: []traffic.Conn{conn(1, vipWWW, 100, 7000, "lb7-1", traffic.OutcomeOK)}}, reroutes: tc.reroutes}
+			res, err := run(t.Context(), lab, mustParse(t, src), nil, clk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"lb4-2 +5s", "lb7-1 +7s", "lb4-2 +9s"}; !slices.Equal(lab.asked, want) {
+				t.Errorf("asked %v, want %v", lab.asked, want)
+			}
+			for i, a := range res.Assertions {
+				got := a.Note
+				if got == "" {
+					got = formatDuration(time.Duration(a.Measured))
+				}
+				if !strings.HasPrefix(got, tc.want[i]) || a.Passed != tc.pass[i] {
+					t.Errorf("%s: %q passed %v, want %q passed %v", a.Assertion, got, a.Passed, tc.want[i], tc.pass[i])
+				}
+			}
+			if f := res.Failovers[0]; f.Reroute == nil || *f.Reroute != tc.reroutes["lb4-2"] {
+				t.Errorf("failover of %s: reroute %v, want %v", f.Step, f.Reroute, tc.reroutes["lb4-2"])
+			}
+		})
 	}
 }

@@ -38,6 +38,7 @@
 //	  - {broken: 0, vip: www, after: kill lb4-2, settled: 5s, before: disable}
 //	  - {broken-ratio: 1%, after: remove lb7-2, except-lb7: lb7-2}
 //	  - {failover: 1s, after: kill lb4-2}
+//	  - {reroute: 1s, after: kill lb4-2}   # from the lab's event log
 //	  - interrupted: 10
 //
 // A step's default label is its action and arguments ("kill lb4-2", "sleep
@@ -198,11 +199,16 @@ const (
 	// MetricFailover is the latest failure moment among the broken
 	// connections in scope, minus the time of the scope's After step.
 	MetricFailover Metric = "failover"
+	// MetricReroute is how long after the scope's After step (an
+	// injection into one node) every router had dropped that node from
+	// its routes, as the lab's event log tells (see Rerouter). It fails
+	// when the lab cannot tell, or no router routed through the node.
+	MetricReroute Metric = "reroute"
 )
 
 // Metrics returns every metric, in the order of the documentation.
 func Metrics() []Metric {
-	return []Metric{MetricBroken, MetricBrokenRatio, MetricInterrupted, MetricFailover}
+	return []Metric{MetricBroken, MetricBrokenRatio, MetricInterrupted, MetricFailover, MetricReroute}
 }
 
 // Assertion is a limit on a metric over the connections in a scope.
@@ -210,7 +216,7 @@ type Assertion struct {
 	Metric Metric `json:",omitzero"`
 	// Limit is the largest value that passes, in the metric's unit: a
 	// number of connections for broken and interrupted, a fraction (0.01
-	// for 1%) for broken-ratio, a time.Duration for failover.
+	// for 1%) for broken-ratio, a time.Duration for failover and reroute.
 	Limit float64 `json:",omitzero"`
 	Scope Scope   `json:",omitzero"`
 	// Line is where the assertion was written, 0 when it was not read
@@ -228,7 +234,7 @@ func (m Metric) format(v float64) string {
 	switch m {
 	case MetricBrokenRatio:
 		return formatPercent(v)
-	case MetricFailover:
+	case MetricFailover, MetricReroute:
 		return formatDuration(time.Duration(v))
 	default:
 		return fmt.Sprintf("%d", int64(v))

@@ -60,13 +60,13 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 
 	if len(r.Failovers) > 0 {
-		p("\nfailover after each injection\n  step\tat\tfailover\tbroken")
+		p("\nfailover after each injection (reroute: until every router dropped the node)\n  step\tat\treroute\tfailover\tbroken")
 		for _, v := range r.VIPs {
 			p("\t%s", v.Name)
 		}
 		p("\n")
 		for _, f := range r.Failovers {
-			p("  %s\t%s\t%s\t%d", f.Step, offset(f.At), formatDuration(f.Failover), f.Broken)
+			p("  %s\t%s\t%s\t%s\t%d", f.Step, offset(f.At), rerouteText(f.Reroute), formatDuration(f.Failover), f.Broken)
 			for _, v := range f.ByVIP {
 				p("\t%s/%d", formatDuration(v.Failover), v.Broken)
 			}
@@ -91,7 +91,8 @@ func (r *Result) WriteText(w io.Writer) error {
 
 // WriteClaims writes the claims table as aligned text: one row per result
 // (its claim, or its name), one column per VIP and scheduler with "broken/
-// total" connections, the longest failover, how busy the machine's CPU was
+// total" connections, the longest reroute (when the lab told it) and
+// failover, how busy the machine's CPU was
 // during the load (a busy VM makes stalls of its own) and the verdict.
 func WriteClaims(w io.Writer, results []*Result) error {
 	bw := bufio.NewWriter(w)
@@ -140,9 +141,9 @@ func claimRows(results []*Result) [][]string {
 			}
 		}
 	}
-	rows := [][]string{append(append([]string{"claim"}, cols...), "failover", "cpu busy", "result")}
+	rows := [][]string{append(append([]string{"claim"}, cols...), "reroute", "failover", "cpu busy", "result")}
 	for _, r := range results {
-		row := make([]string, len(cols)+4)
+		row := make([]string, len(cols)+5)
 		row[0] = r.Claim
 		if row[0] == "" {
 			row[0] = r.Name
@@ -154,22 +155,37 @@ func claimRows(results []*Result) [][]string {
 		for i, v := range r.VIPs {
 			row[index[vipColumn(v)]+1] = fmt.Sprintf("%d/%d", totals[i].Broken, totals[i].Started)
 		}
-		row[len(cols)+1] = "-"
+		var reroute *time.Duration
+		for _, f := range r.Failovers {
+			if f.Reroute != nil && (reroute == nil || *f.Reroute > *reroute) {
+				reroute = f.Reroute
+			}
+		}
+		row[len(cols)+1] = rerouteText(reroute)
+		row[len(cols)+2] = "-"
 		if len(r.Failovers) > 0 {
 			var worst time.Duration
 			for _, f := range r.Failovers {
 				worst = max(worst, f.Failover)
 			}
-			row[len(cols)+1] = formatDuration(worst)
+			row[len(cols)+2] = formatDuration(worst)
 		}
-		row[len(cols)+2] = "-"
+		row[len(cols)+3] = "-"
 		if r.Report != nil && r.Report.CPUBusy > 0 {
-			row[len(cols)+2] = fmt.Sprintf("%.0f%%", 100*r.Report.CPUBusy)
+			row[len(cols)+3] = fmt.Sprintf("%.0f%%", 100*r.Report.CPUBusy)
 		}
-		row[len(cols)+3] = verdict(r.Passed())
+		row[len(cols)+4] = verdict(r.Passed())
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+// rerouteText writes a reroute time, "-" when the lab did not tell.
+func rerouteText(d *time.Duration) string {
+	if d == nil {
+		return "-"
+	}
+	return formatDuration(*d)
 }
 
 // vipColumn names a VIP's column in the claims table, such as "www (mh)".

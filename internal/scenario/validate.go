@@ -262,8 +262,8 @@ func (v *validator) assertion(path string, a Assertion, loaded bool) {
 		v.c.field(path+"."+string(a.Metric), "must not be negative")
 	case a.Metric == MetricBrokenRatio && a.Limit > 1:
 		v.c.field(path+"."+string(a.Metric), "%s is not a percentage", formatPercent(a.Limit))
-	case a.Metric == MetricFailover && a.Scope.After == "":
-		v.c.field(path+".after", "missing: failover is measured from a step")
+	case (a.Metric == MetricFailover || a.Metric == MetricReroute) && a.Scope.After == "":
+		v.c.field(path+".after", "missing: %s is measured from a step", a.Metric)
 	}
 	sc := a.Scope
 	if sc.VIP != "" {
