@@ -336,15 +336,27 @@ func (s *Server) read(ctx context.Context, read readFunc) {
 func (s *Server) run(ctx context.Context, send4, send6 net.PacketConn) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var rx []received
 	for {
-		var rx *received
+		rx = rx[:0]
 		select {
 		case <-ctx.Done():
 			return
 		case r := <-s.rx:
-			rx = &r
+			rx = append(rx, r)
 		case <-s.wake:
 		case <-timer.C:
+		}
+		// Every packet already read goes before the timers: after this
+		// goroutine was held up (a busy machine), the timer and packets
+		// that came in time are ready together, and select picks either.
+		for drained := false; !drained; {
+			select {
+			case r := <-s.rx:
+				rx = append(rx, r)
+			default:
+				drained = true
+			}
 		}
 		next := s.step(time.Now(), rx, send4, send6)
 		if next.IsZero() {
@@ -355,9 +367,9 @@ func (s *Server) run(ctx context.Context, send4, send6 net.PacketConn) {
 	}
 }
 
-// step applies rx, if any, then sends the packets due and runs the detection
-// timers. It returns the earliest session deadline.
-func (s *Server) step(now time.Time, rx *received, send4, send6 net.PacketConn) time.Time {
+// step applies the packets rx, then sends the packets due and runs the
+// detection timers. It returns the earliest session deadline.
+func (s *Server) step(now time.Time, rx []received, send4, send6 net.PacketConn) time.Time {
 	var changes []Session
 	var next time.Time
 	s.mu.Lock()
@@ -372,16 +384,17 @@ func (s *Server) step(now time.Time, rx *received, send4, send6 net.PacketConn) 
 			s.log.Warn("send bfd packet", "peer", ss.peer, "state", ss.state, "err", err)
 		}
 	}
-	if rx != nil {
-		ss := s.demux(*rx)
-		if ss != nil {
-			changed, reply := ss.receive(rx.p, now)
-			if changed {
-				changes = append(changes, ss.snapshot())
-			}
-			if reply {
-				send(ss, ss.final())
-			}
+	for _, r := range rx {
+		ss := s.demux(r)
+		if ss == nil {
+			continue
+		}
+		changed, reply := ss.receive(r.p, now)
+		if changed {
+			changes = append(changes, ss.snapshot())
+		}
+		if reply {
+			send(ss, ss.final())
 		}
 	}
 	for _, ss := range s.sessions {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lab-lb/lab/internal/bfd"
 	"github.com/lab-lb/lab/internal/bgp"
@@ -65,10 +66,13 @@ type router struct {
 	speaker *bgp.Speaker
 	bfd     *bfd.Server // nil when BFD is off
 	fib     routeSetter
+	probe   prober          // asks a failed LB4's kernel (see probe.go)
+	ctx     context.Context // the agent's life, for the probes
 
 	mu      sync.Mutex
 	learned map[netip.Prefix][]netip.Addr // BGP's multipath set per prefix
-	failed  map[netip.Addr]bool           // LB4 addresses whose BFD session failed
+	bfdDown map[netip.Addr]bool           // LB4 addresses whose BFD session failed
+	failed  map[netip.Addr]bool           // of those, the ones that answer no ping either: out of the routes
 	routes  map[netip.Prefix][]netip.Addr // what the FIB holds
 }
 
@@ -81,7 +85,9 @@ func (r *router) Start(ctx context.Context) error {
 	if cfg.Neighbors, err = r.a.upstreams(topology.RoleLB4, true); err != nil {
 		return err
 	}
-	r.learned, r.failed, r.routes = map[netip.Prefix][]netip.Addr{}, map[netip.Addr]bool{}, map[netip.Prefix][]netip.Addr{}
+	r.learned, r.routes = map[netip.Prefix][]netip.Addr{}, map[netip.Prefix][]netip.Addr{}
+	r.bfdDown, r.failed = map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	r.probe, r.ctx = icmpProber{}, ctx
 	fib, err := bgp.NewFIB(r.a.log)
 	if err != nil {
 		return err
@@ -126,17 +132,64 @@ func (r *router) onBest(p netip.Prefix, nhs []netip.Addr) {
 	r.install(p)
 }
 
-// onBFD follows a BFD session: the routes through its LB4 lose or regain
-// that next hop at once.
+// onBFD follows a BFD session: when it fails, the LB4 leaves the routes
+// through it as soon as its kernel is found silent too (confirm); when it
+// comes back up, it returns to them at once.
 func (r *router) onBFD(s bfd.Session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.failed[s.Peer] == s.Failed() {
+	down := s.Failed()
+	if r.bfdDown[s.Peer] == down {
 		return
 	}
-	r.failed[s.Peer] = s.Failed()
+	r.bfdDown[s.Peer] = down
+	if down {
+		go r.confirm(s.Peer)
+		return
+	}
+	r.setFailed(s.Peer, false)
+}
+
+// confirmAgain is how often a router asks again an LB4 whose BFD session
+// stays down but which answered.
+const confirmAgain = time.Second
+
+// confirm asks the kernel of an LB4 whose BFD session failed whether it
+// is there, until it is not (out of the routes) or its session is back up.
+func (r *router) confirm(peer netip.Addr) {
+	for first := true; ; first = false {
+		alive := r.probe.Answers(r.ctx, peer, confirmWithin)
+		r.mu.Lock()
+		if !r.bfdDown[peer] || r.ctx.Err() != nil {
+			r.mu.Unlock()
+			return
+		}
+		if !alive {
+			r.setFailed(peer, true)
+			r.mu.Unlock()
+			return
+		}
+		if first {
+			r.a.event(control.EventBFD, fmt.Sprintf("%s answers pings: kept in the routes while its session is down", peer))
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-time.After(confirmAgain):
+		}
+	}
+}
+
+// setFailed takes peer out of the routes through it, or puts it back;
+// r.mu is held.
+func (r *router) setFailed(peer netip.Addr, failed bool) {
+	if r.failed[peer] == failed {
+		return
+	}
+	r.failed[peer] = failed
 	for _, p := range slices.SortedFunc(maps.Keys(r.learned), comparePrefixes) {
-		if slices.Contains(r.learned[p], s.Peer) {
+		if slices.Contains(r.learned[p], peer) {
 			r.install(p)
 		}
 	}

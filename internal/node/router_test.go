@@ -1,14 +1,20 @@
 package node
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/lab-lb/lab/internal/bfd"
 	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/topology"
 )
 
@@ -28,14 +34,30 @@ func (f *fakeFIB) Set(p netip.Prefix, nhs []netip.Addr) error {
 	return nil
 }
 
-func testRouter(t *testing.T) (*router, *fakeFIB) {
+// fakeProber answers for the addresses in alive.
+type fakeProber struct {
+	mu    sync.Mutex
+	alive map[netip.Addr]bool
+	asked map[netip.Addr]int // calls by address
+}
+
+func (p *fakeProber) Answers(_ context.Context, addr netip.Addr, _ time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.asked[addr]++
+	return p.alive[addr]
+}
+
+func testRouter(t *testing.T) (*router, *fakeFIB, *fakeProber) {
 	t.Helper()
 	fib := &fakeFIB{routes: map[netip.Prefix][]netip.Addr{}}
+	probe := &fakeProber{alive: map[netip.Addr]bool{}, asked: map[netip.Addr]int{}}
 	a := &agent{log: slog.New(slog.DiscardHandler), node: &topology.Node{Name: "r1", Role: topology.RoleRouter}}
 	return &router{
-		a: a, fib: fib,
-		learned: map[netip.Prefix][]netip.Addr{}, failed: map[netip.Addr]bool{}, routes: map[netip.Prefix][]netip.Addr{},
-	}, fib
+		a: a, fib: fib, probe: probe, ctx: t.Context(),
+		learned: map[netip.Prefix][]netip.Addr{}, bfdDown: map[netip.Addr]bool{}, failed: map[netip.Addr]bool{},
+		routes: map[netip.Prefix][]netip.Addr{},
+	}, fib, probe
 }
 
 // TestRouterBFD checks what the router's FIB holds as BGP and BFD change:
@@ -50,19 +72,33 @@ func TestRouterBFD(t *testing.T) {
 		vip2       = netip.MustParsePrefix("198.51.100.2/32")
 		vip6       = netip.MustParsePrefix("2001:db8:100::1/128")
 	)
-	r, fib := testRouter(t)
+	r, fib, probe := testRouter(t)
 	onBFD := r.a.bfdChanged(r.onBFD)
+	// want waits until the FIB holds routes (the confirmation of a failed
+	// session runs on a goroutine of its own).
 	want := func(step string, routes map[netip.Prefix][]netip.Addr) {
 		t.Helper()
-		for p, nhs := range routes {
-			if !slices.Equal(fib.routes[p], nhs) {
-				t.Errorf("%s: %s via %v, want %v", step, p, fib.routes[p], nhs)
+		var diff []string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			diff = nil
+			r.mu.Lock()
+			for p, nhs := range routes {
+				if !slices.Equal(fib.routes[p], nhs) {
+					diff = append(diff, fmt.Sprintf("%s via %v, want %v", p, fib.routes[p], nhs))
+				}
+			}
+			for p := range fib.routes {
+				if _, ok := routes[p]; !ok {
+					diff = append(diff, fmt.Sprintf("%s via %v, want no route", p, fib.routes[p]))
+				}
+			}
+			r.mu.Unlock()
+			if len(diff) == 0 || time.Now().After(deadline) {
+				break
 			}
 		}
-		for p := range fib.routes {
-			if _, ok := routes[p]; !ok {
-				t.Errorf("%s: %s via %v, want no route", step, p, fib.routes[p])
-			}
+		for _, d := range diff {
+			t.Errorf("%s: %s", step, d)
 		}
 	}
 	session := func(peer netip.Addr, st bfd.State, downs int) bfd.Session {
@@ -83,20 +119,26 @@ func TestRouterBFD(t *testing.T) {
 	onBFD(session(lb42, bfd.Up, 0))
 	sets := fib.sets
 	onBFD(session(lb42, bfd.Down, 1))
-	want("lb4-2 bfd down", map[netip.Prefix][]netip.Addr{vip1: {lb41}, vip6: {lb42v6}})
+	want("lb4-2 bfd down, silent", map[netip.Prefix][]netip.Addr{vip1: {lb41}, vip6: {lb42v6}})
+	r.mu.Lock()
 	if got := fib.sets - sets; got != 2 {
 		t.Errorf("bfd down: %d FIB changes, want 2 (the routes through lb4-2)", got)
 	}
+	r.mu.Unlock()
 
 	// BGP still has lb4-2 (its hold timer runs): it stays out.
 	r.onBest(vip1, []netip.Addr{lb42, lb41})
 	want("bgp update while bfd down", map[netip.Prefix][]netip.Addr{vip1: {lb41}, vip6: {lb42v6}})
 	// BGP drops it: nothing changes in the FIB.
+	r.mu.Lock()
 	sets = fib.sets
+	r.mu.Unlock()
 	r.onBest(vip1, []netip.Addr{lb41})
+	r.mu.Lock()
 	if fib.sets != sets {
 		t.Errorf("an unchanged route was set again")
 	}
+	r.mu.Unlock()
 
 	// Up again: back where BGP has it.
 	r.onBest(vip1, []netip.Addr{lb41, lb42})
@@ -109,6 +151,25 @@ func TestRouterBFD(t *testing.T) {
 	onBFD(session(lb42v6, bfd.Up, 0))
 	onBFD(session(lb42v6, bfd.Down, 1))
 	want("v6 bfd down", map[netip.Prefix][]netip.Addr{vip1: {lb41, lb42}, vip2: {lb42}})
+
+	// A session that fails while the LB4's kernel answers pings (its
+	// agent held up, not dead) keeps the LB4 in the routes.
+	probe.mu.Lock()
+	probe.alive[lb42] = true
+	probe.mu.Unlock()
+	onBFD(session(lb42, bfd.Down, 2))
+	testenv.Eventually(t, 5*time.Second, "the router keeps lb4-2, which answers", func() error {
+		r.a.mu.Lock()
+		defer r.a.mu.Unlock()
+		if !slices.ContainsFunc(r.a.events, func(e control.Event) bool {
+			return e.Msg == "192.0.2.4 answers pings: kept in the routes while its session is down"
+		}) {
+			return errors.New("no event")
+		}
+		return nil
+	})
+	want("bfd down, lb4-2 answers", map[netip.Prefix][]netip.Addr{vip1: {lb41, lb42}, vip2: {lb42}})
+	onBFD(session(lb42, bfd.Up, 2))
 
 	// The event log says why, before the route changes.
 	down := slices.IndexFunc(r.a.events, func(e control.Event) bool {
