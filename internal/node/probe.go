@@ -98,4 +98,3 @@ func (icmpProber) Answers(ctx context.Context, addr netip.Addr, d time.Duration)
 		}
 	}
 }
-
