@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -38,6 +39,13 @@ func (s State) String() string {
 
 // MarshalText returns the String form, so that JSON shows "up".
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads the String form back.
+func (s *State) UnmarshalText(b []byte) error {
+	i, err := parseName(stateNames[:], string(b), "bfd state")
+	*s = State(i)
+	return err
+}
 
 // Diag is the diagnostic code (RFC 5880 §4.1): why the session last left Up.
 type Diag uint8
@@ -77,6 +85,21 @@ func (d Diag) String() string {
 
 // MarshalText returns the String form.
 func (d Diag) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads the String form back.
+func (d *Diag) UnmarshalText(b []byte) error {
+	i, err := parseName(diagNames[:], string(b), "bfd diagnostic")
+	*d = Diag(i)
+	return err
+}
+
+// parseName returns the index of name in names.
+func parseName(names []string, name, what string) (int, error) {
+	if i := slices.Index(names, name); i >= 0 {
+		return i, nil
+	}
+	return 0, fmt.Errorf("unknown %s %q", what, name)
+}
 
 // Packet is a BFD control packet without authentication.
 type Packet struct {

@@ -3,6 +3,7 @@ package bfd
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -131,5 +132,31 @@ func TestTextForms(t *testing.T) {
 		if d.String() != want {
 			t.Errorf("Diag(%d) = %q, want %q", d, d.String(), want)
 		}
+	}
+}
+
+// TestSessionJSON checks that a Session survives JSON, as lab status
+// carries it from the agents to the CLI.
+func TestSessionJSON(t *testing.T) {
+	for _, in := range []Session{
+		{Peer: netip.MustParseAddr("192.0.2.4"), State: Up, LocalDiscr: 7, RemoteDiscr: 9, TxInterval: 200 * time.Millisecond},
+		{Peer: netip.MustParseAddr("2001:db8::4"), State: Down, Diag: DiagDetectExpired, Downs: 2},
+		{Peer: netip.MustParseAddr("2001:db8::5"), State: AdminDown, Diag: DiagNeighborDown},
+	} {
+		b, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out Session
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatalf("unmarshal %s: %v", b, err)
+		}
+		if out != in {
+			t.Errorf("%s came back as %+v, want %+v", b, out, in)
+		}
+	}
+	var s State
+	if err := json.Unmarshal([]byte(`"sideways"`), &s); err == nil {
+		t.Error("an unknown state was accepted")
 	}
 }

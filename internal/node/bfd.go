@@ -87,9 +87,9 @@ func bfdSummary(ss []bfd.Session) string {
 }
 
 // usableNextHops is what the FIB should hold of a route BGP learned with
-// next hops learned: every one whose BFD session has not failed. An LB4
-// whose session never came up (BFD off on its side) stays: BGP alone
-// decides for it.
+// next hops learned: every one not found dead (its BFD session failed and
+// it answers no ping). An LB4 whose session never came up (BFD off on its
+// side) stays: BGP alone decides for it.
 func usableNextHops(learned []netip.Addr, failed map[netip.Addr]bool) []netip.Addr {
 	return slices.DeleteFunc(slices.Clone(learned), func(a netip.Addr) bool { return failed[a] })
 }

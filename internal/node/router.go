@@ -71,7 +71,8 @@ type router struct {
 
 	mu      sync.Mutex
 	learned map[netip.Prefix][]netip.Addr // BGP's multipath set per prefix
-	bfdDown map[netip.Addr]bool           // LB4 addresses whose BFD session failed
+	bfdDown map[netip.Addr]uint64         // LB4 addresses whose BFD session failed: the failure's number
+	downs   uint64                        // failures numbered so far
 	failed  map[netip.Addr]bool           // of those, the ones that answer no ping either: out of the routes
 	routes  map[netip.Prefix][]netip.Addr // what the FIB holds
 }
@@ -86,7 +87,7 @@ func (r *router) Start(ctx context.Context) error {
 		return err
 	}
 	r.learned, r.routes = map[netip.Prefix][]netip.Addr{}, map[netip.Prefix][]netip.Addr{}
-	r.bfdDown, r.failed = map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	r.bfdDown, r.failed = map[netip.Addr]uint64{}, map[netip.Addr]bool{}
 	r.probe, r.ctx = icmpProber{}, ctx
 	fib, err := bgp.NewFIB(r.a.log)
 	if err != nil {
@@ -138,15 +139,16 @@ func (r *router) onBest(p netip.Prefix, nhs []netip.Addr) {
 func (r *router) onBFD(s bfd.Session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	down := s.Failed()
-	if r.bfdDown[s.Peer] == down {
+	if down := r.bfdDown[s.Peer] != 0; down == s.Failed() {
 		return
 	}
-	r.bfdDown[s.Peer] = down
-	if down {
-		go r.confirm(s.Peer)
+	if s.Failed() {
+		r.downs++
+		r.bfdDown[s.Peer] = r.downs
+		go r.confirm(s.Peer, r.downs)
 		return
 	}
+	delete(r.bfdDown, s.Peer)
 	r.setFailed(s.Peer, false)
 }
 
@@ -154,13 +156,14 @@ func (r *router) onBFD(s bfd.Session) {
 // stays down but which answered.
 const confirmAgain = time.Second
 
-// confirm asks the kernel of an LB4 whose BFD session failed whether it
-// is there, until it is not (out of the routes) or its session is back up.
-func (r *router) confirm(peer netip.Addr) {
+// confirm asks the kernel of an LB4 whose BFD session failed (failure
+// number down) whether it is there, until it is not (out of the routes)
+// or that failure is over.
+func (r *router) confirm(peer netip.Addr, down uint64) {
 	for first := true; ; first = false {
 		alive := r.probe.Answers(r.ctx, peer, confirmWithin)
 		r.mu.Lock()
-		if !r.bfdDown[peer] || r.ctx.Err() != nil {
+		if r.bfdDown[peer] != down || r.ctx.Err() != nil {
 			r.mu.Unlock()
 			return
 		}

@@ -55,7 +55,7 @@ func testRouter(t *testing.T) (*router, *fakeFIB, *fakeProber) {
 	a := &agent{log: slog.New(slog.DiscardHandler), node: &topology.Node{Name: "r1", Role: topology.RoleRouter}}
 	return &router{
 		a: a, fib: fib, probe: probe, ctx: t.Context(),
-		learned: map[netip.Prefix][]netip.Addr{}, bfdDown: map[netip.Addr]bool{}, failed: map[netip.Addr]bool{},
+		learned: map[netip.Prefix][]netip.Addr{}, bfdDown: map[netip.Addr]uint64{}, failed: map[netip.Addr]bool{},
 		routes: map[netip.Prefix][]netip.Addr{},
 	}, fib, probe
 }
