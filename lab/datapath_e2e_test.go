@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -338,33 +339,34 @@ func addrOfFamily(t *testing.T, st *control.Status, node, segment string, f lab.
 // after d.
 func waitEvent(t *testing.T, l *lab.Lab, d time.Duration, what string, match func(control.Event) bool) {
 	t.Helper()
-	start := time.Now()
-	for {
+	testenv.EventuallyEvery(t, d, 200*time.Millisecond, what, func() error {
 		evs, err := l.Events(context.Background())
-		if err == nil && slices.ContainsFunc(evs, match) {
-			return
+		if err != nil {
+			return err
 		}
-		if time.Since(start) > d {
-			t.Fatalf("%s: not after %s (last error %v)", what, d, err)
+		if !slices.ContainsFunc(evs, match) {
+			return errors.New("no such event yet")
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
-// waitStatus polls the lab's status until cond holds, or fails after d.
+// waitStatus polls the lab's status until cond holds, or fails after d;
+// it returns how long that took.
 func waitStatus(t *testing.T, l *lab.Lab, d time.Duration, what string, cond func(*control.Status) bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for {
+	testenv.EventuallyEvery(t, d, 100*time.Millisecond, what, func() error {
 		st, err := l.Status(context.Background())
-		if err == nil && cond(st) {
-			return time.Since(start)
+		if err != nil {
+			return err
 		}
-		if time.Since(start) > d {
-			t.Fatalf("%s: not after %s (last error %v)", what, d, err)
+		if !cond(st) {
+			return errors.New("not yet")
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return time.Since(start)
 }
 
 // TestE2EMaintenance checks the reference design's maintenance files through

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/lab-lb/lab/internal/testenv"
 )
 
 var (
@@ -73,17 +75,15 @@ func (r *recorder) len() int {
 	return len(r.changes)
 }
 
-// eventually polls cond every few milliseconds until it holds or the
-// deadline passes.
+// eventually waits, with testenv's deadline loop, until cond holds.
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
+	testenv.EventuallyEvery(t, within, 5*time.Millisecond, what, func() error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func allUp(s *Server, n int) bool {

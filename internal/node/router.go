@@ -191,7 +191,7 @@ func (r *router) setFailed(peer netip.Addr, failed bool) {
 		return
 	}
 	r.failed[peer] = failed
-	for _, p := range slices.SortedFunc(maps.Keys(r.learned), comparePrefixes) {
+	for _, p := range slices.SortedFunc(maps.Keys(r.learned), netip.Prefix.Compare) {
 		if slices.Contains(r.learned[p], peer) {
 			r.install(p)
 		}
@@ -218,13 +218,6 @@ func (r *router) install(p netip.Prefix) {
 	} else {
 		r.routes[p] = nhs
 	}
-}
-
-func comparePrefixes(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }
 
 // Ready when every VIP has a route through every LB4.

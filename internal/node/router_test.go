@@ -78,10 +78,10 @@ func TestRouterBFD(t *testing.T) {
 	// session runs on a goroutine of its own).
 	want := func(step string, routes map[netip.Prefix][]netip.Addr) {
 		t.Helper()
-		var diff []string
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-			diff = nil
+		testenv.EventuallyEvery(t, 5*time.Second, time.Millisecond, step, func() error {
 			r.mu.Lock()
+			defer r.mu.Unlock()
+			var diff []string
 			for p, nhs := range routes {
 				if !slices.Equal(fib.routes[p], nhs) {
 					diff = append(diff, fmt.Sprintf("%s via %v, want %v", p, fib.routes[p], nhs))
@@ -92,14 +92,11 @@ func TestRouterBFD(t *testing.T) {
 					diff = append(diff, fmt.Sprintf("%s via %v, want no route", p, fib.routes[p]))
 				}
 			}
-			r.mu.Unlock()
-			if len(diff) == 0 || time.Now().After(deadline) {
-				break
+			if len(diff) > 0 {
+				return errors.New(strings.Join(diff, "; "))
 			}
-		}
-		for _, d := range diff {
-			t.Errorf("%s: %s", step, d)
-		}
+			return nil
+		})
 	}
 	session := func(peer netip.Addr, st bfd.State, downs int) bfd.Session {
 		s := bfd.Session{Peer: peer, State: st, Downs: downs}
