@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"time"
 
@@ -337,6 +338,32 @@ func (l *Lab) Maint(ctx context.Context, nodeName string, on bool) error {
 		return fmt.Errorf("lab maint applies to lb4 and lb7 nodes; %s is a %s (use lab agent for backends)", nodeName, n.Role)
 	}
 	return l.client.Post(ctx, "/v1/nodes/"+nodeName+"/maint?"+q.Encode(), nil)
+}
+
+// MaintVIP takes one VIP out of service (on) or puts it back, on every
+// LB4 at once: each writes or removes /etc/lb/disable.VIP and withdraws or
+// announces that VIP's addresses alone, so routers lose (or regain) every
+// route to it while the other VIPs stay. The lab's DNS then leaves it out
+// of its answers as its checks fail. vip is a VIP name of the topology.
+func (l *Lab) MaintVIP(ctx context.Context, vip string, on bool) error {
+	t, err := l.Topology()
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(t.VIPs, func(v topology.VIP) bool { return v.Name == vip }) {
+		return fmt.Errorf("no VIP %s in lab %s", vip, l.Name)
+	}
+	q := neturl.Values{"file": {node.DisableVIPFile(vip)}}
+	if !on {
+		q.Set("remove", "1")
+	}
+	var errs []error
+	for _, n := range t.NodesByRole(topology.RoleLB4) {
+		if err := l.client.Post(ctx, "/v1/nodes/"+n.Name+"/maint?"+q.Encode(), nil); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Agent writes state (what an HAProxy agent-check answers: up, down,

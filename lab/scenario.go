@@ -109,6 +109,9 @@ func (s scenarioLab) Do(ctx context.Context, a scenario.Action) error {
 	case scenario.KindRevive:
 		return l.Revive(ctx, a.Node)
 	case scenario.KindMaint:
+		if a.VIP != "" {
+			return l.MaintVIP(ctx, a.VIP, a.State == "on")
+		}
 		return l.Maint(ctx, a.Node, a.State == "on")
 	case scenario.KindAgent:
 		return l.Agent(ctx, a.Node, a.State)

@@ -9,27 +9,47 @@ import (
 )
 
 func newMaintCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "maint NODE on|off",
-		Short: "Take an LB4 (/etc/lb/disable: VIPs withdrawn) or an LB7 (agent-check down: out of every LB4) out of service, or back",
-		Args:  cobra.ExactArgs(2),
+	var vip string
+	c := &cobra.Command{
+		Use:   "maint NODE on|off | maint --vip NAME on|off",
+		Short: "Take an LB4 (/etc/lb/disable: VIPs withdrawn), an LB7 (agent-check down: out of every LB4) or one VIP (--vip: withdrawn by every LB4) out of service, or back",
+		Long: `Take a node or a VIP out of service, or put it back.
+
+  lab maint lb4-2 on      /etc/lb/disable on lb4-2: it withdraws every VIP
+  lab maint lb7-1 on      "down" in lb7-1's /etc/lb/agent-check: every LB4
+                          takes it out
+  lab maint --vip www1 on /etc/lb/disable.www1 on every LB4: each withdraws
+                          that VIP's addresses alone; the lab's DNS stops
+                          answering them once its checks fail`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if vip != "" {
+				return cobra.ExactArgs(1)(cmd, args)
+			}
+			return cobra.ExactArgs(2)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			state := args[len(args)-1]
 			var on bool
-			switch args[1] {
+			switch state {
 			case "on":
 				on = true
 			case "off":
 			default:
-				return fmt.Errorf("maint %s %q: want on or off", args[0], args[1])
+				return fmt.Errorf("maint %q: want on or off", state)
 			}
 			l, err := lab.Open(g.name)
 			if err != nil {
 				return err
 			}
 			defer l.Close()
+			if vip != "" {
+				return l.MaintVIP(cmd.Context(), vip, on)
+			}
 			return l.Maint(cmd.Context(), args[0], on)
 		},
 	}
+	c.Flags().StringVar(&vip, "vip", "", "take the VIP named NAME out of service on every LB4, instead of a node")
+	return c
 }
 
 func newAgentCmd(g *globals) *cobra.Command {

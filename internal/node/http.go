@@ -12,12 +12,15 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/lab-lb/lab/internal/backend"
+	"github.com/lab-lb/lab/internal/topology"
 )
 
 const defaultProbeTimeout = 2 * time.Second
@@ -208,13 +211,20 @@ func oneRequest(ctx context.Context, dial func(ctx context.Context, network, add
 // may write.
 var maintFiles = map[string]bool{DisableFile: true, AgentCheckFile: true}
 
+// isDisableVIPFile reports whether name is the /etc/lb/disable.NAME of a
+// VIP of the lab.
+func (a *agent) isDisableVIPFile(name string) bool {
+	vip, ok := strings.CutPrefix(name, DisableVIPPrefix)
+	return ok && slices.ContainsFunc(a.topology().VIPs, func(v topology.VIP) bool { return v.Name == vip })
+}
+
 // maint writes (or, with remove, deletes) one of the node's maintenance
 // files, atomically: a reader never sees half a file.
 func (a *agent) maint(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	name := q.Get("file")
-	if !maintFiles[name] {
-		http.Error(w, fmt.Sprintf("file %q: want %s or %s", name, DisableFile, AgentCheckFile), http.StatusBadRequest)
+	if !maintFiles[name] && !a.isDisableVIPFile(name) {
+		http.Error(w, fmt.Sprintf("file %q: want %s, %s or %s for a VIP of the lab", name, DisableFile, AgentCheckFile, DisableVIPFile("NAME")), http.StatusBadRequest)
 		return
 	}
 	path := a.lbFile(name)

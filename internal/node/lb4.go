@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -29,6 +30,15 @@ const announceGrace = 20
 
 // DisableFile on an LB4 withdraws its VIPs from BGP while it exists.
 const DisableFile = "disable"
+
+// DisableVIPPrefix begins the name of the file, beside DisableFile, that
+// withdraws one VIP from BGP while it exists: /etc/lb/disable.NAME takes
+// every address of the VIP named NAME out of service on this LB4, and
+// `lab maint --vip NAME on` writes it on every LB4.
+const DisableVIPPrefix = DisableFile + "."
+
+// DisableVIPFile is the file that withdraws the VIP named vip.
+func DisableVIPFile(vip string) string { return DisableVIPPrefix + vip }
 
 // lb4 is tier 2: IPVS spreads the VIPs' flows over the LB7s (IPIP
 // tunnels), health checks keep failed LB7s at weight 0, and BGP announces
@@ -62,12 +72,14 @@ type lb4 struct {
 	vips  announcer
 	now   func() time.Time
 
-	mu        sync.Mutex
-	healthy   map[string]bool
-	known     map[string]bool // checked enough to be healthy or not
-	disabled  bool
-	announced bool
-	changes   []ipvs.Change
+	mu           sync.Mutex
+	healthy      map[string]bool
+	known        map[string]bool // checked enough to be healthy or not
+	disabled     bool
+	disabledVIPs map[string]bool     // VIP names with a /etc/lb/disable.NAME
+	announced    bool                // in service: shouldAnnounce said yes
+	routes       map[netip.Addr]bool // the VIP addresses announced now
+	changes      []ipvs.Change
 }
 
 // lb7Target is an LB7 as this LB4 reaches it: by family, the zero Addr
@@ -128,7 +140,7 @@ func (l *lb4) Start(ctx context.Context) error {
 		return err
 	}
 	l.vips = l.speaker
-	l.disabled = l.disableExists()
+	l.disabled, l.disabledVIPs = l.disableExists()
 	if err := l.reconcile(); err != nil {
 		return err
 	}
@@ -199,9 +211,17 @@ func (l *lb4) clock() time.Time {
 	return time.Now()
 }
 
-func (l *lb4) disableExists() bool {
+// disableExists reports whether /etc/lb/disable exists, and the VIPs of
+// the topology that have a /etc/lb/disable.NAME.
+func (l *lb4) disableExists() (bool, map[string]bool) {
 	_, err := os.Stat(filepath.Join(l.dir(), DisableFile))
-	return !errors.Is(err, fs.ErrNotExist)
+	vips := map[string]bool{}
+	for _, v := range l.a.topology().VIPs {
+		if _, err := os.Stat(filepath.Join(l.dir(), DisableVIPFile(v.Name))); err == nil {
+			vips[v.Name] = true
+		}
+	}
+	return !errors.Is(err, fs.ErrNotExist), vips
 }
 
 // watchDisable follows /etc/lb/disable with inotify: nothing to do while
@@ -237,7 +257,7 @@ func (l *lb4) watchDisable(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if filepath.Base(ev.Name) == DisableFile {
+			if b := filepath.Base(ev.Name); b == DisableFile || strings.HasPrefix(b, DisableVIPPrefix) {
 				l.checkDisable()
 			}
 		case err, ok := <-w.Errors:
@@ -252,30 +272,52 @@ func (l *lb4) watchDisable(ctx context.Context) {
 	}
 }
 
-// checkDisable withdraws or announces the VIPs when /etc/lb/disable came
-// or went since the last look.
+// checkDisable withdraws or announces the VIPs when /etc/lb/disable or a
+// /etc/lb/disable.NAME came or went since the last look.
 func (l *lb4) checkDisable() {
-	d := l.disableExists()
+	d, vips := l.disableExists()
 	l.mu.Lock()
 	changed := d != l.disabled
-	l.disabled = d
-	l.mu.Unlock()
+	var msgs []string
 	if changed {
-		l.a.event("maintenance", fmt.Sprintf("/etc/lb/disable %s", map[bool]string{true: "created", false: "removed"}[d]))
+		msgs = append(msgs, fmt.Sprintf("/etc/lb/%s %s", DisableFile, createdOrRemoved(d)))
+	}
+	seen := map[string]bool{}
+	for _, v := range l.a.topology().VIPs {
+		if !seen[v.Name] && vips[v.Name] != l.disabledVIPs[v.Name] {
+			changed = true
+			msgs = append(msgs, fmt.Sprintf("/etc/lb/%s %s", DisableVIPFile(v.Name), createdOrRemoved(vips[v.Name])))
+		}
+		seen[v.Name] = true
+	}
+	l.disabled, l.disabledVIPs = d, vips
+	l.mu.Unlock()
+	for _, m := range msgs {
+		l.a.event("maintenance", m)
+	}
+	if changed {
 		if err := l.reconcile(); err != nil {
 			l.a.log.Error("reconcile", "err", err)
 		}
 	}
 }
 
+func createdOrRemoved(exists bool) string {
+	if exists {
+		return "created"
+	}
+	return "removed"
+}
+
 // lb4State is what the LB4's decisions depend on.
 type lb4State struct {
-	lb7s      []lb7Target     // in topology order
-	healthy   map[string]bool // by LB7 name
-	known     map[string]bool // by LB7 name: checked enough to be healthy or not
-	disabled  bool            // /etc/lb/disable exists
-	announced bool            // the VIPs are announced
-	graceOver bool            // announceGrace health intervals have passed since the start
+	lb7s         []lb7Target     // in topology order
+	healthy      map[string]bool // by LB7 name
+	known        map[string]bool // by LB7 name: checked enough to be healthy or not
+	disabled     bool            // /etc/lb/disable exists
+	disabledVIPs map[string]bool // by VIP name: /etc/lb/disable.NAME exists
+	announced    bool            // the LB4 is in service (shouldAnnounce said yes)
+	graceOver    bool            // announceGrace health intervals have passed since the start
 }
 
 // shouldAnnounce says whether the VIPs should be announced in state s.
@@ -298,6 +340,23 @@ func shouldAnnounce(s lb4State) bool {
 	return anyHealthy && !s.disabled && (s.announced || allHealthy || allKnown && s.graceOver)
 }
 
+// vipRoutes is the VIP addresses the LB4 announces in state s, in VIP
+// order: none when it is out of service (shouldAnnounce), else every VIP's
+// but those withdrawn on their own (/etc/lb/disable.NAME). IPVS keeps
+// serving a withdrawn VIP: flows still on their way drain.
+func vipRoutes(s lb4State, vips []topology.VIP) []netip.Addr {
+	if !shouldAnnounce(s) {
+		return nil
+	}
+	var out []netip.Addr
+	for _, v := range vips {
+		if !s.disabledVIPs[v.Name] {
+			out = append(out, v.Address)
+		}
+	}
+	return out
+}
+
 // ipvsPlan is the IPVS state the LB4 wants in state s: [IPVSPlan] of its
 // LB7s.
 func ipvsPlan(t *topology.Topology, s lb4State, removeFailed bool) []ipvs.Desired {
@@ -308,20 +367,18 @@ func ipvsPlan(t *topology.Topology, s lb4State, removeFailed bool) []ipvs.Desire
 	return IPVSPlan(t, dests, removeFailed)
 }
 
-// setAnnounced announces every VIP through a, with the next hop of its
-// family, or withdraws them all. It stops at the first error.
-func setAnnounced(a announcer, vips []netip.Addr, nextHops [2]netip.Addr, announce bool) error {
-	for _, v := range vips {
-		p := netip.PrefixFrom(v, v.BitLen())
-		var err error
-		if announce {
-			err = a.Announce(p, nextHops[topology.FamilyOf(v)])
-		} else {
-			err = a.Withdraw(p)
-		}
-		if err != nil {
-			return fmt.Errorf("bgp %s: %w", p, err)
-		}
+// setRoute announces VIP address v through a, with the next hop of its
+// family, or withdraws it.
+func setRoute(a announcer, v netip.Addr, nextHops [2]netip.Addr, announce bool) error {
+	p := netip.PrefixFrom(v, v.BitLen())
+	var err error
+	if announce {
+		err = a.Announce(p, nextHops[topology.FamilyOf(v)])
+	} else {
+		err = a.Withdraw(p)
+	}
+	if err != nil {
+		return fmt.Errorf("bgp %s: %w", p, err)
 	}
 	return nil
 }
@@ -332,8 +389,10 @@ func (l *lb4) reconcile() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	h := l.a.node.Settings.Health
-	s := lb4State{lb7s: l.lb7s, healthy: l.healthy, known: l.known, disabled: l.disabled, announced: l.announced}
-	changes, err := l.table.Apply(ipvsPlan(l.a.topology(), s, h.RemoveFailed))
+	t := l.a.topology()
+	s := lb4State{lb7s: l.lb7s, healthy: l.healthy, known: l.known, disabled: l.disabled,
+		disabledVIPs: l.disabledVIPs, announced: l.announced}
+	changes, err := l.table.Apply(ipvsPlan(t, s, h.RemoveFailed))
 	for _, c := range changes {
 		l.a.log.Info("ipvs", "change", c.String())
 		l.a.event("ipvs", c.String())
@@ -344,11 +403,47 @@ func (l *lb4) reconcile() error {
 	}
 	s.graceOver = l.clock().Sub(l.a.started) > announceGrace*h.Interval
 	announce := shouldAnnounce(s)
+	want := map[netip.Addr]bool{}
+	for _, a := range vipRoutes(s, t.VIPs) {
+		want[a] = true
+	}
+	if l.routes == nil {
+		l.routes = map[netip.Addr]bool{}
+	}
+	// Whole-LB4 changes are one event; a VIP withdrawn or back on its own
+	// is an event of its own.
+	var vipEvents []string
+	for _, v := range t.VIPs {
+		if want[v.Address] == l.routes[v.Address] {
+			continue
+		}
+		if err := setRoute(l.vips, v.Address, l.nextHops, want[v.Address]); err != nil {
+			return err
+		}
+		if want[v.Address] {
+			l.routes[v.Address] = true
+		} else {
+			delete(l.routes, v.Address)
+		}
+		if announce == l.announced {
+			verb := map[bool]string{true: "announce", false: "withdraw"}[want[v.Address]]
+			vipEvents = append(vipEvents, fmt.Sprintf("%s VIP %s %s", verb, v.Name, v.Address))
+		}
+	}
+	for a := range l.routes {
+		if !want[a] { // a VIP the topology no longer has
+			if err := setRoute(l.vips, a, l.nextHops, false); err != nil {
+				return err
+			}
+			delete(l.routes, a)
+		}
+	}
+	for _, e := range vipEvents {
+		l.a.log.Info("bgp", "change", e)
+		l.a.event("bgp", e)
+	}
 	if announce == l.announced {
 		return nil
-	}
-	if err := setAnnounced(l.vips, l.a.topology().VIPAddresses(), l.nextHops, announce); err != nil {
-		return err
 	}
 	l.announced = announce
 	l.a.log.Info("bgp", "announced", announce)
@@ -410,18 +505,22 @@ func (l *lb4) Ready() (bool, string) {
 
 // LB4Status is what `lab status` shows of an LB4.
 type LB4Status struct {
-	Announced bool           `json:"announced"`
-	Disabled  bool           `json:"disabled"`
-	Health    []health.State `json:"health"`
-	Services  []ipvs.Desired `json:"services"`
-	Peers     []bgp.Peer     `json:"peers"`
-	BFD       []bfd.Session  `json:"bfd,omitempty"` // sessions with the routers
+	Announced bool `json:"announced"`
+	Disabled  bool `json:"disabled"`
+	// DisabledVIPs names the VIPs withdrawn on their own
+	// (/etc/lb/disable.NAME), sorted.
+	DisabledVIPs []string       `json:"disabled_vips,omitempty"`
+	Health       []health.State `json:"health"`
+	Services     []ipvs.Desired `json:"services"`
+	Peers        []bgp.Peer     `json:"peers"`
+	BFD          []bfd.Session  `json:"bfd,omitempty"` // sessions with the routers
 }
 
 func (l *lb4) Status() any {
 	st := LB4Status{}
 	l.mu.Lock()
 	st.Announced, st.Disabled = l.announced, l.disabled
+	st.DisabledVIPs = slices.Sorted(maps.Keys(l.disabledVIPs))
 	l.mu.Unlock()
 	if l.checker != nil {
 		st.Health = l.checker.States()
@@ -447,7 +546,11 @@ func (l *lb4) Summary() string {
 	case !st.Announced:
 		state = "withdrawn"
 	}
-	parts := []string{state, fmt.Sprintf("LB7s healthy %d/%d", healthy, len(st.Health)), peersUp(st.Peers)}
+	parts := []string{state}
+	for _, v := range st.DisabledVIPs {
+		parts = append(parts, fmt.Sprintf("%s withdrawn (/etc/lb/%s)", v, DisableVIPFile(v)))
+	}
+	parts = append(parts, fmt.Sprintf("LB7s healthy %d/%d", healthy, len(st.Health)), peersUp(st.Peers))
 	if b := bfdSummary(st.BFD); b != "" {
 		parts = append(parts, b)
 	}

@@ -116,7 +116,7 @@ func newTestLB4(t *testing.T, topo *topology.Topology, node, dir string) *testLB
 		t.Fatal(err)
 	}
 	// What Start does once the speaker runs.
-	tl.disabled = tl.disableExists()
+	tl.disabled, tl.disabledVIPs = tl.disableExists()
 	if err := tl.reconcile(); err != nil {
 		t.Fatal(err)
 	}
@@ -363,6 +363,93 @@ func TestLB4Disable(t *testing.T) {
 		tl.setDisable(t, false)
 		tl.wantAnnounced(t, true)
 	})
+}
+
+// setFile creates or removes a file of /etc/lb and lets the LB4 notice, as
+// its watch does.
+func (tl *testLB4) setFile(t *testing.T, name string, on bool) {
+	t.Helper()
+	p := tl.a.lbFile(name)
+	var err error
+	if on {
+		err = os.WriteFile(p, nil, 0o644)
+	} else {
+		err = os.Remove(p)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl.checkDisable()
+	tl.steady(t)
+}
+
+// A VIP taken out of service on its own (/etc/lb/disable.NAME) is
+// withdrawn in both families while IPVS keeps serving it, and comes back
+// when the file goes; /etc/lb/disable still withdraws everything.
+func TestLB4DisableVIP(t *testing.T) {
+	tl := newTestLB4(t, minimalTopology(t, false), "lb4-1", "")
+	tl.allHealthy(t)
+	tl.wantAnnounced(t, true)
+
+	events := len(tl.a.events)
+	tl.setFile(t, DisableVIPFile("www"), true)
+	tl.wantAnnounced(t, false)
+	tl.wantIPVS(t, ipvsDest(lb72Addr, 1, 1), ipvsDest(lb71Addr, 1, 1))
+	var msgs []string
+	for _, e := range tl.a.events[events:] {
+		msgs = append(msgs, e.Kind+": "+e.Msg)
+	}
+	want := []string{
+		"maintenance: /etc/lb/disable.www created",
+		"bgp: withdraw VIP www " + minimalVIP,
+		"bgp: withdraw VIP www " + minimalVIP6,
+	}
+	if diff := cmp.Diff(msgs, want); diff != "" {
+		t.Errorf("events (-got +want):\n%s", diff)
+	}
+	if !tl.announced || !tl.disabledVIPs["www"] {
+		t.Errorf("announced %v, disabled VIPs %v; want true, www", tl.announced, tl.disabledVIPs)
+	}
+
+	// The whole LB4 out and back: the VIP stays withdrawn.
+	tl.setDisable(t, true)
+	tl.wantAnnounced(t, false)
+	tl.setDisable(t, false)
+	tl.wantAnnounced(t, false)
+
+	tl.setFile(t, DisableVIPFile("www"), false)
+	tl.wantAnnounced(t, true)
+}
+
+func TestVIPRoutes(t *testing.T) {
+	a := netip.MustParseAddr("198.51.100.1")
+	a6 := netip.MustParseAddr("2001:db8:100::1")
+	b := netip.MustParseAddr("198.51.100.2")
+	vips := []topology.VIP{{Name: "www1", Address: a}, {Name: "www1", Address: a6}, {Name: "www2", Address: b}}
+	serving := lb4State{lb7s: []lb7Target{{name: "lb7-1"}}, healthy: map[string]bool{"lb7-1": true}, announced: true}
+	cases := []struct {
+		name string
+		s    func(lb4State) lb4State
+		want []netip.Addr
+	}{
+		{"in service", func(s lb4State) lb4State { return s }, []netip.Addr{a, a6, b}},
+		{"one VIP out", func(s lb4State) lb4State { s.disabledVIPs = map[string]bool{"www1": true}; return s }, []netip.Addr{b}},
+		{"every VIP out", func(s lb4State) lb4State {
+			s.disabledVIPs = map[string]bool{"www1": true, "www2": true}
+			return s
+		}, nil},
+		{"LB4 disabled", func(s lb4State) lb4State { s.disabled = true; return s }, nil},
+		{"no LB7 healthy", func(s lb4State) lb4State { s.healthy = nil; return s }, nil},
+		{"unknown VIP name", func(s lb4State) lb4State { s.disabledVIPs = map[string]bool{"www3": true}; return s }, []netip.Addr{a, a6, b}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := vipRoutes(tc.s(serving), vips)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("vipRoutes = %v, want %v", got, tc.want)
+			}
+		})
+	}
 }
 
 // Once announced, an LB4 keeps announcing while one LB7 is healthy; the

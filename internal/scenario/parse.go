@@ -32,7 +32,7 @@ var (
 	metricKeys = []string{"broken", "broken-ratio", "interrupted", "failover", "reroute"}
 	scopeKeys  = []string{"vip", "scheduler", "after", "settled", "before", "except-lb7"}
 	actionKeys = map[string][]string{
-		"maint":  {"node", "state"},
+		"maint":  {"node", "vip", "state"},
 		"agent":  {"node", "state"},
 		"link":   {"node", "peer", "state"},
 		"impair": {"node", "peer", "delay", "jitter", "loss"},
@@ -211,6 +211,7 @@ func (p *parser) action(n *yaml.Node, path string, a *Action) {
 		return
 	}
 	a.Node = p.text(f, "node")
+	a.VIP = p.text(f, "vip")
 	a.Peer = p.text(f, "peer")
 	a.State = p.text(f, "state")
 	a.Like = p.text(f, "like")

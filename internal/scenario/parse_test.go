@@ -121,6 +121,7 @@ func TestParseValues(t *testing.T) {
   - wait: {vip: www, next-hops: 2}
   - wait: {vip: www, lb7: lb7-2, weight: 0}
   - maint: {node: lb4-1, state: on}
+  - maint: {vip: www1, state: on}
   - agent: {node: s-1, state: up 50%}
   - link: {node: lb4-1, peer: infra, state: down}
   - impair: {node: lb4-1, peer: infra, delay: 1s}
@@ -138,7 +139,7 @@ func TestParseValues(t *testing.T) {
 				return labels
 			},
 			want: []string{"load start", "sleep 1.5s", "wait converged", "wait www next-hops 2",
-				"wait www lb7-2 weight 0", "maint lb4-1 on", "agent s-1 up 50%", "link lb4-1 infra down",
+				"wait www lb7-2 weight 0", "maint lb4-1 on", "maint vip www1 on", "agent s-1 up 50%", "link lb4-1 infra down",
 				"impair lb4-1 infra", "add lb7-3", "remove lb7-2", "exec lb4-1 touch /etc/lb/disable",
 				"crash", "load stop"},
 		},
@@ -228,12 +229,16 @@ func TestValidateInCode(t *testing.T) {
 				{Kind: "dance"},
 				{Kind: KindMaint, Action: Action{Kind: KindKill, Node: "lb4-1", State: "on"}},
 				{Kind: KindWait, Wait: Condition{Converged: true, Timeout: -time.Second}},
+				{Kind: KindMaint, Action: Action{Kind: KindMaint, Node: "lb4-1", VIP: "www", State: "on"}},
+				{Kind: KindMaint, Action: Action{Kind: KindMaint, VIP: "Www", State: "off"}},
 			}, Assert: []Assertion{{Metric: "speed"}}},
 			want: []string{
 				`code: name: "Bad": want lower-case letters, digits and dashes, at most 63`,
 				`code: steps[0]: unknown step kind "dance"`,
 				`code: steps[1].maint: action kind "kill" in a maint step`,
 				`code: steps[2].wait.timeout: want a positive duration such as 30s`,
+				`code: steps[3].maint: node and vip: want one of them`,
+				`code: steps[4].maint.vip: "Www" is not a VIP name (lower-case letters, digits and dashes, starting with a letter; /v4 or /v6 for one family of a dual-stack name)`,
 				`code: assert[0]: unknown metric "speed"`,
 			},
 		},

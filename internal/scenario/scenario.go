@@ -26,6 +26,7 @@
 //	  - kill: lb4-2                  # also freeze and revive
 //	  - remove: lb7-2
 //	  - {maint: {node: lb4-1, state: on}, label: disable}
+//	  - maint: {vip: www, state: on}  # every LB4 withdraws that VIP alone
 //	  - agent: {node: server-1, state: drain}
 //	  - link: {node: lb4-1, peer: infra, state: down}
 //	  - impair: {node: lb4-1, peer: infra, delay: 20ms, jitter: 5ms, loss: 1%}
@@ -150,7 +151,8 @@ type Step struct {
 // Action is an injection, for Lab.Do. Which fields are set depends on Kind:
 //
 //   - kill, freeze, revive, remove: Node;
-//   - maint: Node, State (on or off);
+//   - maint: Node or VIP (every LB4 withdraws that VIP alone), State (on
+//     or off);
 //   - agent: Node, State (an agent-check line, such as drain or "up 50%");
 //   - link: Node, Peer (a segment or node), State (up or down);
 //   - impair: Node, Peer, Delay, Jitter, Loss (all zero to clear);
@@ -159,6 +161,7 @@ type Step struct {
 type Action struct {
 	Kind          Kind          `json:",omitzero"`
 	Node          string        `json:",omitzero"`
+	VIP           string        `json:",omitzero"`
 	Peer          string        `json:",omitzero"`
 	State         string        `json:",omitzero"`
 	Like          string        `json:",omitzero"`
@@ -393,6 +396,9 @@ func (st Step) DefaultLabel() string {
 		}
 		return "wait"
 	case KindMaint, KindAgent:
+		if a.VIP != "" {
+			return join(string(st.Kind), "vip", a.VIP, a.State)
+		}
 		return join(string(st.Kind), a.Node, a.State)
 	case KindLink:
 		return join("link", a.Node, a.Peer, a.State)

@@ -158,7 +158,15 @@ func (v *validator) step(path string, st Step) {
 	if a.Kind != st.Kind {
 		v.c.field(kpath, "action kind %q in a %s step", a.Kind, st.Kind)
 	}
-	v.node(kpath+".node", a.Node)
+	switch {
+	case st.Kind == KindMaint && a.VIP != "":
+		if a.Node != "" {
+			v.c.field(kpath, "node and vip: want one of them")
+		}
+		v.vipName(kpath+".vip", a.VIP)
+	default:
+		v.node(kpath+".node", a.Node)
+	}
 	switch st.Kind {
 	case KindMaint:
 		v.state(kpath, a.State, "on", "off")
