@@ -118,6 +118,7 @@ type LoadProgress struct {
 	OK          int           `json:"ok"`
 	Broken      int           `json:"broken"`
 	Interrupted int           `json:"interrupted"`
+	DNSFailed   int           `json:"dns_failed,omitempty"`
 	Seconds     []LoadSecond  `json:"seconds"`
 }
 
@@ -127,13 +128,14 @@ type LoadSecond struct {
 	OK          int `json:"ok"`
 	Broken      int `json:"broken"`
 	Interrupted int `json:"interrupted"`
+	DNSFailed   int `json:"dns_failed,omitempty"`
 }
 
 // NewLoadProgress returns p in its JSON form.
 func NewLoadProgress(p traffic.Progress) LoadProgress {
 	lp := LoadProgress{
 		Elapsed: p.Elapsed, Started: p.Started, Active: p.Active,
-		OK: p.OK, Broken: p.Broken, Interrupted: p.Interrupted,
+		OK: p.OK, Broken: p.Broken, Interrupted: p.Interrupted, DNSFailed: p.DNSFailed,
 		Seconds: make([]LoadSecond, len(p.Seconds)),
 	}
 	for i, s := range p.Seconds {
@@ -146,7 +148,7 @@ func NewLoadProgress(p traffic.Progress) LoadProgress {
 func (p LoadProgress) Progress() traffic.Progress {
 	tp := traffic.Progress{
 		Elapsed: p.Elapsed, Started: p.Started, Active: p.Active,
-		OK: p.OK, Broken: p.Broken, Interrupted: p.Interrupted,
+		OK: p.OK, Broken: p.Broken, Interrupted: p.Interrupted, DNSFailed: p.DNSFailed,
 		Seconds: make([]traffic.Second, len(p.Seconds)),
 	}
 	for i, s := range p.Seconds {

@@ -1,9 +1,12 @@
 package traffic
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -23,8 +26,14 @@ const (
 // Config describes a load. Zero fields take the defaults above; Pause and
 // EarlyStop can be disabled with a negative value.
 type Config struct {
-	// Targets are the VIP:port pairs; each request picks one at random.
+	// Targets are the VIP:port pairs; each request picks one at random,
+	// among them and Names.
 	Targets []netip.AddrPort
+	// Names are service names, looked up through Resolver before every
+	// connection, as a client with a cache does.
+	Names []NameTarget
+	// Resolver looks Names up; required with Names.
+	Resolver Resolver
 	// Sources are the source addresses (the client's loopback range); each
 	// request picks one of the target's address family at random. Empty
 	// lets the kernel choose.
@@ -59,6 +68,23 @@ type Config struct {
 	Within func(dial func() error) error
 }
 
+// NameTarget is a service name and the port to connect to.
+type NameTarget struct {
+	Name string `json:"name"`
+	Port uint16 `json:"port"`
+}
+
+// String is NAME:PORT.
+func (n NameTarget) String() string {
+	return net.JoinHostPort(strings.TrimSuffix(n.Name, "."), strconv.Itoa(int(n.Port)))
+}
+
+// Resolver looks a name up: its addresses, as the name server ordered
+// them. The lab's is *resolver.Resolver, which caches answers for their TTL.
+type Resolver interface {
+	Lookup(ctx context.Context, name string) ([]netip.Addr, error)
+}
+
 // WithDefaults returns c with its zero fields set to the defaults.
 func (c Config) WithDefaults() Config {
 	if c.Workers == 0 {
@@ -91,8 +117,16 @@ func (c Config) WithDefaults() Config {
 // validate reports every problem of c, which has its defaults set.
 func (c Config) validate() error {
 	var errs []error
-	if len(c.Targets) == 0 {
+	if len(c.Targets) == 0 && len(c.Names) == 0 {
 		errs = append(errs, errors.New("no target"))
+	}
+	for _, n := range c.Names {
+		if n.Name == "" || n.Port == 0 || strings.ContainsAny(n.Name, " \r\n/:") {
+			errs = append(errs, fmt.Errorf("invalid target name %q port %d", n.Name, n.Port))
+		}
+	}
+	if len(c.Names) > 0 && c.Resolver == nil {
+		errs = append(errs, errors.New("target names but no resolver (the lab has no dns node?)"))
 	}
 	var has4, has6 bool
 	for _, s := range c.Sources {

@@ -16,10 +16,15 @@ type Report struct {
 	ReadTimeout    time.Duration `json:"read_timeout_ns"`
 	StallThreshold time.Duration `json:"stall_threshold_ns"`
 	// Total counts the connections; OK the ones that ended well (including
-	// Interrupted and Stopped ones), Broken the others.
-	Total       int `json:"total"`
-	OK          int `json:"ok"`
-	Broken      int `json:"broken"`
+	// Interrupted and Stopped ones), DNSFailed the service-name lookups
+	// that failed (no connection tried), Broken the others.
+	Total     int `json:"total"`
+	OK        int `json:"ok"`
+	Broken    int `json:"broken"`
+	DNSFailed int `json:"dns_failed"`
+	// Fallbacks counts the addresses of service names that failed to
+	// connect before another one did, or before the client gave up.
+	Fallbacks   int `json:"fallbacks"`
 	Interrupted int `json:"interrupted"`
 	Stopped     int `json:"stopped"`
 	// ByOutcome counts the connections per outcome; every outcome is
@@ -75,6 +80,7 @@ type Bucket struct {
 	OK          int           `json:"ok"`
 	Broken      int           `json:"broken"`
 	Interrupted int           `json:"interrupted"`
+	DNSFailed   int           `json:"dns_failed,omitempty"`
 }
 
 // newStalls returns the empty stall histogram: <100ms, <250ms, <500ms,
@@ -134,7 +140,10 @@ func newReport(start, end time.Time, readTimeout, stallThreshold time.Duration, 
 		c := &conns[i]
 		r.Total++
 		r.ByOutcome[c.Outcome]++
+		r.Fallbacks += c.Fallbacks
 		switch {
+		case c.Outcome == OutcomeDNS:
+			r.DNSFailed++
 		case c.Outcome.Broken():
 			r.Broken++
 		default:
@@ -160,6 +169,8 @@ func newReport(start, end time.Time, readTimeout, stallThreshold time.Duration, 
 		}
 		if b := r.bucket(c.End); b != nil {
 			switch {
+			case c.Outcome == OutcomeDNS:
+				b.DNSFailed++
 			case c.Outcome.Broken():
 				b.Broken++
 			case c.Interrupted:

@@ -44,6 +44,9 @@ func sampleConns() []Conn {
 		{ID: 7, Source: src, SourcePort: 40007, Target: vip, LB7: "L2", Server: "S1", Status: 503,
 			Start: at(4200), End: at(4210), LongestStall: 250 * time.Millisecond,
 			Outcome: OutcomeBadStatus, Err: "status 503"},
+		{ID: 8, Name: "www.example.org.", Start: at(4300), End: at(4301), Outcome: OutcomeDNS, Err: "www.example.org.: no such name"},
+		{ID: 9, Name: "www.example.org.", Source: src, SourcePort: 40009, Target: vip, Fallbacks: 1, LB7: "L1", Server: "S2",
+			Status: 200, Start: at(4400), End: at(4600), Bytes: 4096, LongestStall: 10 * time.Millisecond, Outcome: OutcomeOK},
 	}
 }
 
@@ -54,24 +57,24 @@ func sampleReport() *Report {
 func TestReportFigures(t *testing.T) {
 	r := sampleReport()
 	type figures struct {
-		Total, OK, Broken, Interrupted, Stopped int
-		ByOutcome                               map[Outcome]int
-		ByLB7, ByServer                         map[string]int
+		Total, OK, Broken, Interrupted, Stopped, DNSFailed, Fallbacks int
+		ByOutcome                                                     map[Outcome]int
+		ByLB7, ByServer                                               map[string]int
 	}
-	diff(t, "figures", figures{r.Total, r.OK, r.Broken, r.Interrupted, r.Stopped, r.ByOutcome, r.ByLB7, r.ByServer},
+	diff(t, "figures", figures{r.Total, r.OK, r.Broken, r.Interrupted, r.Stopped, r.DNSFailed, r.Fallbacks, r.ByOutcome, r.ByLB7, r.ByServer},
 		figures{
-			Total: 7, OK: 3, Broken: 4, Interrupted: 1, Stopped: 1,
-			ByOutcome: map[Outcome]int{OutcomeOK: 3, OutcomeReset: 1, OutcomeRefused: 1, OutcomeTimeout: 1,
-				OutcomeBadStatus: 1, OutcomeError: 0},
-			ByLB7:    map[string]int{"L1": 3, "L2": 3},
-			ByServer: map[string]int{"S1": 4, "S2": 2},
+			Total: 9, OK: 4, Broken: 4, Interrupted: 1, Stopped: 1, DNSFailed: 1, Fallbacks: 1,
+			ByOutcome: map[Outcome]int{OutcomeOK: 4, OutcomeReset: 1, OutcomeRefused: 1, OutcomeTimeout: 1,
+				OutcomeBadStatus: 1, OutcomeError: 0, OutcomeDNS: 1},
+			ByLB7:    map[string]int{"L1": 4, "L2": 3},
+			ByServer: map[string]int{"S1": 4, "S2": 3},
 		})
 
 	// The refused connection got no response and stays out of the
 	// histogram; bounds are lower-inclusive.
 	ms := time.Millisecond
 	diff(t, "stalls", r.Stalls, Histogram{
-		{Min: 0, Max: 100 * ms, Count: 2},
+		{Min: 0, Max: 100 * ms, Count: 3},
 		{Min: 100 * ms, Max: 250 * ms, Count: 1},
 		{Min: 250 * ms, Max: 500 * ms, Count: 1},
 		{Min: 500 * ms, Max: time.Second, Count: 0},
@@ -109,6 +112,9 @@ func TestReportFigures(t *testing.T) {
 		35: {Started: 1},
 		40: {Broken: 1},
 		42: {Started: 1, Broken: 1},
+		43: {Started: 1, DNSFailed: 1}, // a failed lookup: not broken
+		44: {Started: 1},
+		46: {OK: 1},
 		49: {OK: 1}, // the end of the run falls in the last bucket
 	})
 }
@@ -123,9 +129,9 @@ func TestReportBetween(t *testing.T) {
 	}{
 		{name: "first second", from: 0, to: 1000, ids: []int{1, 2, 3}, broken: 1},
 		{name: "second second", from: 1000, to: 2000, ids: []int{1, 2, 3, 4, 5}, broken: 3},
-		{name: "ended at the start is out", from: 4000, to: 5000, ids: []int{6, 7}, broken: 1},
+		{name: "ended at the start is out", from: 4000, to: 5000, ids: []int{6, 7, 8, 9}, broken: 1},
 		{name: "after the run", from: 5000, to: 6000, ids: nil, broken: 0},
-		{name: "whole run", from: 0, to: 5000, ids: []int{1, 2, 3, 4, 5, 6, 7}, broken: 4},
+		{name: "whole run", from: 0, to: 5000, ids: []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, broken: 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -40,15 +40,20 @@ const (
 	OutcomeTimeout   Outcome = "timeout"
 	OutcomeBadStatus Outcome = "bad-status"
 	OutcomeError     Outcome = "error"
+	// OutcomeDNS: the service name did not resolve (no address, no such
+	// name, no answer in time), so no connection was tried. It is counted
+	// apart: not a broken connection, not a success.
+	OutcomeDNS Outcome = "dns"
 )
 
 // Outcomes returns every outcome, in the order reports show them.
 func Outcomes() []Outcome {
-	return []Outcome{OutcomeOK, OutcomeReset, OutcomeRefused, OutcomeTimeout, OutcomeBadStatus, OutcomeError}
+	return []Outcome{OutcomeOK, OutcomeReset, OutcomeRefused, OutcomeTimeout, OutcomeBadStatus, OutcomeError, OutcomeDNS}
 }
 
-// Broken reports whether o is a failure.
-func (o Outcome) Broken() bool { return o != OutcomeOK }
+// Broken reports whether o is a broken connection: a connection that was
+// tried and failed. A failed name lookup is not one (see OutcomeDNS).
+func (o Outcome) Broken() bool { return o != OutcomeOK && o != OutcomeDNS }
 
 // Conn is the record of one connection (one request).
 type Conn struct {
@@ -56,6 +61,13 @@ type Conn struct {
 	Source     netip.Addr     `json:"source"`
 	SourcePort uint16         `json:"source_port"`
 	Target     netip.AddrPort `json:"target"`
+	// Name is the service name looked up to find Target, for a target
+	// given by name; Target is then the address connected to (invalid when
+	// the lookup failed).
+	Name string `json:"name,omitempty"`
+	// Fallbacks counts the addresses of Name that failed to connect before
+	// Target (or before giving up), as a client tries each in turn.
+	Fallbacks int `json:"fallbacks,omitempty"`
 	// LB7 and Server come from the X-Lab-LB7 and X-Lab-Server response
 	// headers.
 	LB7    string `json:"lb7,omitempty"`
@@ -86,6 +98,8 @@ type Progress struct {
 	// Started counts connections started, Active those in progress, the
 	// others those finished. Interrupted ones are also counted as OK.
 	Started, Active, OK, Broken, Interrupted int
+	// DNSFailed counts the lookups of a service name that failed.
+	DNSFailed int
 	// Seconds holds the same figures per second since the start: the
 	// connections started, and finished ok, broken or interrupted, in that
 	// second.
@@ -94,7 +108,7 @@ type Progress struct {
 
 // Second is one second of Progress.Seconds.
 type Second struct {
-	Started, OK, Broken, Interrupted int
+	Started, OK, Broken, Interrupted, DNSFailed int
 }
 
 // retryPause is the longest random pause after a broken connection when
@@ -112,16 +126,17 @@ type Run struct {
 	start   time.Time
 	cancel  context.CancelFunc
 	targets []target
+	names   []nameTarget
 	// dialers4 and dialers6 hold one dialer per source address of each
 	// family, or a single unbound dialer when there are no sources.
 	dialers4, dialers6 []sourceDialer
 	workers            []*worker
 	wg                 sync.WaitGroup
 
-	nextID                                   atomic.Int64
-	started, active, ok, broken, interrupted atomic.Int64
-	mu                                       sync.Mutex
-	seconds                                  []Second // guarded by mu
+	nextID                                              atomic.Int64
+	started, active, ok, broken, interrupted, dnsFailed atomic.Int64
+	mu                                                  sync.Mutex
+	seconds                                             []Second // guarded by mu
 
 	stopOnce sync.Once
 	report   *Report
@@ -138,6 +153,19 @@ type target struct {
 	network string
 	str     string
 	request []byte
+}
+
+// nameTarget is a Config name with its request prepared.
+type nameTarget struct {
+	name    string
+	port    uint16
+	request []byte
+}
+
+// request is the GET of path for host.
+func request(path, host string) []byte {
+	return []byte("GET " + path + " HTTP/1.1\r\nHost: " + host +
+		"\r\nUser-Agent: lab-traffic\r\nAccept: */*\r\nConnection: close\r\n\r\n")
 }
 
 // sourceDialer binds connections to one source address.
@@ -167,7 +195,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Run, error) {
 	for _, w := range r.workers {
 		go w.loop(ctx)
 	}
-	r.log.Info("traffic started", "workers", cfg.Workers, "targets", len(cfg.Targets),
+	r.log.Info("traffic started", "workers", cfg.Workers, "targets", len(cfg.Targets), "names", len(cfg.Names),
 		"sources", len(cfg.Sources), "path", cfg.Path)
 	return r, nil
 }
@@ -184,9 +212,10 @@ func newRun(cfg Config, log *slog.Logger) *Run {
 		if !t.Addr().Unmap().Is4() {
 			network = "tcp6"
 		}
-		req := "GET " + cfg.Path + " HTTP/1.1\r\nHost: " + t.String() +
-			"\r\nUser-Agent: lab-traffic\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-		r.targets = append(r.targets, target{addr: t, network: network, str: t.String(), request: []byte(req)})
+		r.targets = append(r.targets, target{addr: t, network: network, str: t.String(), request: request(cfg.Path, t.String())})
+	}
+	for _, n := range cfg.Names {
+		r.names = append(r.names, nameTarget{name: n.Name, port: n.Port, request: request(cfg.Path, n.String())})
 	}
 	for _, s := range cfg.Sources {
 		d := sourceDialer{addr: s, dialer: &net.Dialer{
@@ -257,6 +286,7 @@ func (r *Run) Snapshot() Progress {
 		OK:          int(r.ok.Load()),
 		Broken:      int(r.broken.Load()),
 		Interrupted: int(r.interrupted.Load()),
+		DNSFailed:   int(r.dnsFailed.Load()),
 	}
 	r.mu.Lock()
 	p.Seconds = slices.Clone(r.seconds)
@@ -289,6 +319,9 @@ func (r *Run) finish(c *Conn) {
 	r.mu.Lock()
 	s := r.second(c.End)
 	switch {
+	case c.Outcome == OutcomeDNS:
+		r.dnsFailed.Add(1)
+		s.DNSFailed++
 	case c.Outcome.Broken():
 		r.broken.Add(1)
 		s.Broken++
@@ -327,7 +360,7 @@ func (w *worker) loop(ctx context.Context) {
 		c := w.connect(ctx)
 		w.run.finish(&c)
 		w.conns = append(w.conns, c)
-		if c.Outcome.Broken() {
+		if c.Outcome != OutcomeOK {
 			limit := w.run.cfg.Pause
 			if limit <= 0 {
 				limit = retryPause
@@ -361,23 +394,88 @@ func (w *worker) sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // connect runs one connection: dial from a random source to a random
-// target, send the request, read the body slowly until its end, an early
-// stop, an error or the end of the run.
+// target (for a name, its addresses in turn until one connects), send the
+// request, read the body slowly until its end, an early stop, an error or
+// the end of the run.
 func (w *worker) connect(ctx context.Context) Conn {
 	r := w.run
-	cfg := &r.cfg
-	t := &r.targets[w.rng.IntN(len(r.targets))]
-	dialers := r.dialers4
-	if t.network == "tcp6" {
-		dialers = r.dialers6
+	c := Conn{ID: int(r.nextID.Add(1)), Start: time.Now()}
+	r.begin(c.Start)
+	i := w.rng.IntN(len(r.targets) + len(r.names))
+	if i < len(r.targets) {
+		t := &r.targets[i]
+		conn, err := w.dial(ctx, &c, t.addr)
+		if err != nil {
+			return w.end(ctx, c, fmt.Errorf("connect: %w", err))
+		}
+		defer conn.Close()
+		return w.exchange(ctx, c, conn, t.request)
+	}
+	n := &r.names[i-len(r.targets)]
+	c.Name = n.name
+	addrs, err := r.cfg.Resolver.Lookup(ctx, n.name)
+	if err != nil {
+		if ctx.Err() != nil {
+			return w.end(ctx, c, ctx.Err())
+		}
+		c.End, c.Outcome, c.Err = time.Now(), OutcomeDNS, err.Error()
+		return c
+	}
+	var conn net.Conn
+	for _, a := range w.order(addrs) {
+		if conn, err = w.dial(ctx, &c, netip.AddrPortFrom(a, n.port)); err == nil || ctx.Err() != nil {
+			break
+		}
+		c.Fallbacks++
+	}
+	if conn == nil {
+		if err == nil {
+			err = fmt.Errorf("%s has no address of a family with a source address", n.name)
+		}
+		return w.end(ctx, c, fmt.Errorf("connect: %w", err))
+	}
+	defer conn.Close()
+	return w.exchange(ctx, c, conn, n.request)
+}
+
+// order is the order in which a client tries a name's addresses: one
+// family at random first (so that a load spreads over both), each family
+// in the order the name server gave.
+func (w *worker) order(addrs []netip.Addr) []netip.Addr {
+	var v4, v6 []netip.Addr
+	for _, a := range addrs {
+		if a.Unmap().Is4() {
+			v4 = append(v4, a.Unmap())
+		} else {
+			v6 = append(v6, a)
+		}
+	}
+	// A family without a source address cannot be tried.
+	if len(w.run.dialers4) == 0 {
+		v4 = nil
+	}
+	if len(w.run.dialers6) == 0 {
+		v6 = nil
+	}
+	if len(v6) > 0 && (len(v4) == 0 || w.rng.IntN(2) == 0) {
+		return append(v6, v4...)
+	}
+	return append(v4, v6...)
+}
+
+// dial connects to addr from a random source of its family, recording the
+// target and source in c.
+func (w *worker) dial(ctx context.Context, c *Conn, addr netip.AddrPort) (net.Conn, error) {
+	r := w.run
+	network, dialers := "tcp4", r.dialers4
+	if !addr.Addr().Unmap().Is4() {
+		network, dialers = "tcp6", r.dialers6
 	}
 	d := &dialers[w.rng.IntN(len(dialers))]
-	c := Conn{ID: int(r.nextID.Add(1)), Source: d.addr, Target: t.addr, Start: time.Now()}
-	r.begin(c.Start)
-
+	c.Source, c.Target = d.addr, addr
 	var conn net.Conn
 	dial := func() (err error) {
-		conn, err = d.dialer.DialContext(ctx, t.network, t.str)
+		conn, err = d.dialer.DialContext(ctx, network, addr.String())
 		return err
 	}
 	var err error
@@ -386,10 +484,12 @@ func (w *worker) connect(ctx context.Context) Conn {
 	} else {
 		err = dial()
 	}
-	if err != nil {
-		return w.end(ctx, c, fmt.Errorf("connect: %w", err))
-	}
-	defer conn.Close()
+	return conn, err
+}
+
+// exchange sends request on conn and reads the answer, completing c.
+func (w *worker) exchange(ctx context.Context, c Conn, conn net.Conn, request []byte) Conn {
+	cfg := &w.run.cfg
 	if la, ok := conn.LocalAddr().(*net.TCPAddr); ok {
 		ap := la.AddrPort()
 		c.Source, c.SourcePort = ap.Addr().Unmap(), ap.Port()
@@ -407,7 +507,7 @@ func (w *worker) connect(ctx context.Context) Conn {
 	if err := ctx.Err(); err != nil {
 		return w.end(ctx, c, err)
 	}
-	if _, err := conn.Write(t.request); err != nil {
+	if _, err := conn.Write(request); err != nil {
 		return w.end(ctx, c, fmt.Errorf("send request: %w", err))
 	}
 	w.br.Reset(conn)

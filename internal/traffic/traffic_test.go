@@ -387,3 +387,66 @@ func TestStopIsNotBreakage(t *testing.T) {
 		})
 	}
 }
+
+// fakeResolver answers names from a map; a name it lacks fails.
+type fakeResolver map[string][]netip.Addr
+
+var errNoSuchName = fmt.Errorf("no such name")
+
+func (f fakeResolver) Lookup(_ context.Context, name string) ([]netip.Addr, error) {
+	if a, ok := f[name]; ok {
+		return a, nil
+	}
+	return nil, fmt.Errorf("%s: %w", name, errNoSuchName)
+}
+
+// TestNames loads targets given by name: a name's first address refuses,
+// so every connection falls back to the second one and ends well; a name
+// that does not resolve counts as a DNS failure, not a broken connection.
+func TestNames(t *testing.T) {
+	addr := serve(t, (&backend.Server{Name: "S1"}).Handler())
+	closed := netip.MustParseAddr("127.0.0.3") // nothing listens on addr's port there
+	r := startRun(t, Config{
+		Names: []NameTarget{{Name: "svc.example.", Port: addr.Port()}, {Name: "gone.example.", Port: addr.Port()}},
+		Resolver: fakeResolver{"svc.example.": {closed, addr.Addr()}},
+		Sources:  sources(10, 12),
+		Workers:  4,
+		Path:     "/4K",
+		Pause:    time.Millisecond,
+		Seed:     1,
+	})
+	testenv.Eventually(t, 20*time.Second, "connections and failed lookups", func() error {
+		if p := r.Snapshot(); p.OK < 20 || p.DNSFailed < 20 {
+			return fmt.Errorf("%d ok, %d dns failed; want 20 of each", p.OK, p.DNSFailed)
+		}
+		return nil
+	})
+	rep := r.Stop()
+	if rep.Broken != 0 {
+		t.Errorf("%d broken, want none: %v", rep.Broken, rep.ByOutcome)
+	}
+	for _, c := range rep.Conns {
+		switch c.Name {
+		case "svc.example.":
+			if c.Outcome == OutcomeOK && !c.Stopped && (c.Target != addr || c.Fallbacks != 1) {
+				t.Errorf("conn %d: target %s after %d fallbacks, want %s after 1", c.ID, c.Target, c.Fallbacks, addr)
+			}
+		case "gone.example.":
+			if c.Outcome != OutcomeDNS || !strings.Contains(c.Err, "no such name") || c.Target.IsValid() {
+				t.Errorf("conn %d to a name that does not resolve: outcome %s, err %q, target %s", c.ID, c.Outcome, c.Err, c.Target)
+			}
+		default:
+			t.Errorf("conn %d: name %q", c.ID, c.Name)
+		}
+	}
+	if rep.DNSFailed != rep.ByOutcome[OutcomeDNS] || rep.Fallbacks < rep.OK-rep.Stopped {
+		t.Errorf("report: %d dns failed (by outcome %d), %d fallbacks for %d ok", rep.DNSFailed, rep.ByOutcome[OutcomeDNS], rep.Fallbacks, rep.OK)
+	}
+}
+
+func TestNamesNeedAResolver(t *testing.T) {
+	_, err := Start(context.Background(), Config{Names: []NameTarget{{Name: "svc.example.", Port: 80}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "no resolver") {
+		t.Errorf("Start with names and no resolver: %v, want an error", err)
+	}
+}

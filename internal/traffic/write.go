@@ -33,15 +33,30 @@ func (r *Report) WriteText(w io.Writer) error {
 	p("ok\t%d\t(interrupted %d, cut by stop %d)\n", r.OK, r.Interrupted, r.Stopped)
 	p("broken\t%d\n", r.Broken)
 	for _, o := range Outcomes()[1:] {
-		p("  %s\t%d\n", o, r.ByOutcome[o])
+		if o.Broken() {
+			p("  %s\t%d\n", o, r.ByOutcome[o])
+		}
+	}
+	if slices.ContainsFunc(r.Conns, func(c Conn) bool { return c.Name != "" }) {
+		p("dns failed\t%d\t(lookups of a service name that failed: no connection tried)\n", r.DNSFailed)
+		p("fallbacks\t%d\t(addresses of a name that failed to connect before another)\n", r.Fallbacks)
 	}
 	p("\nlongest wait for data\tconnections\n")
 	for _, b := range r.Stalls {
 		p("  %s\t%d\n", b.Label(), b.Count)
 	}
 	// Per target: a load over a dual-stack VIP tells each family apart.
-	target := func(c *Conn) string { return c.Target.String() }
+	target := func(c *Conn) string {
+		if !c.Target.IsValid() {
+			return ""
+		}
+		return c.Target.String()
+	}
 	r.writeGroups(p, "target", "(no connection)", target, r.countBy(target))
+	if slices.ContainsFunc(r.Conns, func(c Conn) bool { return c.Name != "" }) {
+		name := func(c *Conn) string { return c.Name }
+		r.writeGroups(p, "name", "(by address)", name, r.countBy(name))
+	}
 	r.writeGroups(p, "lb7", "(no lb7 header)", func(c *Conn) string { return c.LB7 }, r.ByLB7)
 	r.writeGroups(p, "server", "(no server header)", func(c *Conn) string { return c.Server }, r.ByServer)
 
@@ -117,7 +132,11 @@ func (r *Report) writeGroups(p func(string, ...any), title, none string, name fu
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(counts)) {
-		p("%s\t%d\t%d\t%d\n", n, counts[n], broken[n], interrupted[n])
+		label := n
+		if n == "" {
+			label = none
+		}
+		p("%s\t%d\t%d\t%d\n", label, counts[n], broken[n], interrupted[n])
 	}
 }
 
