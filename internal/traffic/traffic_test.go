@@ -407,7 +407,7 @@ func TestNames(t *testing.T) {
 	addr := serve(t, (&backend.Server{Name: "S1"}).Handler())
 	closed := netip.MustParseAddr("127.0.0.3") // nothing listens on addr's port there
 	r := startRun(t, Config{
-		Names: []NameTarget{{Name: "svc.example.", Port: addr.Port()}, {Name: "gone.example.", Port: addr.Port()}},
+		Names:    []NameTarget{{Name: "svc.example.", Port: addr.Port()}, {Name: "gone.example.", Port: addr.Port()}},
 		Resolver: fakeResolver{"svc.example.": {closed, addr.Addr()}},
 		Sources:  sources(10, 12),
 		Workers:  4,
