@@ -491,3 +491,30 @@ func Example() {
 	fmt.Println(dns.RcodeToString[m.Rcode], m.Answer[0].(*dns.A).A)
 	// Output: NOERROR 192.0.2.2
 }
+
+// TestServeSocketError gives Serve a UDP socket closed already: the error
+// stops the TCP side too and is returned, without the context ending.
+func TestServeSocketError(t *testing.T) {
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp.Close()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- New(testZone(false), nil).Serve(context.Background(), udp, tcp) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "udp") {
+			t.Errorf("serve: %v, want an error of the udp socket", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not return")
+	}
+	if _, err := net.DialTimeout("tcp", tcp.Addr().String(), time.Second); err == nil {
+		t.Errorf("tcp listener still open")
+	}
+}
