@@ -125,11 +125,15 @@ const (
 	RoleLB4    Role = "lb4"
 	RoleLB7    Role = "lb7"
 	RoleServer Role = "server"
+	// RoleDNS is an authoritative DNS server for the lab's zone: it
+	// answers for the VIPs' names with the addresses of those that pass
+	// its end-to-end checks (Settings.Health).
+	RoleDNS Role = "dns"
 )
 
 // roles lists the known roles in the order messages name them.
 func roles() []Role {
-	return []Role{RoleClient, RoleHost, RoleRouter, RoleRR, RoleLB4, RoleLB7, RoleServer}
+	return []Role{RoleClient, RoleHost, RoleRouter, RoleRR, RoleLB4, RoleLB7, RoleServer, RoleDNS}
 }
 
 // Node is one network namespace of the lab.
@@ -196,7 +200,8 @@ type BGPTimers struct {
 	ConnectRetry time.Duration
 }
 
-// Health is how an LB4 checks its LB7s.
+// Health is how an LB4 checks its LB7s, and how a dns node checks each VIP
+// end to end before it answers with its address.
 type Health struct {
 	Interval time.Duration
 	Timeout  time.Duration

@@ -268,6 +268,27 @@ func TestShippedDefaults(t *testing.T) {
 	}
 }
 
+// TestDNSRoleDefaults checks the shipped health checks of dns nodes: a
+// failed VIP leaves the answers within fall x interval + timeout (2.5s).
+func TestDNSRoleDefaults(t *testing.T) {
+	const src = "name: d\nsegments:\n  s: {prefix: 192.0.2.0/24}\nnodes:\n  ns1: {role: dns, links: [s]}\n"
+	topo, err := Parse("d.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ok := topo.Node("ns1")
+	if !ok || n.Role != RoleDNS {
+		t.Fatalf("Node(ns1) = %+v, %v; want a dns node", n, ok)
+	}
+	want := Health{Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2}
+	if n.Settings.Health != want {
+		t.Errorf("health %+v, want %+v", n.Settings.Health, want)
+	}
+	if got := n.Settings.Sysctls["net.ipv4.ip_forward"]; got != "" {
+		t.Errorf("a dns node forwards (ip_forward %q), want it not to, like a host", got)
+	}
+}
+
 func TestNodeLookup(t *testing.T) {
 	topo, err := Load("../../topologies/reference.yaml")
 	if err != nil {
@@ -372,7 +393,7 @@ func TestVIPServers(t *testing.T) {
 			name:  "unknown role",
 			nodes: "  a: {role: lb4}\n  b: {role: lb8}\n",
 			vips:  "vips: [{address: 198.51.100.1}]\n",
-			want:  []Error{{File: "serve.yaml", Line: 6, Field: "nodes.b.role", Msg: `unknown role "lb8" (want client, host, router, rr, lb4, lb7 or server)`}},
+			want:  []Error{{File: "serve.yaml", Line: 6, Field: "nodes.b.role", Msg: `unknown role "lb8" (want client, host, router, rr, lb4, lb7, server or dns)`}},
 		},
 	}
 	for _, tc := range cases {
