@@ -168,5 +168,8 @@ func loadResolved(path string, data []byte) (*Topology, error) {
 	if err := json.Unmarshal(data, &t); err != nil {
 		return nil, fmt.Errorf("load topology %s: %w", path, err)
 	}
+	if t.DNS.Zone == "" { // saved before the DNS tier: its defaults
+		t.DNS = DNS{Zone: defaultZone, TTL: defaultTTL}
+	}
 	return &t, nil
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -22,6 +23,14 @@ const (
 	minMTU, maxMTU     = 1280, 9000
 	defaultASN         = 65000
 	defaultP2PPool     = "100.64.0.0/16"
+)
+
+// The DNS tier's lab-wide defaults and bounds (dns:). They live here, with
+// the other lab-wide defaults: configs/defaults.yaml holds node settings.
+const (
+	defaultZone    = "example.org."
+	defaultTTL     = 5 * time.Second // short: a failed VIP leaves the caches soon
+	minTTL, maxTTL = time.Second, time.Hour
 )
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
@@ -176,6 +185,7 @@ func resolve(c *collector, file string, data []byte, cfg *rawConfigs) *Topology 
 	t := &Topology{File: file}
 	t.Name = r.name()
 	t.BGP.ASN = r.asn()
+	t.DNS = r.dns()
 	t.VIPs = r.vips()
 	r.p2pPool()
 	r.segments()
@@ -305,6 +315,34 @@ func (r *resolver) asn() uint32 {
 		r.c.at(v.Node, "%q is not an AS number (want 1-4294967295)", s)
 	}
 	return uint32(n)
+}
+
+// dns reads the dns: block: the zone, written with or without its
+// trailing dot, and the TTL of the answers, whole seconds.
+func (r *resolver) dns() DNS {
+	d, raw := DNS{Zone: defaultZone, TTL: defaultTTL}, r.raw.DNS.V
+	if s, ok := raw.Zone.str(); ok {
+		if z, problem := fqdn(s); problem != "" {
+			r.c.at(raw.Zone.Node, "bad zone %q: %s", s, problem)
+		} else {
+			d.Zone = z
+		}
+	}
+	if s, ok := raw.TTL.str(); ok {
+		ttl, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			r.c.at(raw.TTL.Node, "%q is not a duration (want e.g. 5s)", s)
+		case ttl%time.Second != 0:
+			r.c.at(raw.TTL.Node, "ttl %s must be whole seconds", s)
+		case ttl < minTTL || ttl > maxTTL:
+			r.c.at(raw.TTL.Node, "ttl %s is out of range (want 1s to 1h)", s)
+		default:
+			d.TTL = ttl
+		}
+	}
+	d.FailOpen = conv{c: r.c}.boolean(raw.FailOpen)
+	return d
 }
 
 func (r *resolver) vips() []VIP {

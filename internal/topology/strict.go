@@ -24,6 +24,7 @@ type rawFile struct {
 	Name     value             `yaml:"name"`
 	VIPs     []item[rawVIP]    `yaml:"vips"`
 	BGP      item[rawBGP]      `yaml:"bgp"`
+	DNS      item[rawDNS]      `yaml:"dns"`
 	P2PPool  values            `yaml:"p2p-pool"`
 	Segments omap[rawSegment]  `yaml:"segments"`
 	Nodes    omap[rawNode]     `yaml:"nodes"`
@@ -49,6 +50,12 @@ type rawVIP struct {
 type rawBGP struct {
 	ASN             value   `yaml:"asn"`
 	RouteReflectors []value `yaml:"route-reflectors"`
+}
+
+type rawDNS struct {
+	Zone     value `yaml:"zone"`
+	TTL      value `yaml:"ttl"`
+	FailOpen value `yaml:"fail-open"`
 }
 
 type rawSegment struct {

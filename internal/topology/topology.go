@@ -26,6 +26,7 @@ type Topology struct {
 	Name     string
 	File     string // the path given to Load, or the file given to Parse
 	BGP      BGP
+	DNS      DNS
 	VIPs     []VIP
 	Segments []Segment // in declaration order
 	Links    []Link    // point-to-point links in declaration order, each once
@@ -38,6 +39,15 @@ type BGP struct {
 	// RouteReflectors names the route reflector nodes, groups expanded. When
 	// the topology does not list them, it is every node with role rr.
 	RouteReflectors []string
+}
+
+// DNS is the lab's authoritative DNS tier: the zone its dns nodes serve.
+// Each dns node is a name server of the zone, named NODE.ZONE in its NS
+// records.
+type DNS struct {
+	Zone     string        // fully qualified, lower case, with the trailing dot: "example.org."
+	TTL      time.Duration // of every answer: whole seconds, 1s to 1h; default 5s
+	FailOpen bool          // when no VIP of a name can serve: answer them all (true) or none (false, NODATA)
 }
 
 // VIP is a virtual service that the LB4 tier announces and balances: one
