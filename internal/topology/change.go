@@ -171,5 +171,8 @@ func loadResolved(path string, data []byte) (*Topology, error) {
 	if t.DNS.Zone == "" { // saved before the DNS tier: its defaults
 		t.DNS = DNS{Zone: defaultZone, TTL: defaultTTL}
 	}
+	if t.VIPPool == nil {
+		t.VIPPool = []netip.Prefix{}
+	}
 	return &t, nil
 }

@@ -58,17 +58,30 @@ type resolver struct {
 	pool  [2]netip.Prefix // p2p-pool by family; invalid when absent or wrong
 	poolN [2]*yaml.Node
 
-	vipAddrs []vipAddr
+	vipPool  [2]netip.Prefix // vip-pool by family; invalid when absent or wrong
+	vipPoolN [2]*yaml.Node
+	vipEnts  []*vipEntry
+	vipAddrs []vipAddr // every VIP address, in VIP order
 	segs     []*segEntry
 	entries  []*nodeEntry
 	members  []*member
 	links    []*p2pLink
 }
 
-// vipAddr is the address of a VIP and the node it was written in.
+// vipAddr is the address of a VIP and the node it was written in: its
+// address, or the VIP itself for an address from the pool.
 type vipAddr struct {
 	addr netip.Addr
 	node *yaml.Node
+}
+
+// vipEntry is one item of vips: one VIP per family it has an address of.
+type vipEntry struct {
+	v     VIP           // all but the address
+	node  *yaml.Node    // the list item
+	addr  [2]netip.Addr // by family, pinned or allocated
+	addrN [2]*yaml.Node // where a pinned address was written
+	pool  bool          // written without an address: it takes them from vip-pool
 }
 
 type segEntry struct {
@@ -186,7 +199,7 @@ func resolve(c *collector, file string, data []byte, cfg *rawConfigs) *Topology 
 	t.Name = r.name()
 	t.BGP.ASN = r.asn()
 	t.DNS = r.dns()
-	t.VIPs = r.vips()
+	r.vips()
 	r.p2pPool()
 	r.segments()
 	r.nodes()
@@ -197,6 +210,8 @@ func resolve(c *collector, file string, data []byte, cfg *rawConfigs) *Topology 
 	r.allocateSegments()
 	r.allocateLinks()
 	r.loopbacks()
+	t.VIPPool = r.vipPoolPrefixes()
+	t.VIPs = r.allocateVIPs()
 	r.vipClashes()
 	r.vipServers(len(t.VIPs))
 	r.vipFamilies()
@@ -345,13 +360,14 @@ func (r *resolver) dns() DNS {
 	return d
 }
 
-func (r *resolver) vips() []VIP {
+// vips reads the VIPs as written; allocateVIPs gives addresses to those
+// written without one.
+func (r *resolver) vips() {
 	type key struct {
 		addr  netip.Addr
 		port  uint16
 		proto string
 	}
-	var vips []VIP
 	names := map[string]int{}
 	keys := map[key]int{}
 	for i, it := range r.raw.VIPs {
@@ -374,15 +390,12 @@ func (r *resolver) vips() []VIP {
 		} else {
 			names[v.Name] = i
 		}
-		var addrs [2]netip.Addr
-		if r.present(raw.Address, it.Node, path+".address") {
-			var at [2]*yaml.Node
-			addrs, at = byFamily(r, raw.Address, parseAddr, addrFamily)
-			for f, a := range addrs {
-				if a.IsValid() {
-					r.vipAddrs = append(r.vipAddrs, vipAddr{a, at[f]})
-				}
-			}
+		e := &vipEntry{node: it.Node, pool: absent(raw.Address)}
+		r.vipEnts = append(r.vipEnts, e)
+		if !e.pool {
+			e.addr, e.addrN = byFamily(r, raw.Address, parseAddr, addrFamily)
+		} else if absent(r.raw.VIPPool) {
+			r.c.atField(it.Node, path, "no address, and no vip-pool to allocate one from (add address: or vip-pool:)")
 		}
 		if s, ok := raw.Port.str(); ok {
 			n, err := strconv.ParseUint(s, 10, 16)
@@ -426,8 +439,7 @@ func (r *resolver) vips() []VIP {
 				}
 			}
 		}
-		added := false
-		for _, a := range addrs {
+		for _, a := range e.addr {
 			if !a.IsValid() {
 				continue
 			}
@@ -437,15 +449,117 @@ func (r *resolver) vips() []VIP {
 			} else {
 				keys[k] = i
 			}
-			v.Address = a
+		}
+		e.v = v
+	}
+}
+
+// absent reports whether vs was not written, or written empty (null).
+func absent(vs values) bool {
+	return vs == nil || len(vs) == 1 && (vs[0].Node == nil || yamlerr.IsNull(vs[0].Node))
+}
+
+// vipPoolPrefixes reads vip-pool: one prefix per family that VIPs written
+// without an address get theirs from. A pool that overlaps a segment or the
+// point-to-point links' pool is reported and left unused.
+func (r *resolver) vipPoolPrefixes() []netip.Prefix {
+	if absent(r.raw.VIPPool) {
+		return []netip.Prefix{}
+	}
+	pools, at := byFamily(r, r.raw.VIPPool, parsePrefix, prefixFamily)
+	for f, p := range pools {
+		if !p.IsValid() {
+			continue
+		}
+		problem := ""
+		for _, s := range r.segs {
+			if s.prefix[f].IsValid() && s.prefix[f].Overlaps(p) {
+				problem = fmt.Sprintf("overlaps segment %s (%s)", s.name, s.prefix[f])
+				break
+			}
+		}
+		// The p2p pool is in use when written, or when links take from it.
+		switch p2p := r.pool[f]; {
+		case problem != "" || !p2p.IsValid() || !p2p.Overlaps(p):
+		case r.poolN[f] != nil:
+			problem = fmt.Sprintf("overlaps p2p-pool %s", p2p)
+		case len(r.links) > 0:
+			problem = fmt.Sprintf("overlaps p2p-pool %s (the default; set p2p-pool to move it)", p2p)
+		}
+		if problem != "" {
+			r.c.at(at[f], "%s %s", p, problem)
+			continue
+		}
+		r.vipPool[f], r.vipPoolN[f] = p, at[f]
+	}
+	return valid(pools)
+}
+
+// allocateVIPs gives every VIP written without an address the lowest free
+// address of each family of vip-pool, in VIP order; free means no other
+// VIP has it, and the addresses written are taken before any allocation.
+// It returns the VIPs, one per family of each item (IPv4 first), and
+// records every VIP address.
+func (r *resolver) allocateVIPs() []VIP {
+	for _, f := range Families {
+		pool := r.vipPool[f]
+		if !pool.IsValid() {
+			continue
+		}
+		taken := map[netip.Addr]bool{}
+		for _, e := range r.vipEnts {
+			if e.addr[f].IsValid() {
+				taken[e.addr[f]] = true
+			}
+		}
+		next, last := vipRange(pool)
+		want, got := 0, 0
+		for _, e := range r.vipEnts {
+			if !e.pool {
+				continue
+			}
+			want++
+			for next.IsValid() && next.Compare(last) <= 0 && taken[next] {
+				next = next.Next()
+			}
+			if !next.IsValid() || next.Compare(last) > 0 {
+				continue
+			}
+			e.addr[f], taken[next] = next, true
+			next = next.Next()
+			got++
+		}
+		if got < want {
+			r.c.at(r.vipPoolN[f], "vip-pool %s has %d free %s %s for %d %s", pool, got, f,
+				plural(got, "address", "addresses"), want, plural(want, "VIP", "VIPs"))
+		}
+	}
+	vips := []VIP{}
+	for _, e := range r.vipEnts {
+		added := false
+		for f, a := range e.addr {
+			if !a.IsValid() {
+				continue
+			}
+			v := e.v
+			v.Address, v.Allocated = a, e.pool
 			vips = append(vips, v)
+			r.vipAddrs = append(r.vipAddrs, vipAddr{a, cmp.Or(e.addrN[f], e.node)})
 			added = true
 		}
 		if !added {
-			vips = append(vips, v) // No valid address: the problem is reported.
+			vips = append(vips, e.v) // No valid address: the problem is reported.
 		}
 	}
 	return vips
+}
+
+// plural returns one when n is 1, many otherwise.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // p2pPool reads p2p-pool: one prefix per family that point-to-point links

@@ -26,6 +26,7 @@ type rawFile struct {
 	BGP      item[rawBGP]      `yaml:"bgp"`
 	DNS      item[rawDNS]      `yaml:"dns"`
 	P2PPool  values            `yaml:"p2p-pool"`
+	VIPPool  values            `yaml:"vip-pool"`
 	Segments omap[rawSegment]  `yaml:"segments"`
 	Nodes    omap[rawNode]     `yaml:"nodes"`
 	Defaults item[rawSettings] `yaml:"defaults"`

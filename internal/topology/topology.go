@@ -27,6 +27,7 @@ type Topology struct {
 	File     string // the path given to Load, or the file given to Parse
 	BGP      BGP
 	DNS      DNS
+	VIPPool  []netip.Prefix // one per family, IPv4 first: addresses for VIPs written without one
 	VIPs     []VIP
 	Segments []Segment // in declaration order
 	Links    []Link    // point-to-point links in declaration order, each once
@@ -52,7 +53,9 @@ type DNS struct {
 
 // VIP is a virtual service that the LB4 tier announces and balances: one
 // address, port and protocol, as IPVS has it. A VIP written with an IPv4
-// and an IPv6 address is two VIPs here, with the same name, IPv4 first.
+// and an IPv6 address, or written with none and given one of each family
+// by a dual-stack VIP pool, is two VIPs here, with the same name, IPv4
+// first.
 type VIP struct {
 	Name      string
 	Address   netip.Addr
@@ -60,6 +63,8 @@ type VIP struct {
 	Protocol  string   // tcp or udp
 	Scheduler string   // mh, sh, wlc or rr
 	Flags     []string // scheduler flags: port and fallback, for mh and sh
+	// Allocated is set when the address came from the VIP pool.
+	Allocated bool
 }
 
 // Segment is an L2 segment (a bridge) and the nodes attached to it.
