@@ -58,6 +58,7 @@ type resolver struct {
 	pool  [2]netip.Prefix // p2p-pool by family; invalid when absent or wrong
 	poolN [2]*yaml.Node
 
+	zone     string          // dns.zone, or its default
 	vipPool  [2]netip.Prefix // vip-pool by family; invalid when absent or wrong
 	vipPoolN [2]*yaml.Node
 	vipEnts  []*vipEntry
@@ -77,11 +78,12 @@ type vipAddr struct {
 
 // vipEntry is one item of vips: one VIP per family it has an address of.
 type vipEntry struct {
-	v     VIP           // all but the address
-	node  *yaml.Node    // the list item
-	addr  [2]netip.Addr // by family, pinned or allocated
-	addrN [2]*yaml.Node // where a pinned address was written
-	pool  bool          // written without an address: it takes them from vip-pool
+	v      VIP           // all but the address
+	node   *yaml.Node    // the list item
+	addr   [2]netip.Addr // by family, pinned or allocated
+	addrN  [2]*yaml.Node // where a pinned address was written
+	pool   bool          // written without an address: it takes them from vip-pool
+	namesN []*yaml.Node  // where each of v.Names was written
 }
 
 type segEntry struct {
@@ -199,6 +201,7 @@ func resolve(c *collector, file string, data []byte, cfg *rawConfigs) *Topology 
 	t.Name = r.name()
 	t.BGP.ASN = r.asn()
 	t.DNS = r.dns()
+	r.zone = t.DNS.Zone
 	r.vips()
 	r.p2pPool()
 	r.segments()
@@ -212,6 +215,7 @@ func resolve(c *collector, file string, data []byte, cfg *rawConfigs) *Topology 
 	r.loopbacks()
 	t.VIPPool = r.vipPoolPrefixes()
 	t.VIPs = r.allocateVIPs()
+	r.nameServers()
 	r.vipClashes()
 	r.vipServers(len(t.VIPs))
 	r.vipFamilies()
@@ -382,6 +386,8 @@ func (r *resolver) vips() {
 				r.c.at(raw.Name.Node, "bad name %q (want [a-z][a-z0-9-]*)", s)
 			case len(s) > maxVIPNameLen:
 				r.c.at(raw.Name.Node, "name %q is longer than %d characters", s, maxVIPNameLen)
+			case strings.HasSuffix(s, "-"):
+				r.c.at(raw.Name.Node, "name %q ends with '-' (it is a DNS label too: %s.ZONE)", s, s)
 			}
 			v.Name = s
 		}
@@ -392,6 +398,7 @@ func (r *resolver) vips() {
 		}
 		e := &vipEntry{node: it.Node, pool: absent(raw.Address)}
 		r.vipEnts = append(r.vipEnts, e)
+		v.Names, e.namesN = r.vipNames(v.Name, cmp.Or(raw.Name.Node, it.Node), raw.Names)
 		if !e.pool {
 			e.addr, e.addrN = byFamily(r, raw.Address, parseAddr, addrFamily)
 		} else if absent(r.raw.VIPPool) {
@@ -451,6 +458,80 @@ func (r *resolver) vips() {
 			}
 		}
 		e.v = v
+	}
+}
+
+// vipNames returns the DNS names of the VIP called name (written at at):
+// NAME.ZONE, then those of names, in order, each once.
+func (r *resolver) vipNames(name string, at *yaml.Node, names []value) ([]string, []*yaml.Node) {
+	own, problem := fqdn(name + "." + r.zone)
+	if problem != "" {
+		if labelProblem(name) == "" { // A bad name is reported as such.
+			r.c.at(at, "name %q in the zone is %s", name, problem)
+		}
+		own = name + "." + r.zone
+	}
+	out, nodes := []string{own}, []*yaml.Node{at}
+	for _, v := range names {
+		s, ok := v.str()
+		if !ok {
+			continue
+		}
+		n, problem := r.serviceName(s)
+		if problem != "" {
+			r.c.at(v.Node, "%s", problem)
+			continue
+		}
+		if !slices.Contains(out, n) {
+			out, nodes = append(out, n), append(nodes, v.Node)
+		}
+	}
+	return out, nodes
+}
+
+// serviceName resolves one item of a VIP's names: a single label in the
+// zone, the zone itself (or @), or a name inside the zone, fully qualified
+// with or without the trailing dot. The string is a problem, or "".
+func (r *resolver) serviceName(s string) (string, string) {
+	if s == "@" {
+		return r.zone, ""
+	}
+	relative := !strings.Contains(s, ".")
+	if relative {
+		if problem := labelProblem(s); problem != "" {
+			return "", fmt.Sprintf("bad name %q: %s", s, problem)
+		}
+		s += "." + r.zone
+	}
+	n, problem := fqdn(s)
+	switch {
+	case problem != "" && relative:
+		return "", fmt.Sprintf("name %q in the zone is %s", strings.TrimSuffix(s, "."+r.zone), problem)
+	case problem != "":
+		return "", fmt.Sprintf("bad name %q: %s", s, problem)
+	case n != r.zone && !strings.HasSuffix(n, "."+r.zone):
+		return "", fmt.Sprintf("name %q is outside the zone %s", s, strings.TrimSuffix(r.zone, "."))
+	}
+	return n, ""
+}
+
+// nameServers reports a VIP name that is also the name of a name server:
+// each dns node is NODE.ZONE in the zone's NS records.
+func (r *resolver) nameServers() {
+	for _, m := range r.members {
+		if m.e.role != RoleDNS {
+			continue
+		}
+		ns, problem := fqdn(m.name + "." + r.zone)
+		if problem != "" {
+			r.atOnce(m.e.key, "name server %q is not a DNS name: %s", m.name+"."+r.zone, problem)
+			continue
+		}
+		for _, e := range r.vipEnts {
+			if i := slices.Index(e.v.Names, ns); i >= 0 {
+				r.c.at(e.namesN[i], "name %q is also the name server %s", ns, m.name)
+			}
+		}
 	}
 }
 

@@ -46,6 +46,7 @@ type rawVIP struct {
 	Protocol  value   `yaml:"protocol"`
 	Scheduler value   `yaml:"scheduler"`
 	Flags     []value `yaml:"flags"`
+	Names     []value `yaml:"names"`
 }
 
 type rawBGP struct {

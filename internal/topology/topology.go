@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -63,6 +64,10 @@ type VIP struct {
 	Protocol  string   // tcp or udp
 	Scheduler string   // mh, sh, wlc or rr
 	Flags     []string // scheduler flags: port and fallback, for mh and sh
+	// Names are the DNS names that answer with this VIP's address, fully
+	// qualified, lower case, with the trailing dot: NAME.ZONE first (its
+	// own name), then those of names: in the order written, duplicates dropped.
+	Names []string
 	// Allocated is set when the address came from the VIP pool.
 	Allocated bool
 }
@@ -313,6 +318,32 @@ func (t *Topology) VIPsNamed(s string) []int {
 			out = append(out, i)
 		}
 	}
+	return out
+}
+
+// ServiceName is a DNS name and the VIPs that answer it.
+type ServiceName struct {
+	Name string // FQDN with the trailing dot
+	VIPs []VIP  // in VIP order
+}
+
+// ServiceNames returns every name the VIPs are served under, sorted by name.
+// The name servers of the zone are the dns nodes (NodesByRole(RoleDNS)),
+// each named NODE.ZONE.
+func (t *Topology) ServiceNames() []ServiceName {
+	out := []ServiceName{}
+	at := map[string]int{}
+	for _, v := range t.VIPs {
+		for _, n := range v.Names {
+			i, ok := at[n]
+			if !ok {
+				i, at[n] = len(out), len(out)
+				out = append(out, ServiceName{Name: n})
+			}
+			out[i].VIPs = append(out[i].VIPs, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b ServiceName) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
