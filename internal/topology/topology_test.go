@@ -43,6 +43,25 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// TestShippedTopologies loads every topology under topologies/, golden or
+// not: each must be valid.
+func TestShippedTopologies(t *testing.T) {
+	files, err := filepath.Glob("../../topologies/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 4 {
+		t.Fatalf("want at least 4 topologies, found %v", files)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			if _, err := Load(f); err != nil {
+				t.Errorf("Load(%q):\n%v", f, err)
+			}
+		})
+	}
+}
+
 // TestInvalid parses every file under testdata/invalid and compares the
 // error text with the .err file beside it.
 func TestInvalid(t *testing.T) {
@@ -337,7 +356,7 @@ func TestNodeLookup(t *testing.T) {
 	if _, ok := topo.Node("lb7-14"); ok {
 		t.Error("Node(lb7-14) found, want none")
 	}
-	counts := map[Role]int{RoleClient: 1, RoleHost: 2, RoleRouter: 2, RoleRR: 2, RoleLB4: 7, RoleLB7: 13, RoleServer: 10}
+	counts := map[Role]int{RoleClient: 1, RoleHost: 1, RoleDNS: 1, RoleRouter: 2, RoleRR: 2, RoleLB4: 7, RoleLB7: 13, RoleServer: 10}
 	for role, want := range counts {
 		if got := len(topo.NodesByRole(role)); got != want {
 			t.Errorf("NodesByRole(%s) has %d nodes, want %d", role, got, want)
