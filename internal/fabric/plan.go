@@ -43,6 +43,10 @@ type Plan struct {
 	Addrs      []Addr
 	Routes     []Route
 	Sysctls    []Sysctl
+	// VIPs are there for the reader of the plan: the agents set up the
+	// services, not Apply. Their addresses are in Addrs, on lo of every
+	// LB4 and LB7.
+	VIPs []topology.VIP
 }
 
 // Bridge is an L2 segment.
@@ -113,7 +117,7 @@ type Sysctl struct {
 
 // NewPlan derives the kernel objects of topology t run as lab.
 func NewPlan(t *topology.Topology, lab string) *Plan {
-	p := &Plan{Lab: lab}
+	p := &Plan{Lab: lab, VIPs: t.VIPs}
 	brNS := BridgeNetns(lab)
 	p.Namespaces = append(p.Namespaces, brNS)
 	mtu := map[string]int{}
@@ -224,6 +228,16 @@ func (p *Plan) String() string {
 	}
 	for _, s := range p.Sysctls {
 		fmt.Fprintf(&b, "sysctl  %s %s=%s\n", s.NS, s.Key, s.Value)
+	}
+	for _, v := range p.VIPs {
+		fmt.Fprintf(&b, "vip     %s %s/%s %s", v.Name, netip.AddrPortFrom(v.Address, v.Port), v.Protocol, v.Scheduler)
+		if v.Allocated {
+			b.WriteString(" (from vip-pool)")
+		}
+		if len(v.Names) > 0 {
+			fmt.Fprintf(&b, " names %s", strings.Join(v.Names, " "))
+		}
+		b.WriteByte('\n')
 	}
 	return b.String()
 }

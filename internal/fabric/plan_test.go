@@ -13,7 +13,7 @@ import (
 // TestPlanGolden checks the kernel objects planned for the shipped
 // topologies against testdata/*.plan.
 func TestPlanGolden(t *testing.T) {
-	for _, name := range []string{"minimal", "reference"} {
+	for _, name := range []string{"minimal", "reference", "services"} {
 		t.Run(name, func(t *testing.T) {
 			topo, err := topology.Load(filepath.Join("..", "..", "topologies", name+".yaml"))
 			if err != nil {

@@ -51,7 +51,8 @@ const PoolSocketName = "pool.sock"
 // Pooled says whether a node of role r runs in the pool.
 func Pooled(r topology.Role) bool {
 	switch r {
-	case topology.RoleLB4, topology.RoleLB7, topology.RoleServer, topology.RoleHost, topology.RoleClient:
+	case topology.RoleLB4, topology.RoleLB7, topology.RoleServer, topology.RoleHost, topology.RoleClient,
+		topology.RoleDNS: // idle, like a host, until the DNS tier has an agent of its own
 		return true
 	}
 	return false

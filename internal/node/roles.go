@@ -38,7 +38,8 @@ func newRole(a *agent) role {
 	return idle{}
 }
 
-// idle is the role of clients and plain hosts: nothing to run.
+// idle is the role of clients and plain hosts, and for now of dns nodes:
+// nothing to run.
 type idle struct{}
 
 func (idle) Start(context.Context) error { return nil }

@@ -71,6 +71,17 @@ func hostRange(p netip.Prefix) (first, last netip.Addr) {
 	return first, last
 }
 
+// vipRange returns the first and last addresses of p that the VIP pool
+// hands out: all but the first address and, for IPv4, the last. first is
+// past last when there are none.
+func vipRange(p netip.Prefix) (first, last netip.Addr) {
+	first, last = p.Masked().Addr().Next(), lastAddr(p)
+	if last.Is4() {
+		last = last.Prev()
+	}
+	return first, last
+}
+
 // hostProblem says why a cannot be a node's address in p, or returns "".
 func hostProblem(p netip.Prefix, a netip.Addr) string {
 	switch {

@@ -168,5 +168,18 @@ func loadResolved(path string, data []byte) (*Topology, error) {
 	if err := json.Unmarshal(data, &t); err != nil {
 		return nil, fmt.Errorf("load topology %s: %w", path, err)
 	}
+	// Saved before the DNS tier: its defaults, and every VIP under its own
+	// name only.
+	if t.DNS.Zone == "" {
+		t.DNS = DNS{Zone: defaultZone, TTL: defaultTTL}
+	}
+	if t.VIPPool == nil {
+		t.VIPPool = []netip.Prefix{}
+	}
+	for i, v := range t.VIPs {
+		if v.Names == nil {
+			t.VIPs[i].Names = []string{v.Name + "." + t.DNS.Zone}
+		}
+	}
 	return &t, nil
 }

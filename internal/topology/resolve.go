@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -22,6 +23,14 @@ const (
 	minMTU, maxMTU     = 1280, 9000
 	defaultASN         = 65000
 	defaultP2PPool     = "100.64.0.0/16"
+)
+
+// The DNS tier's lab-wide defaults and bounds (dns:). They live here, with
+// the other lab-wide defaults: configs/defaults.yaml holds node settings.
+const (
+	defaultZone    = "example.org."
+	defaultTTL     = 5 * time.Second // short: a failed VIP leaves the caches soon
+	minTTL, maxTTL = time.Second, time.Hour
 )
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
@@ -49,17 +58,32 @@ type resolver struct {
 	pool  [2]netip.Prefix // p2p-pool by family; invalid when absent or wrong
 	poolN [2]*yaml.Node
 
-	vipAddrs []vipAddr
+	zone     string          // dns.zone, or its default
+	vipPool  [2]netip.Prefix // vip-pool by family; invalid when absent or wrong
+	vipPoolN [2]*yaml.Node
+	vipEnts  []*vipEntry
+	vipAddrs []vipAddr // every VIP address, in VIP order
 	segs     []*segEntry
 	entries  []*nodeEntry
 	members  []*member
 	links    []*p2pLink
 }
 
-// vipAddr is the address of a VIP and the node it was written in.
+// vipAddr is the address of a VIP and the node it was written in: its
+// address, or the VIP itself for an address from the pool.
 type vipAddr struct {
 	addr netip.Addr
 	node *yaml.Node
+}
+
+// vipEntry is one item of vips: one VIP per family it has an address of.
+type vipEntry struct {
+	v      VIP           // all but the address
+	node   *yaml.Node    // the list item
+	addr   [2]netip.Addr // by family, pinned or allocated
+	addrN  [2]*yaml.Node // where a pinned address was written
+	pool   bool          // written without an address: it takes them from vip-pool
+	namesN []*yaml.Node  // where each of v.Names was written
 }
 
 type segEntry struct {
@@ -176,7 +200,9 @@ func resolve(c *collector, file string, data []byte, cfg *rawConfigs) *Topology 
 	t := &Topology{File: file}
 	t.Name = r.name()
 	t.BGP.ASN = r.asn()
-	t.VIPs = r.vips()
+	t.DNS = r.dns()
+	r.zone = t.DNS.Zone
+	r.vips()
 	r.p2pPool()
 	r.segments()
 	r.nodes()
@@ -187,6 +213,9 @@ func resolve(c *collector, file string, data []byte, cfg *rawConfigs) *Topology 
 	r.allocateSegments()
 	r.allocateLinks()
 	r.loopbacks()
+	t.VIPPool = r.vipPoolPrefixes()
+	t.VIPs = r.allocateVIPs()
+	r.nameServers()
 	r.vipClashes()
 	r.vipServers(len(t.VIPs))
 	r.vipFamilies()
@@ -307,13 +336,42 @@ func (r *resolver) asn() uint32 {
 	return uint32(n)
 }
 
-func (r *resolver) vips() []VIP {
+// dns reads the dns: block: the zone, written with or without its
+// trailing dot, and the TTL of the answers, whole seconds.
+func (r *resolver) dns() DNS {
+	d, raw := DNS{Zone: defaultZone, TTL: defaultTTL}, r.raw.DNS.V
+	if s, ok := raw.Zone.str(); ok {
+		if z, problem := fqdn(s); problem != "" {
+			r.c.at(raw.Zone.Node, "bad zone %q: %s", s, problem)
+		} else {
+			d.Zone = z
+		}
+	}
+	if s, ok := raw.TTL.str(); ok {
+		ttl, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			r.c.at(raw.TTL.Node, "%q is not a duration (want e.g. 5s)", s)
+		case ttl%time.Second != 0:
+			r.c.at(raw.TTL.Node, "ttl %s must be whole seconds", s)
+		case ttl < minTTL || ttl > maxTTL:
+			r.c.at(raw.TTL.Node, "ttl %s is out of range (want 1s to 1h)", s)
+		default:
+			d.TTL = ttl
+		}
+	}
+	d.FailOpen = conv{c: r.c}.boolean(raw.FailOpen)
+	return d
+}
+
+// vips reads the VIPs as written; allocateVIPs gives addresses to those
+// written without one.
+func (r *resolver) vips() {
 	type key struct {
 		addr  netip.Addr
 		port  uint16
 		proto string
 	}
-	var vips []VIP
 	names := map[string]int{}
 	keys := map[key]int{}
 	for i, it := range r.raw.VIPs {
@@ -328,6 +386,8 @@ func (r *resolver) vips() []VIP {
 				r.c.at(raw.Name.Node, "bad name %q (want [a-z][a-z0-9-]*)", s)
 			case len(s) > maxVIPNameLen:
 				r.c.at(raw.Name.Node, "name %q is longer than %d characters", s, maxVIPNameLen)
+			case strings.HasSuffix(s, "-"):
+				r.c.at(raw.Name.Node, "name %q ends with '-' (it is a DNS label too: %s.ZONE)", s, s)
 			}
 			v.Name = s
 		}
@@ -336,15 +396,13 @@ func (r *resolver) vips() []VIP {
 		} else {
 			names[v.Name] = i
 		}
-		var addrs [2]netip.Addr
-		if r.present(raw.Address, it.Node, path+".address") {
-			var at [2]*yaml.Node
-			addrs, at = byFamily(r, raw.Address, parseAddr, addrFamily)
-			for f, a := range addrs {
-				if a.IsValid() {
-					r.vipAddrs = append(r.vipAddrs, vipAddr{a, at[f]})
-				}
-			}
+		e := &vipEntry{node: it.Node, pool: absent(raw.Address)}
+		r.vipEnts = append(r.vipEnts, e)
+		v.Names, e.namesN = r.vipNames(v.Name, cmp.Or(raw.Name.Node, it.Node), raw.Names)
+		if !e.pool {
+			e.addr, e.addrN = byFamily(r, raw.Address, parseAddr, addrFamily)
+		} else if absent(r.raw.VIPPool) {
+			r.c.atField(it.Node, path, "no address, and no vip-pool to allocate one from (add address: or vip-pool:)")
 		}
 		if s, ok := raw.Port.str(); ok {
 			n, err := strconv.ParseUint(s, 10, 16)
@@ -388,8 +446,7 @@ func (r *resolver) vips() []VIP {
 				}
 			}
 		}
-		added := false
-		for _, a := range addrs {
+		for _, a := range e.addr {
 			if !a.IsValid() {
 				continue
 			}
@@ -399,15 +456,191 @@ func (r *resolver) vips() []VIP {
 			} else {
 				keys[k] = i
 			}
-			v.Address = a
+		}
+		e.v = v
+	}
+}
+
+// vipNames returns the DNS names of the VIP called name (written at at):
+// NAME.ZONE, then those of names, in order, each once.
+func (r *resolver) vipNames(name string, at *yaml.Node, names []value) ([]string, []*yaml.Node) {
+	own, problem := fqdn(name + "." + r.zone)
+	if problem != "" {
+		if labelProblem(name) == "" { // A bad name is reported as such.
+			r.c.at(at, "name %q in the zone is %s", name, problem)
+		}
+		own = name + "." + r.zone
+	}
+	out, nodes := []string{own}, []*yaml.Node{at}
+	for _, v := range names {
+		s, ok := v.str()
+		if !ok {
+			continue
+		}
+		n, problem := r.serviceName(s)
+		if problem != "" {
+			r.c.at(v.Node, "%s", problem)
+			continue
+		}
+		if !slices.Contains(out, n) {
+			out, nodes = append(out, n), append(nodes, v.Node)
+		}
+	}
+	return out, nodes
+}
+
+// serviceName resolves one item of a VIP's names: a single label in the
+// zone, the zone itself (or @), or a name inside the zone, fully qualified
+// with or without the trailing dot. The string is a problem, or "".
+func (r *resolver) serviceName(s string) (string, string) {
+	if s == "@" {
+		return r.zone, ""
+	}
+	relative := !strings.Contains(s, ".")
+	if relative {
+		if problem := labelProblem(s); problem != "" {
+			return "", fmt.Sprintf("bad name %q: %s", s, problem)
+		}
+		s += "." + r.zone
+	}
+	n, problem := fqdn(s)
+	switch {
+	case problem != "" && relative:
+		return "", fmt.Sprintf("name %q in the zone is %s", strings.TrimSuffix(s, "."+r.zone), problem)
+	case problem != "":
+		return "", fmt.Sprintf("bad name %q: %s", s, problem)
+	case n != r.zone && !strings.HasSuffix(n, "."+r.zone):
+		return "", fmt.Sprintf("name %q is outside the zone %s", s, strings.TrimSuffix(r.zone, "."))
+	}
+	return n, ""
+}
+
+// nameServers reports a VIP name that is also the name of a name server:
+// each dns node is NODE.ZONE in the zone's NS records.
+func (r *resolver) nameServers() {
+	for _, m := range r.members {
+		if m.e.role != RoleDNS {
+			continue
+		}
+		ns, problem := fqdn(m.name + "." + r.zone)
+		if problem != "" {
+			r.atOnce(m.e.key, "name server %q is not a DNS name: %s", m.name+"."+r.zone, problem)
+			continue
+		}
+		for _, e := range r.vipEnts {
+			if i := slices.Index(e.v.Names, ns); i >= 0 {
+				r.c.at(e.namesN[i], "name %q is also the name server %s", ns, m.name)
+			}
+		}
+	}
+}
+
+// absent reports whether vs was not written, or written empty (null).
+func absent(vs values) bool {
+	return vs == nil || len(vs) == 1 && (vs[0].Node == nil || yamlerr.IsNull(vs[0].Node))
+}
+
+// vipPoolPrefixes reads vip-pool: one prefix per family that VIPs written
+// without an address get theirs from. A pool that overlaps a segment or the
+// point-to-point links' pool is reported and left unused.
+func (r *resolver) vipPoolPrefixes() []netip.Prefix {
+	if absent(r.raw.VIPPool) {
+		return []netip.Prefix{}
+	}
+	pools, at := byFamily(r, r.raw.VIPPool, parsePrefix, prefixFamily)
+	for f, p := range pools {
+		if !p.IsValid() {
+			continue
+		}
+		problem := ""
+		for _, s := range r.segs {
+			if s.prefix[f].IsValid() && s.prefix[f].Overlaps(p) {
+				problem = fmt.Sprintf("overlaps segment %s (%s)", s.name, s.prefix[f])
+				break
+			}
+		}
+		// The p2p pool is in use when written, or when links take from it.
+		switch p2p := r.pool[f]; {
+		case problem != "" || !p2p.IsValid() || !p2p.Overlaps(p):
+		case r.poolN[f] != nil:
+			problem = fmt.Sprintf("overlaps p2p-pool %s", p2p)
+		case len(r.links) > 0:
+			problem = fmt.Sprintf("overlaps p2p-pool %s (the default; set p2p-pool to move it)", p2p)
+		}
+		if problem != "" {
+			r.c.at(at[f], "%s %s", p, problem)
+			continue
+		}
+		r.vipPool[f], r.vipPoolN[f] = p, at[f]
+	}
+	return valid(pools)
+}
+
+// allocateVIPs gives every VIP written without an address the lowest free
+// address of each family of vip-pool, in VIP order; free means no other
+// VIP has it, and the addresses written are taken before any allocation.
+// It returns the VIPs, one per family of each item (IPv4 first), and
+// records every VIP address.
+func (r *resolver) allocateVIPs() []VIP {
+	for _, f := range Families {
+		pool := r.vipPool[f]
+		if !pool.IsValid() {
+			continue
+		}
+		taken := map[netip.Addr]bool{}
+		for _, e := range r.vipEnts {
+			if e.addr[f].IsValid() {
+				taken[e.addr[f]] = true
+			}
+		}
+		next, last := vipRange(pool)
+		want, got := 0, 0
+		for _, e := range r.vipEnts {
+			if !e.pool {
+				continue
+			}
+			want++
+			for next.IsValid() && next.Compare(last) <= 0 && taken[next] {
+				next = next.Next()
+			}
+			if !next.IsValid() || next.Compare(last) > 0 {
+				continue
+			}
+			e.addr[f], taken[next] = next, true
+			next = next.Next()
+			got++
+		}
+		if got < want {
+			r.c.at(r.vipPoolN[f], "vip-pool %s has %d free %s %s for %d %s", pool, got, f,
+				plural(got, "address", "addresses"), want, plural(want, "VIP", "VIPs"))
+		}
+	}
+	vips := []VIP{}
+	for _, e := range r.vipEnts {
+		added := false
+		for f, a := range e.addr {
+			if !a.IsValid() {
+				continue
+			}
+			v := e.v
+			v.Address, v.Allocated = a, e.pool
 			vips = append(vips, v)
+			r.vipAddrs = append(r.vipAddrs, vipAddr{a, cmp.Or(e.addrN[f], e.node)})
 			added = true
 		}
 		if !added {
-			vips = append(vips, v) // No valid address: the problem is reported.
+			vips = append(vips, e.v) // No valid address: the problem is reported.
 		}
 	}
 	return vips
+}
+
+// plural returns one when n is 1, many otherwise.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // p2pPool reads p2p-pool: one prefix per family that point-to-point links

@@ -24,7 +24,9 @@ type rawFile struct {
 	Name     value             `yaml:"name"`
 	VIPs     []item[rawVIP]    `yaml:"vips"`
 	BGP      item[rawBGP]      `yaml:"bgp"`
+	DNS      item[rawDNS]      `yaml:"dns"`
 	P2PPool  values            `yaml:"p2p-pool"`
+	VIPPool  values            `yaml:"vip-pool"`
 	Segments omap[rawSegment]  `yaml:"segments"`
 	Nodes    omap[rawNode]     `yaml:"nodes"`
 	Defaults item[rawSettings] `yaml:"defaults"`
@@ -44,11 +46,18 @@ type rawVIP struct {
 	Protocol  value   `yaml:"protocol"`
 	Scheduler value   `yaml:"scheduler"`
 	Flags     []value `yaml:"flags"`
+	Names     []value `yaml:"names"`
 }
 
 type rawBGP struct {
 	ASN             value   `yaml:"asn"`
 	RouteReflectors []value `yaml:"route-reflectors"`
+}
+
+type rawDNS struct {
+	Zone     value `yaml:"zone"`
+	TTL      value `yaml:"ttl"`
+	FailOpen value `yaml:"fail-open"`
 }
 
 type rawSegment struct {

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,8 @@ type Topology struct {
 	Name     string
 	File     string // the path given to Load, or the file given to Parse
 	BGP      BGP
+	DNS      DNS
+	VIPPool  []netip.Prefix // one per family, IPv4 first: addresses for VIPs written without one
 	VIPs     []VIP
 	Segments []Segment // in declaration order
 	Links    []Link    // point-to-point links in declaration order, each once
@@ -40,9 +43,20 @@ type BGP struct {
 	RouteReflectors []string
 }
 
+// DNS is the lab's authoritative DNS tier: the zone its dns nodes serve.
+// Each dns node is a name server of the zone, named NODE.ZONE in its NS
+// records.
+type DNS struct {
+	Zone     string        // fully qualified, lower case, with the trailing dot: "example.org."
+	TTL      time.Duration // of every answer: whole seconds, 1s to 1h; default 5s
+	FailOpen bool          // when no VIP of a name can serve: answer them all (true) or none (false, NODATA)
+}
+
 // VIP is a virtual service that the LB4 tier announces and balances: one
 // address, port and protocol, as IPVS has it. A VIP written with an IPv4
-// and an IPv6 address is two VIPs here, with the same name, IPv4 first.
+// and an IPv6 address, or written with none and given one of each family
+// by a dual-stack VIP pool, is two VIPs here, with the same name, IPv4
+// first.
 type VIP struct {
 	Name      string
 	Address   netip.Addr
@@ -50,6 +64,12 @@ type VIP struct {
 	Protocol  string   // tcp or udp
 	Scheduler string   // mh, sh, wlc or rr
 	Flags     []string // scheduler flags: port and fallback, for mh and sh
+	// Names are the DNS names that answer with this VIP's address, fully
+	// qualified, lower case, with the trailing dot: NAME.ZONE first (its
+	// own name), then those of names: in the order written, duplicates dropped.
+	Names []string
+	// Allocated is set when the address came from the VIP pool.
+	Allocated bool
 }
 
 // Segment is an L2 segment (a bridge) and the nodes attached to it.
@@ -125,11 +145,15 @@ const (
 	RoleLB4    Role = "lb4"
 	RoleLB7    Role = "lb7"
 	RoleServer Role = "server"
+	// RoleDNS is an authoritative DNS server for the lab's zone: it
+	// answers for the VIPs' names with the addresses of those that pass
+	// its end-to-end checks (Settings.Health).
+	RoleDNS Role = "dns"
 )
 
 // roles lists the known roles in the order messages name them.
 func roles() []Role {
-	return []Role{RoleClient, RoleHost, RoleRouter, RoleRR, RoleLB4, RoleLB7, RoleServer}
+	return []Role{RoleClient, RoleHost, RoleRouter, RoleRR, RoleLB4, RoleLB7, RoleServer, RoleDNS}
 }
 
 // Node is one network namespace of the lab.
@@ -196,7 +220,8 @@ type BGPTimers struct {
 	ConnectRetry time.Duration
 }
 
-// Health is how an LB4 checks its LB7s.
+// Health is how an LB4 checks its LB7s, and how a dns node checks each VIP
+// end to end before it answers with its address.
 type Health struct {
 	Interval time.Duration
 	Timeout  time.Duration
@@ -293,6 +318,32 @@ func (t *Topology) VIPsNamed(s string) []int {
 			out = append(out, i)
 		}
 	}
+	return out
+}
+
+// ServiceName is a DNS name and the VIPs that answer it.
+type ServiceName struct {
+	Name string // FQDN with the trailing dot
+	VIPs []VIP  // in VIP order
+}
+
+// ServiceNames returns every name the VIPs are served under, sorted by name.
+// The name servers of the zone are the dns nodes (NodesByRole(RoleDNS)),
+// each named NODE.ZONE.
+func (t *Topology) ServiceNames() []ServiceName {
+	out := []ServiceName{}
+	at := map[string]int{}
+	for _, v := range t.VIPs {
+		for _, n := range v.Names {
+			i, ok := at[n]
+			if !ok {
+				i, at[n] = len(out), len(out)
+				out = append(out, ServiceName{Name: n})
+			}
+			out[i].VIPs = append(out[i].VIPs, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b ServiceName) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

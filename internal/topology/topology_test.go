@@ -43,6 +43,25 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// TestShippedTopologies loads every topology under topologies/, golden or
+// not: each must be valid.
+func TestShippedTopologies(t *testing.T) {
+	files, err := filepath.Glob("../../topologies/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 4 {
+		t.Fatalf("want at least 4 topologies, found %v", files)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			if _, err := Load(f); err != nil {
+				t.Errorf("Load(%q):\n%v", f, err)
+			}
+		})
+	}
+}
+
 // TestInvalid parses every file under testdata/invalid and compares the
 // error text with the .err file beside it.
 func TestInvalid(t *testing.T) {
@@ -268,6 +287,27 @@ func TestShippedDefaults(t *testing.T) {
 	}
 }
 
+// TestDNSRoleDefaults checks the shipped health checks of dns nodes: a
+// failed VIP leaves the answers within fall x interval + timeout (2.5s).
+func TestDNSRoleDefaults(t *testing.T) {
+	const src = "name: d\nsegments:\n  s: {prefix: 192.0.2.0/24}\nnodes:\n  ns1: {role: dns, links: [s]}\n"
+	topo, err := Parse("d.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ok := topo.Node("ns1")
+	if !ok || n.Role != RoleDNS {
+		t.Fatalf("Node(ns1) = %+v, %v; want a dns node", n, ok)
+	}
+	want := Health{Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2}
+	if n.Settings.Health != want {
+		t.Errorf("health %+v, want %+v", n.Settings.Health, want)
+	}
+	if got := n.Settings.Sysctls["net.ipv4.ip_forward"]; got != "" {
+		t.Errorf("a dns node forwards (ip_forward %q), want it not to, like a host", got)
+	}
+}
+
 func TestNodeLookup(t *testing.T) {
 	topo, err := Load("../../topologies/reference.yaml")
 	if err != nil {
@@ -316,7 +356,7 @@ func TestNodeLookup(t *testing.T) {
 	if _, ok := topo.Node("lb7-14"); ok {
 		t.Error("Node(lb7-14) found, want none")
 	}
-	counts := map[Role]int{RoleClient: 1, RoleHost: 2, RoleRouter: 2, RoleRR: 2, RoleLB4: 7, RoleLB7: 13, RoleServer: 10}
+	counts := map[Role]int{RoleClient: 1, RoleHost: 1, RoleDNS: 1, RoleRouter: 2, RoleRR: 2, RoleLB4: 7, RoleLB7: 13, RoleServer: 10}
 	for role, want := range counts {
 		if got := len(topo.NodesByRole(role)); got != want {
 			t.Errorf("NodesByRole(%s) has %d nodes, want %d", role, got, want)
@@ -372,7 +412,7 @@ func TestVIPServers(t *testing.T) {
 			name:  "unknown role",
 			nodes: "  a: {role: lb4}\n  b: {role: lb8}\n",
 			vips:  "vips: [{address: 198.51.100.1}]\n",
-			want:  []Error{{File: "serve.yaml", Line: 6, Field: "nodes.b.role", Msg: `unknown role "lb8" (want client, host, router, rr, lb4, lb7 or server)`}},
+			want:  []Error{{File: "serve.yaml", Line: 6, Field: "nodes.b.role", Msg: `unknown role "lb8" (want client, host, router, rr, lb4, lb7, server or dns)`}},
 		},
 	}
 	for _, tc := range cases {
