@@ -31,8 +31,14 @@ type LoadConfig struct {
 	From string
 	// VIPs names the targets: VIP names, addresses (every TCP VIP on the
 	// address) or address:port pairs. Empty means every TCP VIP of the
-	// topology.
+	// topology, unless Names are given.
 	VIPs []string
+	// Names are service names, looked up through the lab's name servers
+	// before every connection (a client with a cache that honours the
+	// TTL): a name in the lab's zone (www), or a fully qualified name. The
+	// port is that of the name's VIPs (80 for a name the lab does not
+	// serve). Failed lookups count apart (Report.DNSFailed).
+	Names []string
 	// Sources are the source addresses; empty means every loopback
 	// address of From in the topology (none: the kernel chooses).
 	Sources []netip.Addr
@@ -193,12 +199,20 @@ func loadConfig(t *topology.Topology, cfg LoadConfig) (traffic.Config, error) {
 	if len(sources) == 0 {
 		sources = slices.Clone(n.Loopback)
 	}
-	targets, err := loadTargets(t, cfg.VIPs, sources)
+	var targets []netip.AddrPort
+	if len(cfg.VIPs) > 0 || len(cfg.Names) == 0 {
+		var err error
+		if targets, err = loadTargets(t, cfg.VIPs, sources); err != nil {
+			return traffic.Config{}, err
+		}
+	}
+	names, err := nameTargets(t, cfg.Names)
 	if err != nil {
 		return traffic.Config{}, err
 	}
 	return traffic.Config{
 		Targets:        targets,
+		Names:          names,
 		Sources:        sources,
 		Workers:        cfg.Workers,
 		Path:           cfg.Path,
@@ -271,6 +285,36 @@ func loadTargets(t *topology.Topology, names []string, sources []netip.Addr) ([]
 		}
 	}
 	return targets, nil
+}
+
+// nameTargets resolves service names against the topology: a name with no
+// dot is in the lab's zone; the port is that of the name's first VIP. The
+// lab must have a dns node to ask.
+func nameTargets(t *topology.Topology, names []string) ([]traffic.NameTarget, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	if len(t.NodesByRole(topology.RoleDNS)) == 0 {
+		return nil, fmt.Errorf("service names %s: topology %s has no dns node to ask", strings.Join(names, ", "), t.Name)
+	}
+	var out []traffic.NameTarget
+	for _, n := range names {
+		fqdn := strings.ToLower(n)
+		if !strings.Contains(strings.TrimSuffix(fqdn, "."), ".") {
+			fqdn += "." + t.DNS.Zone
+		}
+		if !strings.HasSuffix(fqdn, ".") {
+			fqdn += "."
+		}
+		port := uint16(80)
+		for _, s := range t.ServiceNames() {
+			if s.Name == fqdn && len(s.VIPs) > 0 {
+				port = s.VIPs[0].Port
+			}
+		}
+		out = append(out, traffic.NameTarget{Name: fqdn, Port: port})
+	}
+	return out, nil
 }
 
 // vipNames lists the topology's VIP names for messages.

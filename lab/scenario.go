@@ -93,7 +93,7 @@ func (s scenarioLab) VIPs(context.Context) ([]scenario.VIP, error) {
 
 func (s scenarioLab) StartLoad(ctx context.Context, ld scenario.Load) (scenario.LoadRun, error) {
 	return s.l.StartLoad(ctx, LoadConfig{
-		From: ld.From, VIPs: ld.VIPs, Workers: ld.Workers, Path: ld.Path, ReadSize: ld.ReadSize,
+		From: ld.From, VIPs: ld.VIPs, Names: ld.Names, Workers: ld.Workers, Path: ld.Path, ReadSize: ld.ReadSize,
 		Pause: ld.Pause, ReadTimeout: ld.ReadTimeout, StallThreshold: ld.StallThreshold,
 		EarlyStop: ld.EarlyStop, Seed: ld.Seed,
 	})

@@ -95,6 +95,7 @@ lab maint) and read how many connections each failure cost.`,
 	f.StringVar(&cfg.From, "from", "", "node to run the load from, usually a client (required)")
 	f.DurationVar(&duration, "duration", 30*time.Second, "run this long (0: until Ctrl-C)")
 	f.StringArrayVar(&cfg.VIPs, "vip", nil, "VIP to load, by name, address or address:port; repeat for several (default: every TCP VIP)")
+	f.StringArrayVar(&cfg.Names, "name", nil, "service `NAME` to load, looked up through the lab's DNS before every connection (www, or www.example.org); repeat for several")
 	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent connections")
 	f.StringVar(&cfg.Path, "path", cfg.Path, "path each connection downloads (the backends serve /<N>K, /<N>M, /<N>G)")
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "a read that waits longer breaks the connection (timeout)")
@@ -139,8 +140,14 @@ func waitLoad(ctx context.Context, ld *lab.Load, live io.Writer) {
 func progressLine(p *lab.LoadProgress) string {
 	line := fmt.Sprintf("%6s  started %d  active %d  ok %d  broken %d  interrupted %d",
 		p.Elapsed.Truncate(time.Second), p.Started, p.Active, p.OK, p.Broken, p.Interrupted)
+	if p.DNSFailed > 0 {
+		line += fmt.Sprintf("  dns failed %d", p.DNSFailed)
+	}
 	if s, ok := p.LastSecond(); ok {
 		line += fmt.Sprintf("  | last second: ok %d  broken %d", s.OK, s.Broken)
+		if s.DNSFailed > 0 {
+			line += fmt.Sprintf("  dns failed %d", s.DNSFailed)
+		}
 	}
 	return line
 }

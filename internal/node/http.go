@@ -85,6 +85,13 @@ func (a *agent) httpGet(w http.ResponseWriter, r *http.Request) {
 		}
 		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
 	}
+	if ns := NameServers(a.topology()); len(ns) > 0 {
+		// A URL may name a service: ask the lab's name servers. The
+		// addresses are tried one after the other on the calling
+		// goroutine: Go's fast fallback would dial from goroutines of its
+		// own, outside the node's network namespace.
+		d.Resolver, d.FallbackDelay = a.netResolver(ns), -1
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	start := time.Now()

@@ -19,17 +19,20 @@ import (
 // durations as Go duration strings ("3s", "500ms"). Omitted fields take
 // traffic's defaults.
 type LoadRequest struct {
-	Targets        []netip.AddrPort `json:"targets"`
-	Sources        []netip.Addr     `json:"sources,omitempty"`
-	Workers        int              `json:"workers,omitempty"`
-	Path           string           `json:"path,omitempty"`
-	ReadSize       int              `json:"read_size,omitempty"`
-	Pause          string           `json:"pause,omitempty"`
-	EarlyStop      float64          `json:"early_stop,omitempty"`
-	ReadTimeout    string           `json:"read_timeout,omitempty"`
-	StallThreshold string           `json:"stall_threshold,omitempty"`
-	ConnectTimeout string           `json:"connect_timeout,omitempty"`
-	Seed           int64            `json:"seed,omitempty"`
+	Targets []netip.AddrPort `json:"targets"`
+	// Names are service names, looked up through the lab's name servers
+	// before every connection.
+	Names          []traffic.NameTarget `json:"names,omitempty"`
+	Sources        []netip.Addr         `json:"sources,omitempty"`
+	Workers        int                  `json:"workers,omitempty"`
+	Path           string               `json:"path,omitempty"`
+	ReadSize       int                  `json:"read_size,omitempty"`
+	Pause          string               `json:"pause,omitempty"`
+	EarlyStop      float64              `json:"early_stop,omitempty"`
+	ReadTimeout    string               `json:"read_timeout,omitempty"`
+	StallThreshold string               `json:"stall_threshold,omitempty"`
+	ConnectTimeout string               `json:"connect_timeout,omitempty"`
+	Seed           int64                `json:"seed,omitempty"`
 	// Lease, when set, stops the load once nobody has asked for its
 	// progress for that long: a load whose owner died (a `lab load` killed
 	// with SIGKILL) does not run on for ever. Owners keep it with
@@ -47,6 +50,7 @@ func NewLoadRequest(c traffic.Config) LoadRequest {
 	}
 	return LoadRequest{
 		Targets:        c.Targets,
+		Names:          c.Names,
 		Sources:        c.Sources,
 		Workers:        c.Workers,
 		Path:           c.Path,
@@ -66,6 +70,7 @@ func NewLoadRequest(c traffic.Config) LoadRequest {
 func (r LoadRequest) Config() (traffic.Config, time.Duration, error) {
 	c := traffic.Config{
 		Targets:   r.Targets,
+		Names:     r.Names,
 		Sources:   r.Sources,
 		Workers:   r.Workers,
 		Path:      r.Path,
@@ -168,6 +173,11 @@ type loadRegistry struct {
 	ctx context.Context
 	log *slog.Logger
 
+	// newResolver returns a resolver for the names of a new load (each
+	// load starts with a cold cache, as a new client does); nil when the
+	// lab has no name server.
+	newResolver func() traffic.Resolver
+
 	mu      sync.Mutex
 	within  func(func() error) error
 	next    int
@@ -233,6 +243,9 @@ func (g *loadRegistry) start(w http.ResponseWriter, r *http.Request) {
 	}
 	id := strconv.Itoa(g.next + 1)
 	cfg.Within = g.within
+	if len(cfg.Names) > 0 && g.newResolver != nil {
+		cfg.Resolver = g.newResolver()
+	}
 	run, err := traffic.Start(g.ctx, cfg, g.log.With("load", id))
 	if err != nil {
 		// Start fails only on an invalid configuration.

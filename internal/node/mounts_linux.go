@@ -14,7 +14,8 @@ import (
 // MS_SLAVE), the host's /etc is bind-mounted to dir/host-etc, a tmpfs
 // replaces /etc holding a symbolic link to every host entry, and /etc/lb is
 // a bind mount of dir/lb, which the supervisor can read and write from the
-// host.
+// host. When dir holds a resolv.conf (the lab has dns nodes),
+// /etc/resolv.conf is a link to it.
 func privateEtc(dir string) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fmt.Errorf("make / a slave mount: %w", err)
@@ -36,8 +37,18 @@ func privateEtc(dir string) error {
 	if err != nil {
 		return err
 	}
+	// The lab's name servers, when it has some: the supervisor writes the
+	// node's resolv.conf into its directory.
+	resolv := filepath.Join(dir, ResolvConfName)
+	ownResolv := false
+	if _, err := os.Stat(resolv); err == nil {
+		ownResolv = true
+		if err := os.Symlink(resolv, "/etc/resolv.conf"); err != nil {
+			return err
+		}
+	}
 	for _, e := range ents {
-		if e.Name() == "lb" {
+		if e.Name() == "lb" || e.Name() == "resolv.conf" && ownResolv {
 			continue
 		}
 		src := filepath.Join(hostEtc, e.Name())

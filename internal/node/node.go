@@ -31,6 +31,7 @@ import (
 
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/topology"
+	"github.com/lab-lb/lab/internal/traffic"
 )
 
 // Config says which node an agent serves.
@@ -68,6 +69,9 @@ const (
 	LogName    = "agent.log"
 	LBDirName  = "lb"
 	etcName    = "host-etc"
+	// ResolvConfName is the node's resolv.conf (see ResolvConf), which
+	// its /etc/resolv.conf links to when the lab has dns nodes.
+	ResolvConfName = "resolv.conf"
 )
 
 // LBDir is where a node's agent sees its private /etc/lb (maintenance and
@@ -104,6 +108,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		within = at.within
 	}
 	a.loads = newLoadRegistry(ctx, log, within)
+	if len(NameServers(a.topo)) > 0 {
+		a.loads.newResolver = func() traffic.Resolver { return a.labResolver() }
+	}
 	a.role = newRole(a)
 	log.Info("starting services", "role", n.Role)
 	if err := a.role.Start(ctx); err != nil {

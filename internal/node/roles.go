@@ -34,12 +34,13 @@ func newRole(a *agent) role {
 		return &lb7{a: a}
 	case topology.RoleServer:
 		return &server{a: a}
+	case topology.RoleDNS:
+		return &dnsNode{a: a}
 	}
 	return idle{}
 }
 
-// idle is the role of clients and plain hosts, and for now of dns nodes:
-// nothing to run.
+// idle is the role of clients and plain hosts: nothing to run.
 type idle struct{}
 
 func (idle) Start(context.Context) error { return nil }

@@ -26,10 +26,10 @@ import (
 // Keys of each mapping, in the order messages list them.
 var (
 	topKeys    = []string{"name", "description", "claim", "topology", "load", "steps", "assert"}
-	loadKeys   = []string{"from", "vips", "workers", "path", "pause", "read-size", "read-timeout", "stall-threshold", "early-stop", "seed"}
+	loadKeys   = []string{"from", "vips", "names", "workers", "path", "pause", "read-size", "read-timeout", "stall-threshold", "early-stop", "seed"}
 	stepKinds  = []string{"load", "sleep", "wait", "kill", "freeze", "revive", "maint", "agent", "link", "impair", "add", "remove", "exec"}
 	waitKeys   = []string{"converged", "vip", "next-hops", "lb7", "weight", "timeout"}
-	metricKeys = []string{"broken", "broken-ratio", "interrupted", "failover", "reroute"}
+	metricKeys = []string{"broken", "broken-ratio", "interrupted", "failover", "reroute", "dns-failures", "fallbacks"}
 	scopeKeys  = []string{"vip", "scheduler", "after", "settled", "before", "except-lb7"}
 	actionKeys = map[string][]string{
 		"maint":  {"node", "vip", "state"},
@@ -113,6 +113,11 @@ func (p *parser) load(n *yaml.Node, path string) Load {
 	for i, v := range p.list(f, "vips") {
 		if s, ok := p.scalar(v, fmt.Sprintf("%s.vips[%d]", path, i)); ok {
 			l.VIPs = append(l.VIPs, s)
+		}
+	}
+	for i, v := range p.list(f, "names") {
+		if s, ok := p.scalar(v, fmt.Sprintf("%s.names[%d]", path, i)); ok {
+			l.Names = append(l.Names, s)
 		}
 	}
 	l.Workers = p.integer(f, "workers")
@@ -285,7 +290,7 @@ func (p *parser) assertion(n *yaml.Node, path string) Assertion {
 		a.Metric = Metric(metrics[0])
 		v, vpath := f.vals[metrics[0]], f.at(metrics[0])
 		switch a.Metric {
-		case MetricBroken, MetricInterrupted:
+		case MetricBroken, MetricInterrupted, MetricDNSFailures, MetricFallbacks:
 			a.Limit = float64(p.integerAt(v, vpath))
 		case MetricBrokenRatio:
 			r, _ := p.percentAt(v, vpath)

@@ -277,10 +277,13 @@ func (r *Result) check(a Assertion, readTimeout time.Duration) AssertionResult {
 		res.Note = "no connection in scope"
 		return res
 	}
-	var broken, interrupted int
+	var broken, interrupted, dnsFailed, fallbacks int
 	var failover time.Duration
 	for _, c := range conns {
+		fallbacks += c.Fallbacks
 		switch {
+		case c.Outcome == traffic.OutcomeDNS:
+			dnsFailed++
 		case c.Outcome.Broken():
 			broken++
 			failover = max(failover, failureMoment(c, readTimeout).Sub(from))
@@ -293,6 +296,10 @@ func (r *Result) check(a Assertion, readTimeout time.Duration) AssertionResult {
 		res.Measured = float64(broken)
 	case MetricInterrupted:
 		res.Measured = float64(interrupted)
+	case MetricDNSFailures:
+		res.Measured = float64(dnsFailed)
+	case MetricFallbacks:
+		res.Measured = float64(fallbacks)
 	case MetricBrokenRatio:
 		res.Measured = float64(broken) / float64(len(conns))
 	case MetricFailover:

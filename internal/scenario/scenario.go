@@ -17,7 +17,7 @@
 //	description: free text
 //	claim: kill one LB4 (crash)      # the row of the claims table
 //	topology: ../topologies/minimal.yaml  # relative to this file
-//	load: {from: client1, vips: [www], workers: 40, path: /10M, pause: 200ms,
+//	load: {from: client1, vips: [www], names: [www.example.org], workers: 40, path: /10M, pause: 200ms,
 //	       read-size: 16384, read-timeout: 3s, stall-threshold: 1s,
 //	       early-stop: 5%, seed: 1}   # every field optional
 //	steps:                           # one action each, plus an optional label
@@ -41,6 +41,8 @@
 //	  - {failover: 1s, after: kill lb4-2}
 //	  - {reroute: 1s, after: kill lb4-2}   # from the lab's event log
 //	  - interrupted: 10
+//	  - dns-failures: 0              # lookups of load.names that failed
+//	  - {fallbacks: 0, after: maint vip www1 on, settled: 9s}
 //
 // A step's default label is its action and arguments ("kill lb4-2", "sleep
 // 5s"); after and before name a step by label, which must then be unique.
@@ -87,8 +89,12 @@ type Scenario struct {
 type Load struct {
 	// From is the client node; empty lets the lab choose.
 	From string `json:",omitzero"`
-	// VIPs names the VIPs to load; empty means all of them.
-	VIPs           []string      `json:",omitzero"`
+	// VIPs names the VIPs to load; empty means all of them, unless Names
+	// are given.
+	VIPs []string `json:",omitzero"`
+	// Names are service names, looked up through the lab's DNS before
+	// every connection.
+	Names          []string      `json:",omitzero"`
 	Workers        int           `json:",omitzero"`
 	Path           string        `json:",omitzero"`
 	Pause          time.Duration `json:",omitzero"`
@@ -207,11 +213,18 @@ const (
 	// its routes, as the lab's event log tells (see Rerouter). It fails
 	// when the lab cannot tell, or no router routed through the node.
 	MetricReroute Metric = "reroute"
+	// MetricDNSFailures counts the lookups of a service name that failed
+	// (no address, no such name, no answer): no connection was tried.
+	MetricDNSFailures Metric = "dns-failures"
+	// MetricFallbacks counts the addresses of service names that failed to
+	// connect, before another address did or the client gave up: clients
+	// that still had a withdrawn VIP in their cached answer.
+	MetricFallbacks Metric = "fallbacks"
 )
 
 // Metrics returns every metric, in the order of the documentation.
 func Metrics() []Metric {
-	return []Metric{MetricBroken, MetricBrokenRatio, MetricInterrupted, MetricFailover, MetricReroute}
+	return []Metric{MetricBroken, MetricBrokenRatio, MetricInterrupted, MetricFailover, MetricReroute, MetricDNSFailures, MetricFallbacks}
 }
 
 // Assertion is a limit on a metric over the connections in a scope.

@@ -18,6 +18,9 @@ var (
 	// vipNameRE is a VIP's name, or its label when the name has a VIP of
 	// each family (www/v6).
 	vipNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*(/v[46])?$`)
+	// dnsNameRE is a service name: labels of letters, digits and dashes,
+	// an optional final dot.
+	dnsNameRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.?$`)
 )
 
 // maxNameLen bounds scenario, node and VIP names.
@@ -94,6 +97,11 @@ func (v *validator) load() {
 			v.c.field(path, "vip %s is listed twice", n)
 		}
 		seen[n] = true
+	}
+	for i, n := range l.Names {
+		if !dnsNameRE.MatchString(strings.ToLower(n)) || len(n) > 253 {
+			v.c.field(fmt.Sprintf("load.names[%d]", i), "%q is not a DNS name (such as www, or www.example.org)", n)
+		}
 	}
 	if l.Workers < 0 {
 		v.c.field("load.workers", "%d must not be negative", l.Workers)

@@ -176,6 +176,12 @@ func (s *Supervisor) startAgent(ctx context.Context, n *topology.Node) error {
 	s.mu.Lock()
 	topoFile := s.topoFile
 	s.mu.Unlock()
+	t, _ := s.current()
+	if rc := node.ResolvConf(t); rc != "" {
+		if err := os.WriteFile(filepath.Join(dir, node.ResolvConfName), []byte(rc), 0o644); err != nil {
+			return fmt.Errorf("write resolv.conf of %s: %w", n.Name, err)
+		}
+	}
 	if node.Pooled(n.Role) {
 		return s.startPooled(ctx, n.Name, topoFile)
 	}
