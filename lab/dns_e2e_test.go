@@ -67,6 +67,10 @@ func TestE2EDNS(t *testing.T) {
 	if err := want("www1", www1)(); err != nil { // the search domain of resolv.conf
 		t.Fatal(err)
 	}
+	// dig (bind9-dnsutils), as a person would, at the server of resolv.conf.
+	if out, code := execOut(t, l, "client1", "dig", "+short", "www1.example.org", "A"); code != 0 || strings.TrimSpace(out) != "198.51.100.1" {
+		t.Errorf("dig +short www1.example.org A: exit %d %q, want 198.51.100.1", code, out)
+	}
 	res, err := l.Get(ctx, "client1", "http://www.example.org/", "", 10*time.Second)
 	if err != nil || res.Error != "" || res.Status != 200 || !strings.HasPrefix(res.Body, "server-") {
 		t.Fatalf("curl by name: %v %+v", err, res)
