@@ -159,6 +159,20 @@ func printStatus(w io.Writer, st *control.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, state, strings.Join(ifs, " "), n.Agent.Summary)
 	}
 	tw.Flush()
+	if len(st.VIPs) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VIP\tADDRESS\tSCHEDULER\tDNS NAMES")
+	for _, v := range st.VIPs {
+		addr := v.Protocol + "/" + v.Address
+		if v.Allocated {
+			addr += " (vip-pool)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Name, addr, v.Scheduler, strings.Join(v.Names, " "))
+	}
+	tw.Flush()
 }
 
 func newListCmd(g *globals) *cobra.Command {

@@ -29,6 +29,10 @@ func TestPrintStatus(t *testing.T) {
 				Interfaces: []control.InterfaceStatus{{Name: "infra", Addresses: []string{"192.0.2.131/25", "2001:db8:0:2::3/64"}}},
 				Agent:      control.AgentStatus{State: "frozen"}},
 		},
+		VIPs: []control.VIPStatus{
+			{Name: "www1", Address: "198.51.100.1:80", Protocol: "tcp", Scheduler: "mh", Names: []string{"www1.example.org.", "www.example.org."}, Allocated: true},
+			{Name: "wlc-1", Address: "[2001:db8:100::5]:80", Protocol: "tcp", Scheduler: "wlc", Names: []string{"wlc-1.example.org."}},
+		},
 	}
 	var b bytes.Buffer
 	printStatus(&b, st)

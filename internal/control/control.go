@@ -36,7 +36,22 @@ type Status struct {
 	// (the VM's, in VM mode).
 	SupervisorPID int           `json:"supervisor_pid"`
 	Nodes         []NodeStatus  `json:"nodes"`
-	UpTime        time.Duration `json:"up_time_ns"` // how long `up` took
+	// VIPs are the lab's virtual services, in topology order, with the
+	// addresses allocated from the VIP pool.
+	VIPs   []VIPStatus   `json:"vips,omitempty"`
+	UpTime time.Duration `json:"up_time_ns"` // how long `up` took
+}
+
+// VIPStatus is one VIP: one address, port and protocol.
+type VIPStatus struct {
+	Name      string `json:"name"`
+	Address   string `json:"address"` // ADDR:PORT
+	Protocol  string `json:"protocol"`
+	Scheduler string `json:"scheduler"`
+	// Names are the DNS names that answer with it, fully qualified.
+	Names []string `json:"names,omitempty"`
+	// Allocated is set when the address came from the VIP pool.
+	Allocated bool `json:"allocated,omitempty"`
 }
 
 // NodeStatus is one node.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,6 +95,12 @@ func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
 				nodes = append(nodes, n)
 			}
 		}
+	}
+	for _, v := range topo.VIPs {
+		st.VIPs = append(st.VIPs, control.VIPStatus{
+			Name: v.Name, Address: netip.AddrPortFrom(v.Address, v.Port).String(), Protocol: v.Protocol,
+			Scheduler: v.Scheduler, Names: v.Names, Allocated: v.Allocated,
+		})
 	}
 	st.Nodes = make([]control.NodeStatus, len(nodes))
 	var wg sync.WaitGroup
