@@ -34,8 +34,8 @@ type Status struct {
 	Phase    string    `json:"phase"` // building, ready, stopping
 	// SupervisorPID is the supervisor's process id in the lab's kernel
 	// (the VM's, in VM mode).
-	SupervisorPID int           `json:"supervisor_pid"`
-	Nodes         []NodeStatus  `json:"nodes"`
+	SupervisorPID int          `json:"supervisor_pid"`
+	Nodes         []NodeStatus `json:"nodes"`
 	// VIPs are the lab's virtual services, in topology order, with the
 	// addresses allocated from the VIP pool.
 	VIPs   []VIPStatus   `json:"vips,omitempty"`
