@@ -3,6 +3,7 @@ package lab_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,39 +11,56 @@ import (
 	"github.com/lab-lb/lab/lab"
 )
 
-// TestE2EClaims runs the shipped claim scenarios (testdata/scenarios) on
-// one minimal lab, under load: an LB4 crashing, frozen, cut off by a dark
-// link, added, disabled, an LB7 added or killed, both failing together, a
-// backend drained. Each scenario asserts the design's claim for Maglev (0
-// broken connections, or at most the dead LB7's own share + 1%; a silent
-// LB4 out of every route within 1s), and restores the lab at its end.
+// TestE2EClaims runs the shipped claim scenarios (testdata/scenarios),
+// each on a lab of its own topology (one lab per topology, one after the
+// other), under load: an LB4 crashing, frozen, cut off by a dark link,
+// added, disabled, an LB7 added or killed, both failing together, a
+// backend drained, one VIP of a name withdrawn. Each scenario asserts the
+// design's claim for Maglev (0 broken connections, or at most the dead
+// LB7's own share + 1%; a silent LB4 out of every route within 1s; a
+// withdrawn VIP out of the DNS answers within the TTL and a bound), and
+// restores the lab at its end.
 func TestE2EClaims(t *testing.T) {
-	const name = "e2e-claims"
-	l := up(t, "../topologies/minimal.yaml", name)
 	files, err := filepath.Glob("../testdata/scenarios/*.yaml")
-	if err != nil || len(files) < 10 {
+	if err != nil || len(files) < 11 {
 		t.Fatalf("scenarios: %v %v", files, err)
 	}
-	var results []*lab.ScenarioResult
+	byTopology := map[string][]*lab.Scenario{}
+	var topologies []string
 	for _, f := range files {
 		s, err := lab.LoadScenario(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		res, err := l.RunScenario(ctx, s, nil)
-		cancel()
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
+		if byTopology[s.Topology] == nil {
+			topologies = append(topologies, s.Topology)
 		}
-		results = append(results, res)
-		var out bytes.Buffer
-		_ = res.WriteText(&out)
-		if !res.Passed() {
-			t.Errorf("scenario %s failed:\n%s", s.Name, out.String())
+		byTopology[s.Topology] = append(byTopology[s.Topology], s)
+	}
+	var results []*lab.ScenarioResult
+	for i, topo := range topologies {
+		name := fmt.Sprintf("e2e-claims-%d", i+1)
+		l := up(t, topo, name)
+		for _, s := range byTopology[topo] {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			res, err := l.RunScenario(ctx, s, nil)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: %v", s.File, err)
+			}
+			results = append(results, res)
+			var out bytes.Buffer
+			_ = res.WriteText(&out)
+			if !res.Passed() {
+				t.Errorf("scenario %s failed:\n%s", s.Name, out.String())
+			}
+		}
+		// One VM at a time: the next lab comes up once this one is down.
+		if err := l.Down(context.Background()); err != nil {
+			t.Errorf("down %s: %v", name, err)
 		}
 	}
 	var table bytes.Buffer
 	_ = lab.WriteClaims(&table, results)
-	t.Logf("claims on the minimal topology (Maglev):\n%s", table.String())
+	t.Logf("claims (Maglev):\n%s", table.String())
 }

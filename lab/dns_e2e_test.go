@@ -20,14 +20,21 @@ const dnsBound = 3500 * time.Millisecond
 
 // TestE2EDNS brings up the services lab and asks its name server, through
 // a client's /etc/resolv.conf, as a program of the node would: www answers
-// with both VIPs in both families; lab curl reaches a backend by name;
-// when every LB4 withdraws www1 it leaves the answers of www (and www1
-// answers nothing) within dnsBound, and comes back once put back.
+// with both VIPs in both families, www1 with mh-1's; lab curl reaches a
+// backend by name; when every LB4 withdraws mh-1 it leaves the answers of
+// www (and www1 answers nothing) within dnsBound, and comes back once put
+// back.
 func TestE2EDNS(t *testing.T) {
 	const name = "e2e-dns"
 	requireE2E(t)
 	_ = lab.Down(context.Background(), name, nil)
-	l := up(t, "../topologies/services.yaml", name)
+	checkDNSTier(t, up(t, "../topologies/services.yaml", name))
+}
+
+// checkDNSTier checks the DNS tier of l, a lab of topologies/services.yaml
+// (TestE2EDNS in the VM, TestE2ENative natively).
+func checkDNSTier(t *testing.T, l *lab.Lab) {
+	t.Helper()
 	ctx := context.Background()
 
 	lookup := func(host string) ([]netip.Addr, error) {
@@ -45,6 +52,7 @@ func TestE2EDNS(t *testing.T) {
 		slices.SortFunc(addrs, netip.Addr.Compare)
 		return addrs, nil
 	}
+	// www1 names mh-1, www2 names mh-2, www both.
 	www1 := []netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8:100::1")}
 	www2 := []netip.Addr{netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("2001:db8:100::2")}
 	all := append(slices.Clone(www1), www2...)
@@ -77,19 +85,19 @@ func TestE2EDNS(t *testing.T) {
 	}
 
 	start := time.Now()
-	if err := l.MaintVIP(ctx, "www1", true); err != nil {
-		t.Fatalf("maint --vip www1 on: %v", err)
+	if err := l.MaintVIP(ctx, "mh-1", true); err != nil {
+		t.Fatalf("maint --vip mh-1 on: %v", err)
 	}
-	testenv.EventuallyEvery(t, dnsBound+5*time.Second, 100*time.Millisecond, "www1 out of the answers", want("www.example.org", www2))
-	t.Logf("www1 left the answers of www %.2fs after its withdrawal (bound %s)", time.Since(start).Seconds(), dnsBound)
+	testenv.EventuallyEvery(t, dnsBound+5*time.Second, 100*time.Millisecond, "mh-1 out of the answers", want("www.example.org", www2))
+	t.Logf("mh-1 left the answers of www %.2fs after its withdrawal (bound %s)", time.Since(start).Seconds(), dnsBound)
 	if err := want("www1.example.org", nil)(); err != nil {
 		t.Errorf("www1 with its VIP withdrawn: %v", err)
 	}
 
 	start = time.Now()
-	if err := l.MaintVIP(ctx, "www1", false); err != nil {
-		t.Fatalf("maint --vip www1 off: %v", err)
+	if err := l.MaintVIP(ctx, "mh-1", false); err != nil {
+		t.Fatalf("maint --vip mh-1 off: %v", err)
 	}
-	testenv.EventuallyEvery(t, 30*time.Second, 100*time.Millisecond, "www1 back in the answers", want("www.example.org", all))
-	t.Logf("www1 back in the answers %.2fs after it was put back", time.Since(start).Seconds())
+	testenv.EventuallyEvery(t, 30*time.Second, 100*time.Millisecond, "mh-1 back in the answers", want("www.example.org", all))
+	t.Logf("mh-1 back in the answers %.2fs after it was put back", time.Since(start).Seconds())
 }

@@ -31,8 +31,9 @@ import (
 // user types it: `lab doctor` says native with modules to load, `lab up
 // --vm never topologies/minimal.yaml` loads them and builds the lab; then
 // a curl through the VIP, kill, freeze and revive of an LB4, impair, add
-// and remove of an LB7, `lab down`; then a second lab whose supervisor is
-// SIGKILLed before `lab down`. The host's links, routes, namespaces,
+// and remove of an LB7, `lab down`; then a second lab, of
+// topologies/services.yaml, whose DNS tier is checked (checkDNSTier) and
+// whose supervisor is SIGKILLed before `lab down`. The host's links, routes, namespaces,
 // mounts, sysctls, processes and /run/lab must be as before, apart from
 // what loading the modules creates by itself.
 func TestE2ENative(t *testing.T) {
@@ -150,13 +151,15 @@ func TestE2ENative(t *testing.T) {
 	withModules := snapshotStockHost(t)
 	checkModuleTraces(t, fresh, withModules)
 
-	// A crashed supervisor: lab down cleans up all the same, and this
-	// time nothing at all may differ (the modules are loaded already).
-	runCLI(t, "--name", name, "up", "--vm", "never", "../topologies/minimal.yaml")
+	// The DNS tier, in a lab whose supervisor then crashes: lab down
+	// cleans up all the same, and this time nothing at all may differ
+	// (the modules are loaded already).
+	runCLI(t, "--name", name, "up", "--vm", "never", "../topologies/services.yaml")
 	l2, err := lab.Open(name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkDNSTier(t, l2)
 	pid := l2.PID
 	l2.Close()
 	if err := unix.Kill(pid, unix.SIGKILL); err != nil {

@@ -11,8 +11,8 @@ import (
 	"github.com/lab-lb/lab/internal/topology"
 )
 
-// The services lab's zone: www answers with both VIPs, each VIP with its
-// own name, in both families; the dns node is the zone's name server.
+// The services lab's zone: www answers with both VIPs, www1 and www2 and
+// each VIP's own name with one, in both families; the dns node is the zone's name server.
 func TestZone(t *testing.T) {
 	topo := load(t, "services")
 	z := Zone(topo)
@@ -23,7 +23,9 @@ func TestZone(t *testing.T) {
 		NS:     []nameserver.Host{{Name: "dns.example.org.", Addrs: nodeAddrs(mustNode(t, topo, "dns"))}},
 		Services: map[string][]netip.Addr{
 			"www.example.org.":  {v4("198.51.100.1"), v4("2001:db8:100::1"), v4("198.51.100.2"), v4("2001:db8:100::2")},
+			"mh-1.example.org.": {v4("198.51.100.1"), v4("2001:db8:100::1")},
 			"www1.example.org.": {v4("198.51.100.1"), v4("2001:db8:100::1")},
+			"mh-2.example.org.": {v4("198.51.100.2"), v4("2001:db8:100::2")},
 			"www2.example.org.": {v4("198.51.100.2"), v4("2001:db8:100::2")},
 		},
 	}
