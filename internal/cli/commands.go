@@ -31,8 +31,10 @@ func newUpCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprint(out, plan)
-				return nil
+				return g.print(out, plan, func(w io.Writer) { fmt.Fprint(w, plan.String()) })
+			}
+			if g.output == "json" {
+				return fmt.Errorf("-o json goes with --dry-run (lab status -o json describes a lab that is up)")
 			}
 			start := time.Now()
 			l, err := lab.Up(cmd.Context(), args[0], lab.Options{
@@ -54,7 +56,8 @@ func newUpCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&vmMode, "vm", "auto", "run inside a user-mode Linux VM: auto (when the host kernel lacks IPVS/IPIP), always, never")
-	c.Flags().BoolVar(&dryRun, "dry-run", false, "validate the topology and print the kernel objects it would create")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "validate the topology and print the kernel objects it would create (-o json with --dry-run)")
+	g.addOutputFlag(c)
 	return c
 }
 

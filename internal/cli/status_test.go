@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +78,31 @@ func TestNoLab(t *testing.T) {
 	err = Run(context.Background(), []string{"up"}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "accepts 1 arg") {
 		t.Errorf("lab up without a file: error %v", err)
+	}
+}
+
+// TestDryRunJSON checks that lab up --dry-run -o json shows the VIPs the
+// pool allocates, with their DNS names, touching nothing.
+func TestDryRunJSON(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := Run(context.Background(), []string{"up", "--dry-run", "-o", "json", "../../topologies/services.yaml"}, &out, &errOut); err != nil {
+		t.Fatalf("lab up --dry-run -o json: %v\n%s", err, errOut.String())
+	}
+	var plan struct {
+		VIPs []struct {
+			Name, Address string
+			Allocated     bool
+			Names         []string
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &plan); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out.String())
+	}
+	if len(plan.VIPs) != 4 || plan.VIPs[0].Address != "198.51.100.1" || !plan.VIPs[0].Allocated ||
+		!slices.Contains(plan.VIPs[0].Names, "www.example.org.") {
+		t.Errorf("VIPs %+v, want mh-1 first at 198.51.100.1 from the pool, named www", plan.VIPs)
+	}
+	if err := Run(context.Background(), []string{"up", "-o", "json", "../../topologies/services.yaml"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "--dry-run") {
+		t.Errorf("lab up -o json without --dry-run: %v, want an error naming --dry-run", err)
 	}
 }
