@@ -177,18 +177,7 @@ func (tl *testLB4) graceOver(t *testing.T) {
 // as its watch does.
 func (tl *testLB4) setDisable(t *testing.T, on bool) {
 	t.Helper()
-	p := tl.a.lbFile(DisableFile)
-	var err error
-	if on {
-		err = os.WriteFile(p, nil, 0o644)
-	} else {
-		err = os.Remove(p)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl.checkDisable()
-	tl.steady(t)
+	tl.setFile(t, DisableFile, on)
 }
 
 // wantAnnounced checks what the routers learn: the VIP of each family

@@ -165,22 +165,9 @@ nodes:
 			if tc.zone != "" {
 				src += "dns: {zone: " + tc.zone + "}\n"
 			}
-			topo, err := Parse("names.yaml", []byte(src))
-			var errs *Errors
-			switch {
-			case errors.As(err, &errs):
-				var got []string
-				for _, e := range errs.List {
-					got = append(got, fmt.Sprintf("%d: %s: %s", e.Line, e.Field, e.Msg))
-				}
-				if diff := cmp.Diff(got, tc.probs); diff != "" {
-					t.Errorf("problems (-got +want):\n%s", diff)
-				}
+			topo := parseOrProblems(t, "names.yaml", src, tc.probs)
+			if topo == nil {
 				return
-			case err != nil:
-				t.Fatal(err)
-			case tc.probs != nil:
-				t.Fatalf("no problem, want %q", tc.probs)
 			}
 			if diff := cmp.Diff(topo.VIPs[0].Names, tc.want); diff != "" {
 				t.Errorf("Names (-got +want):\n%s", diff)
@@ -279,4 +266,29 @@ func TestSaveServices(t *testing.T) {
 	if got := loaded.VIPs[2].Names; !cmp.Equal(got, []string{"www2.example.org."}) {
 		t.Errorf("Names of %s %v, want its own name only", loaded.VIPs[2].Name, got)
 	}
+}
+
+// parseOrProblems parses src as file. When it has problems, it compares
+// them ("LINE: FIELD: MSG") with want and returns nil; otherwise it fails
+// the test if want expected some, and returns the topology.
+func parseOrProblems(t *testing.T, file, src string, want []string) *Topology {
+	t.Helper()
+	topo, err := Parse(file, []byte(src))
+	var errs *Errors
+	switch {
+	case errors.As(err, &errs):
+		var got []string
+		for _, e := range errs.List {
+			got = append(got, fmt.Sprintf("%d: %s: %s", e.Line, e.Field, e.Msg))
+		}
+		if diff := cmp.Diff(got, want); diff != "" {
+			t.Errorf("problems (-got +want):\n%s", diff)
+		}
+		return nil
+	case err != nil:
+		t.Fatal(err)
+	case want != nil:
+		t.Fatalf("no problem, want %q", want)
+	}
+	return topo
 }

@@ -1,7 +1,6 @@
 package topology
 
 import (
-	"errors"
 	"fmt"
 	"testing"
 
@@ -150,22 +149,9 @@ vips:
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			topo, err := Parse("alloc.yaml", []byte(head+tc.more))
-			var errs *Errors
-			switch {
-			case errors.As(err, &errs):
-				var got []string
-				for _, e := range errs.List {
-					got = append(got, fmt.Sprintf("%d: %s: %s", e.Line, e.Field, e.Msg))
-				}
-				if diff := cmp.Diff(got, tc.errs); diff != "" {
-					t.Errorf("problems (-got +want):\n%s", diff)
-				}
+			topo := parseOrProblems(t, "alloc.yaml", head+tc.more, tc.errs)
+			if topo == nil {
 				return
-			case err != nil:
-				t.Fatal(err)
-			case tc.errs != nil:
-				t.Fatalf("no problem, want %q", tc.errs)
 			}
 			if got := fmt.Sprint(topo.VIPPool); got != tc.pool {
 				t.Errorf("VIPPool %s, want %s", got, tc.pool)
