@@ -28,6 +28,44 @@ type ScenarioResult = scenario.Result
 // problem as FILE:LINE: field: message.
 func LoadScenario(path string) (*Scenario, error) { return scenario.LoadFile(path) }
 
+// CheckScenario reads and validates a scenario file and checks it against
+// the topology it names (also read and validated): nodes, VIPs,
+// schedulers and service names must exist there. It needs no lab and no
+// privilege: what `lab test --check` runs in a pull request. The error
+// lists every problem as FILE:LINE: field: message.
+func CheckScenario(path string) (*Scenario, error) {
+	s, err := scenario.LoadFile(path)
+	if err != nil || s.Topology == "" {
+		return s, err // a scenario for any lab has nothing to check against
+	}
+	t, err := topology.Load(s.Topology)
+	if err != nil {
+		return nil, fmt.Errorf("topology of %s: %w", path, err)
+	}
+	return scenario.CheckFile(path, scenarioTopology(t))
+}
+
+// scenarioTopology is what package scenario checks a scenario against.
+func scenarioTopology(t *topology.Topology) scenario.Topology {
+	st := scenario.Topology{Nodes: map[string]string{}, VIPs: scenarioVIPs(t), DNS: len(t.NodesByRole(topology.RoleDNS)) > 0}
+	for _, n := range t.Nodes {
+		st.Nodes[n.Name] = string(n.Role)
+	}
+	for _, sg := range t.Segments {
+		st.Segments = append(st.Segments, sg.Name)
+	}
+	return st
+}
+
+// scenarioVIPs are the VIPs of t as package scenario sees them.
+func scenarioVIPs(t *topology.Topology) []scenario.VIP {
+	var out []scenario.VIP
+	for _, v := range t.VIPs {
+		out = append(out, scenario.VIP{Name: t.VIPLabel(v), Service: v.Name, Target: netip.AddrPortFrom(v.Address, v.Port), Scheduler: v.Scheduler})
+	}
+	return out
+}
+
 // WriteJUnit writes results as JUnit XML, one test suite per scenario and
 // one test case per assertion.
 var WriteJUnit = scenario.WriteJUnit
@@ -84,11 +122,7 @@ func (s scenarioLab) VIPs(context.Context) ([]scenario.VIP, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []scenario.VIP
-	for _, v := range t.VIPs {
-		out = append(out, scenario.VIP{Name: t.VIPLabel(v), Service: v.Name, Target: netip.AddrPortFrom(v.Address, v.Port), Scheduler: v.Scheduler})
-	}
-	return out, nil
+	return scenarioVIPs(t), nil
 }
 
 func (s scenarioLab) StartLoad(ctx context.Context, ld scenario.Load) (scenario.LoadRun, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -104,5 +105,32 @@ func TestDryRunJSON(t *testing.T) {
 	}
 	if err := Run(context.Background(), []string{"up", "-o", "json", "../../topologies/services.yaml"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "--dry-run") {
 		t.Errorf("lab up -o json without --dry-run: %v, want an error naming --dry-run", err)
+	}
+}
+
+// TestCheckScenarios checks lab test --check: the shipped scenarios pass
+// with no lab up; a bad one fails with its lines.
+func TestCheckScenarios(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/scenarios/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("scenarios: %v %v", files, err)
+	}
+	var out, errOut bytes.Buffer
+	if err := Run(context.Background(), append([]string{"test", "--check"}, files...), &out, &errOut); err != nil {
+		t.Errorf("lab test --check of the shipped scenarios: %v\n%s", err, out.String())
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	topo, err := filepath.Abs(filepath.Join("..", "..", "topologies", "minimal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := "name: bad\ntopology: " + topo + "\nsteps:\n  - kill: lb4-9\n"
+	if err := os.WriteFile(bad, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err = Run(context.Background(), []string{"test", "--check", bad}, &out, &errOut)
+	if err == nil || !strings.Contains(out.String(), bad+":4: steps[0].kill: no node lb4-9") {
+		t.Errorf("lab test --check of a bad scenario: error %v, output %q", err, out.String())
 	}
 }

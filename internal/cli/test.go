@@ -16,6 +16,7 @@ import (
 func newTestCmd(g *globals) *cobra.Command {
 	var (
 		up, markdown bool
+		check        bool
 		vmMode       string
 		junit, svg   string
 		workers      int
@@ -36,6 +37,9 @@ The format of a scenario file is in the README ("Scenario tests").`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if g.output != "text" && g.output != "json" {
 				return fmt.Errorf("-o %q: want text or json", g.output)
+			}
+			if check {
+				return checkScenarios(cmd.OutOrStdout(), args)
 			}
 			var scenarios []*lab.Scenario
 			var errs []error
@@ -110,6 +114,7 @@ The format of a scenario file is in the README ("Scenario tests").`,
 		},
 	}
 	g.addOutputFlag(c)
+	c.Flags().BoolVar(&check, "check", false, "only check the files: parse and validate each scenario and the topology it names, report every problem with its line; no lab, no root")
 	c.Flags().BoolVar(&up, "up", false, "bring up a fresh lab of each scenario's topology, and take it down after")
 	c.Flags().StringVar(&vmMode, "vm", "auto", "with --up: run inside a user-mode Linux VM: auto, always, never")
 	c.Flags().StringVar(&junit, "junit", "", "write JUnit XML to this file")
@@ -146,4 +151,22 @@ func writeFile(path string, write func(io.Writer) error) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// checkScenarios checks scenario files against their topologies, without a
+// lab: every problem of every file, then an error when one had any.
+func checkScenarios(out io.Writer, paths []string) error {
+	bad := 0
+	for _, p := range paths {
+		if _, err := lab.CheckScenario(p); err != nil {
+			fmt.Fprintln(out, err)
+			bad++
+			continue
+		}
+		fmt.Fprintf(out, "%s: ok\n", p)
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d scenario files have problems", bad, len(paths))
+	}
+	return nil
 }
