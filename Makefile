@@ -16,7 +16,7 @@ deps: ## install the Debian packages lab needs (apt-get)
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PACKAGES); fi
 
 build: ## build bin/lab
-	$(GO) build -o $(BIN) ./cmd/lab
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/lab  # auto: the commit goes into lab version when built from a clone
 
 # -p 1: one package at a time, so that two labs never share the machine's
 # CPUs (the claim scenarios count stalls; a starved VM makes some).

@@ -82,3 +82,29 @@ func printHost(w io.Writer, h lab.Host) {
 		fmt.Fprintf(w, "problem: %s\n", p)
 	}
 }
+
+func newVersionCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "version",
+		Short: "Print lab's module version, commit and Go version, and the kernel features this host offers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := lab.CurrentVersion()
+			return g.print(cmd.OutOrStdout(), v, func(w io.Writer) {
+				commit := v.Commit
+				if commit == "" {
+					commit = "unknown"
+				} else if v.Modified {
+					commit += " (modified)"
+				}
+				fmt.Fprintf(w, "lab %s, commit %s, built with %s\n", v.Module, commit, v.Go)
+				fmt.Fprintf(w, "kernel %s: lab up would run %s (%s)\n", v.Host.Kernel, v.Host.Mode, v.Host.Reason)
+				for _, f := range v.Host.Features {
+					fmt.Fprintf(w, "  %-12s %-9s %s\n", f.Module, f.State, f.For)
+				}
+			})
+		},
+	}
+	g.addOutputFlag(c)
+	return c
+}
