@@ -61,10 +61,10 @@ otherwise); a bare address or address:port means http://ADDR/.`,
 				return err
 			}
 			if res.Error != "" {
-				return fmt.Errorf("GET %s from %s: %s", url, from, res.Error)
+				return failed("GET %s from %s: %s", url, from, res.Error)
 			}
 			if res.Status < 200 || res.Status > 299 {
-				return fmt.Errorf("GET %s from %s: status %d", url, from, res.Status)
+				return failed("GET %s from %s: status %d", url, from, res.Status)
 			}
 			return nil
 		}),

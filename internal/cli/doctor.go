@@ -39,7 +39,7 @@ exits 1 when something would stop 'lab up'.`,
 				return err
 			}
 			if len(h.Problems) > 0 {
-				return fmt.Errorf("lab up cannot run here: %d problem(s), listed above", len(h.Problems))
+				return failed("lab up cannot run here: %d problem(s), listed above", len(h.Problems))
 			}
 			return nil
 		},

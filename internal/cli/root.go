@@ -23,6 +23,13 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "lab",
 		Short:         "Build and study three-tier load-balancer labs (BGP/ECMP, IPVS, HAProxy) in network namespaces",
+		Long: `Build and study three-tier load-balancer labs (BGP/ECMP, IPVS, HAProxy)
+in network namespaces. See the README, and lab help COMMAND.
+
+Exit status: 0 done; 1 a check or an assertion failed (a scenario, lab
+test --check, lab doctor, lab curl, an invalid topology or scenario file);
+2 the command line is wrong; 3 the lab failed (it did not come up, is not
+up, or did not do what was asked). lab exec passes its command's through.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -108,7 +108,7 @@ The format of a scenario file is in the README ("Scenario tests").`,
 				}
 			}
 			if failed > 0 {
-				return fmt.Errorf("%d of %d scenarios failed", failed, len(results))
+				return failedError{fmt.Errorf("%d of %d scenarios failed", failed, len(results))}
 			}
 			return nil
 		},
@@ -166,7 +166,7 @@ func checkScenarios(out io.Writer, paths []string) error {
 		fmt.Fprintf(out, "%s: ok\n", p)
 	}
 	if bad > 0 {
-		return fmt.Errorf("%d of %d scenario files have problems", bad, len(paths))
+		return failed("%d of %d scenario files have problems", bad, len(paths))
 	}
 	return nil
 }
