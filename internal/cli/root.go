@@ -21,8 +21,8 @@ type globals struct {
 func newRootCmd() *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
-		Use:           "lab",
-		Short:         "Build and study three-tier load-balancer labs (BGP/ECMP, IPVS, HAProxy) in network namespaces",
+		Use:   "lab",
+		Short: "Build and study three-tier load-balancer labs (BGP/ECMP, IPVS, HAProxy) in network namespaces",
 		Long: `Build and study three-tier load-balancer labs (BGP/ECMP, IPVS, HAProxy)
 in network namespaces. See the README, and lab help COMMAND.
 
