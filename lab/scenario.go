@@ -20,8 +20,8 @@ import (
 type Scenario = scenario.Scenario
 
 // ScenarioResult is what a scenario run measured and judged. It writes a
-// report (WriteText), a timeline (WriteSVG); WriteJUnit and WriteClaims
-// take several.
+// report (WriteText) and a timeline image (WritePNG, WriteSVG); WriteJUnit,
+// WriteClaims and WriteClaimsPNG take several.
 type ScenarioResult = scenario.Result
 
 // LoadScenario reads and validates a scenario file; the error lists every
@@ -75,6 +75,13 @@ var WriteJUnit = scenario.WriteJUnit
 var (
 	WriteClaims         = scenario.WriteClaims
 	WriteClaimsMarkdown = scenario.WriteClaimsMarkdown
+)
+
+// WriteClaimsPNG draws the claims table as grouped bars: broken connections
+// per scenario and scheduler; WriteClaimsSVG the same as SVG.
+var (
+	WriteClaimsPNG = scenario.WriteClaimsPNG
+	WriteClaimsSVG = scenario.WriteClaimsSVG
 )
 
 // RunScenario plays s on the lab: it starts the load, injects, waits for

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/lab-lb/lab/internal/chart"
 	"github.com/lab-lb/lab/lab"
 )
 
@@ -21,9 +22,9 @@ const loadStopTimeout = time.Minute
 func newLoadCmd(g *globals) *cobra.Command {
 	cfg := lab.LoadConfig{}.WithDefaults()
 	var duration time.Duration
-	var jsonl string
+	var jsonl, pngFile, svgFile string
 	c := &cobra.Command{
-		Use:   "load --from NODE [--duration 30s] [--vip NAME]... [-o json] [--jsonl FILE]",
+		Use:   "load --from NODE [--duration 30s] [--vip NAME]... [-o json] [--jsonl FILE] [--png FILE] [--svg FILE]",
 		Short: "Run the client load (many slow downloads through the VIPs) from a node and report what broke",
 		Long: `Run the client load from inside a node: many concurrent long HTTP
 downloads through the VIPs, one TCP connection per request from a random
@@ -33,7 +34,9 @@ connections ok, broken (reset, refused, timeout...) and interrupted (stalled
 longer than --stall but recovered), per LB7, per backend and per second.
 
 Run it while injecting failures from another terminal (lab kill, lab link,
-lab maint) and read how many connections each failure cost.`,
+lab maint) and read how many connections each failure cost. --png and --svg
+draw the run: per second, the connections started (a line) and those that
+ended ok, interrupted, broken or failed at the DNS lookup (stacked bars).`,
 		Args: cobra.NoArgs,
 		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
 			if g.output != "text" && g.output != "json" {
@@ -88,6 +91,17 @@ lab maint) and read how many connections each failure cost.`,
 					return fmt.Errorf("close %s: %w", jsonl, err)
 				}
 			}
+			tl := chart.ReportTimeline(fmt.Sprintf("load %s from %s: %d workers", ld.ID, ld.Node, cfg.Workers), rep)
+			if pngFile != "" {
+				if err := writeFile(pngFile, func(w io.Writer) error { return tl.Write(w, chart.PNG) }); err != nil {
+					return err
+				}
+			}
+			if svgFile != "" {
+				if err := writeFile(svgFile, func(w io.Writer) error { return tl.Write(w, chart.SVG) }); err != nil {
+					return err
+				}
+			}
 			return nil
 		}),
 	}
@@ -104,6 +118,8 @@ lab maint) and read how many connections each failure cost.`,
 	f.Float64Var(&cfg.EarlyStop, "early-stop", cfg.EarlyStop, "chance to close a connection early after each read (negative: never)")
 	f.Int64Var(&cfg.Seed, "seed", 0, "seed of the random choices, for a reproducible load (0: from the clock)")
 	f.StringVar(&jsonl, "jsonl", "", "also write every connection to `FILE`, one JSON object per line")
+	f.StringVar(&pngFile, "png", "", "also draw the run to `FILE` (PNG): connections per second, ok, interrupted, broken")
+	f.StringVar(&svgFile, "svg", "", "also draw the run to `FILE` (SVG), as --png")
 	_ = c.MarkFlagRequired("from")
 	g.addOutputFlag(c)
 	return c

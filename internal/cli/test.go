@@ -18,7 +18,8 @@ func newTestCmd(g *globals) *cobra.Command {
 		up, markdown bool
 		check        bool
 		vmMode       string
-		junit, svg   string
+		junit        string
+		png, svg     string
 		workers      int
 	)
 	c := &cobra.Command{
@@ -31,6 +32,15 @@ their times, connections per VIP (started, ok, broken, interrupted),
 failover time per injection, and every assertion PASS or FAIL. With
 several scenarios, a table of broken connections per scenario and VIP
 (scheduler) follows: the design's claims, measured.
+
+With --png DIR or --svg DIR (or both), each scenario's timeline is drawn
+to DIR/NAME.png or DIR/NAME.svg: per second and per VIP, the connections
+started (a line) and those that ended ok, interrupted or broken (stacked
+bars, broken at the bottom, a red dot above), each step a dashed line with
+its label (red when it failed). With several scenarios, the claims are
+drawn too, to DIR/claims.png or DIR/claims.svg: broken connections per
+scenario and scheduler, each bar labelled with its scheduler and
+broken/started connections ("mh 0/48").
 
 The format of a scenario file is in the README ("Scenario tests").`,
 		Args: cobra.MinimumNArgs(1),
@@ -55,6 +65,9 @@ The format of a scenario file is in the README ("Scenario tests").`,
 				if up && s.Topology == "" {
 					errs = append(errs, fmt.Errorf("%s: --up needs the scenario's topology: field", path))
 				}
+				if (png != "" || svg != "") && s.Name == claimsImage && len(args) > 1 {
+					errs = append(errs, fmt.Errorf("%s: scenario %s: its timeline would be drawn over the claims chart; rename it", path, s.Name))
+				}
 				scenarios = append(scenarios, s)
 			}
 			if err := errors.Join(errs...); err != nil {
@@ -74,10 +87,8 @@ The format of a scenario file is in the README ("Scenario tests").`,
 					}
 					fmt.Fprintln(out)
 				}
-				if svg != "" {
-					if err := writeFile(filepath.Join(svg, s.Name+".svg"), res.WriteSVG); err != nil {
-						return err
-					}
+				if err := writeImages(png, svg, s.Name, res.WritePNG, res.WriteSVG); err != nil {
+					return err
 				}
 				if cmd.Context().Err() != nil {
 					break
@@ -101,6 +112,14 @@ The format of a scenario file is in the README ("Scenario tests").`,
 					return err
 				}
 			}
+			if len(results) > 1 {
+				err := writeImages(png, svg, claimsImage,
+					func(w io.Writer) error { return lab.WriteClaimsPNG(w, results) },
+					func(w io.Writer) error { return lab.WriteClaimsSVG(w, results) })
+				if err != nil {
+					return err
+				}
+			}
 			failed := 0
 			for _, r := range results {
 				if !r.Passed() {
@@ -118,7 +137,8 @@ The format of a scenario file is in the README ("Scenario tests").`,
 	c.Flags().BoolVar(&up, "up", false, "bring up a fresh lab of each scenario's topology, and take it down after")
 	c.Flags().StringVar(&vmMode, "vm", "auto", "with --up: run inside a user-mode Linux VM: auto, always, never")
 	c.Flags().StringVar(&junit, "junit", "", "write JUnit XML to this file")
-	c.Flags().StringVar(&svg, "svg", "", "write each scenario's timeline to DIR/NAME.svg")
+	c.Flags().StringVar(&png, "png", "", "draw each scenario's timeline to `DIR`/NAME.png, and with several scenarios the claims to DIR/claims.png")
+	c.Flags().StringVar(&svg, "svg", "", "draw each scenario's timeline to `DIR`/NAME.svg, and with several scenarios the claims to DIR/claims.svg")
 	c.Flags().BoolVar(&markdown, "markdown", false, "print the claims table as Markdown")
 	c.Flags().IntVar(&workers, "workers", 0, "override every scenario's load workers (size the load to the machine: the steady scenario must break nothing)")
 	return c
@@ -138,6 +158,28 @@ func runScenario(ctx context.Context, g *globals, s *lab.Scenario, up bool, vm l
 	return l.RunScenario(ctx, s, g.logger())
 }
 
+// claimsImage names the claims chart's files in the --png and --svg
+// directories.
+const claimsImage = "claims"
+
+// writeImages writes pngDir/NAME.png with writePNG and svgDir/NAME.svg with
+// writeSVG; an empty directory writes no file.
+func writeImages(pngDir, svgDir, name string, writePNG, writeSVG func(io.Writer) error) error {
+	if pngDir != "" {
+		if err := writeFile(filepath.Join(pngDir, name+".png"), writePNG); err != nil {
+			return err
+		}
+	}
+	if svgDir != "" {
+		if err := writeFile(filepath.Join(svgDir, name+".svg"), writeSVG); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFile creates path, and the directories it needs, and writes it with
+// write.
 func writeFile(path string, write func(io.Writer) error) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err

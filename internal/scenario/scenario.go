@@ -8,8 +8,12 @@
 // LoadFile and Parse read and validate one, reporting every problem at once
 // as FILE:LINE: FIELD: MESSAGE. Run plays it on a Lab, an interface the
 // caller implements over a real lab, and returns a Result, which writes a
-// readable report (WriteText), a timeline (WriteSVG), JUnit XML for CI
-// (WriteJUnit) and the table of the design's claims (WriteClaims).
+// readable report (WriteText), a timeline image (WritePNG, WriteSVG: per
+// second and per VIP, the connections started, ok, interrupted and broken,
+// with the steps marked), JUnit XML for CI (WriteJUnit), and the table of
+// the design's claims (WriteClaims, WriteClaimsMarkdown) or its chart
+// (WriteClaimsPNG, WriteClaimsSVG: broken connections per scenario and
+// scheduler). The images are drawn by package chart.
 //
 // The format, in short (testdata/example.yaml uses every part of it):
 //

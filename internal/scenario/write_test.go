@@ -102,8 +102,6 @@ func TestWriters(t *testing.T) {
 	}{
 		{name: "text pass", file: "lb4-crash.txt", write: results[0].WriteText},
 		{name: "text fail", file: "lb7-remove.txt", write: results[1].WriteText},
-		{name: "svg pass", file: "lb4-crash.svg", write: results[0].WriteSVG, xml: true},
-		{name: "svg fail", file: "lb7-remove.svg", write: results[1].WriteSVG, xml: true},
 		{name: "junit", file: "junit.xml", write: func(w io.Writer) error { return WriteJUnit(w, results) }, xml: true},
 		{name: "claims", file: "claims.txt", write: func(w io.Writer) error { return WriteClaims(w, results) }},
 		{name: "claims markdown", file: "claims.md", write: func(w io.Writer) error { return WriteClaimsMarkdown(w, results) }},
@@ -167,11 +165,14 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk ful
 func TestWriteErrors(t *testing.T) {
 	results := sampleRuns(t)
 	writers := map[string]func(io.Writer) error{
-		"text":   results[0].WriteText,
-		"svg":    results[0].WriteSVG,
-		"junit":  func(w io.Writer) error { return WriteJUnit(w, results) },
-		"claims": func(w io.Writer) error { return WriteClaims(w, results) },
-		"md":     func(w io.Writer) error { return WriteClaimsMarkdown(w, results) },
+		"text":       results[0].WriteText,
+		"png":        results[0].WritePNG,
+		"svg":        results[0].WriteSVG,
+		"junit":      func(w io.Writer) error { return WriteJUnit(w, results) },
+		"claims":     func(w io.Writer) error { return WriteClaims(w, results) },
+		"md":         func(w io.Writer) error { return WriteClaimsMarkdown(w, results) },
+		"claims png": func(w io.Writer) error { return WriteClaimsPNG(w, results) },
+		"claims svg": func(w io.Writer) error { return WriteClaimsSVG(w, results) },
 	}
 	for name, write := range writers {
 		t.Run(name, func(t *testing.T) {
