@@ -36,9 +36,10 @@ LB4 that announces them; --addresses writes the addresses.
 --format writes DOT (the default), Mermaid (a flowchart to paste into a
 GitHub README), SVG or PNG to standard output; --svg and --png write
 files, as many as given, and then nothing goes to standard output unless
---format is given too. SVG and PNG are laid out by Graphviz, built into
-lab (no system tool). -o json prints the model instead: nodes, segments,
-edges, VIPs and states.
+--format is given too. SVG and PNG are laid out and drawn by lab itself,
+a row a tier (no Graphviz needed); DOT is for Graphviz's own layout.
+-o json prints the model instead: nodes, segments, edges, VIPs and
+states.
 
   lab graph topologies/reference.yaml --svg docs/reference.svg --png docs/reference.png
   lab graph --format mermaid --vips`,

@@ -62,7 +62,7 @@ func TestGraphFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), "<svg") || !strings.Contains(string(b), ">lb7&#45;2</text>") {
+	if !strings.Contains(string(b), "<svg") || !strings.Contains(string(b), ">lb7-2</text>") {
 		t.Errorf("%s is not the minimal lab's SVG:\n%.300s", svg, b)
 	}
 	if out.Len() != 0 {

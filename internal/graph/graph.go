@@ -3,8 +3,8 @@
 // hops and the LB7s each LB4 finds healthy.
 //
 // Build makes the model from a topology (and a status, for a running lab);
-// DOT and Mermaid write it as text, Render lays it out with Graphviz,
-// embedded as WebAssembly (no system tool), into SVG or PNG. What a node's
+// DOT and Mermaid write it as text; Layout places it, a row a tier, and
+// Render draws that as SVG or PNG, in Go (no Graphviz). What a node's
 // state is, and which edges a status adds, are pure functions of the
 // status (nodeState, ecmpEdges, healthyEdges).
 package graph
