@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/fsnotify/fsnotify v1.6.0
 	github.com/google/go-cmp v0.7.0
+	github.com/google/gopacket v1.1.19
 	github.com/haproxytech/client-native/v6 v6.2.5
 	github.com/miekg/dns v1.1.73
 	github.com/moby/ipvs v1.1.0
