@@ -247,7 +247,8 @@ func (a *agent) eventsHandler(w http.ResponseWriter, _ *http.Request) {
 }
 
 // exec runs a command inside the node, streaming the request body to its
-// standard input and its output back as frames.
+// standard input and its output back as frames. With
+// control.ExecInterruptParam, the end of the body interrupts the command.
 func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 	argv := r.URL.Query()["arg"]
 	if len(argv) == 0 {
@@ -263,9 +264,13 @@ func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 	// body when it returns (the server reads it afterwards).
 	pr, pw := io.Pipe()
 	copied := make(chan struct{})
+	inputEnded := make(chan struct{}) // the body ended, rather than broke
 	go func() {
 		_, err := io.Copy(pw, r.Body)
 		pw.CloseWithError(err)
+		if err == nil {
+			close(inputEnded)
+		}
 		close(copied)
 	}()
 	defer func() {
@@ -281,7 +286,18 @@ func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 	cmd.WaitDelay = time.Second
 	err := a.at.start(cmd)
 	if err == nil {
+		waited := make(chan struct{})
+		if r.URL.Query().Has(control.ExecInterruptParam) {
+			go func() {
+				select {
+				case <-inputEnded:
+					_ = cmd.Process.Signal(os.Interrupt) // safe after Wait: no other process gets it
+				case <-waited:
+				}
+			}()
+		}
 		err = cmd.Wait()
+		close(waited)
 	}
 	code := 0
 	if err != nil {

@@ -1,0 +1,51 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lab-lb/lab/internal/control"
+)
+
+// TestExecInterruptOnEOF checks that the end of an exec request's input
+// interrupts the command when the client asks for it (how lab capture
+// stops tcpdump and still gets all it wrote), and only then.
+func TestExecInterruptOnEOF(t *testing.T) {
+	a := &agent{cfg: Config{Node: "n1", Lab: "test"}, at: place{ns: -1}}
+	srv := httptest.NewServer(http.HandlerFunc(a.exec))
+	defer srv.Close()
+	c, err := control.NewClient(control.Endpoint("tcp://"+strings.TrimPrefix(srv.URL, "http://")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The shell runs its trap once the command in the foreground ends.
+	script := `trap 'echo interrupted; exit 3' INT; cat >/dev/null; i=0; while [ $i -lt 10 ]; do sleep 0.1; i=$((i+1)); done; echo done`
+	for _, tc := range []struct {
+		path     string
+		want     string
+		wantCode int
+	}{
+		{"/exec", "done\n", 0},
+		{"/exec?" + control.ExecInterruptParam + "=1", "interrupted\n", 3},
+	} {
+		pr, pw := io.Pipe()
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			pw.Close()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var out bytes.Buffer
+		code, err := c.Exec(ctx, tc.path, []string{"sh", "-c", script}, pr, &out, &out)
+		cancel()
+		if err != nil || code != tc.wantCode || out.String() != tc.want {
+			t.Errorf("%s: exit %d %v, output %q; want exit %d, %q", tc.path, code, err, out.String(), tc.wantCode, tc.want)
+		}
+	}
+}
