@@ -118,11 +118,11 @@ type Route struct {
 }
 
 // ExecInterruptParam is the query parameter of an exec request that makes
-// the end of the request body (the command's standard input) interrupt
-// the command (SIGINT), which lets a command that reads no input, such as
-// tcpdump, be stopped gracefully: it writes out what it holds and exits,
-// and the rest of its output still arrives. Cancelling the request kills
-// the command instead.
+// the end of the request body interrupt the command (SIGINT), which lets
+// a client stop a command such as tcpdump gracefully: it writes out what
+// it holds and exits, and the rest of its output still arrives.
+// Cancelling the request kills the command instead. The body is then no
+// input: the command reads /dev/null, and may exit before the body ends.
 const ExecInterruptParam = "interrupt-on-eof"
 
 // Frame is one message of a streamed command: output on a stream, or the

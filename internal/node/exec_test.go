@@ -27,25 +27,35 @@ func TestExecInterruptOnEOF(t *testing.T) {
 	defer c.Close()
 	// The shell runs its trap once the command in the foreground ends.
 	script := `trap 'echo interrupted; exit 3' INT; cat >/dev/null; i=0; while [ $i -lt 10 ]; do sleep 0.1; i=$((i+1)); done; echo done`
+	interrupt := "/exec?" + control.ExecInterruptParam + "=1"
 	for _, tc := range []struct {
 		path     string
+		script   string
+		endInput time.Duration // when the request body ends
 		want     string
 		wantCode int
 	}{
-		{"/exec", "done\n", 0},
-		{"/exec?" + control.ExecInterruptParam + "=1", "interrupted\n", 3},
+		{"/exec", script, 200 * time.Millisecond, "done\n", 0},
+		{interrupt, script, 200 * time.Millisecond, "interrupted\n", 3},
+		// A command that ends before its input does: its answer does
+		// not wait for the input.
+		{interrupt, "echo quick", 5 * time.Second, "quick\n", 0},
 	} {
 		pr, pw := io.Pipe()
-		go func() {
-			time.Sleep(200 * time.Millisecond)
-			pw.Close()
-		}()
+		timer := time.AfterFunc(tc.endInput, func() { pw.Close() })
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var out bytes.Buffer
-		code, err := c.Exec(ctx, tc.path, []string{"sh", "-c", script}, pr, &out, &out)
+		start := time.Now()
+		code, err := c.Exec(ctx, tc.path, []string{"sh", "-c", tc.script}, pr, &out, &out)
+		took := time.Since(start)
 		cancel()
+		timer.Stop()
+		pw.Close()
 		if err != nil || code != tc.wantCode || out.String() != tc.want {
-			t.Errorf("%s: exit %d %v, output %q; want exit %d, %q", tc.path, code, err, out.String(), tc.wantCode, tc.want)
+			t.Errorf("%s %q: exit %d %v, output %q; want exit %d, %q", tc.path, tc.script, code, err, out.String(), tc.wantCode, tc.want)
+		}
+		if took > 3*time.Second {
+			t.Errorf("%s %q: answered after %s", tc.path, tc.script, took)
 		}
 	}
 }

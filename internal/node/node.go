@@ -261,12 +261,20 @@ func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 	cmd := exec.CommandContext(r.Context(), argv[0], argv[1:]...)
 	// The request body feeds the command's standard input through a pipe
 	// of ours, so that the handler can make sure nothing still reads the
-	// body when it returns (the server reads it afterwards).
+	// body when it returns (the server reads it afterwards). With
+	// ExecInterruptParam, the body is only read for its end, and the
+	// command reads /dev/null: Wait would otherwise wait for an input
+	// that has not ended after the command has.
+	interrupt := r.URL.Query().Has(control.ExecInterruptParam)
 	pr, pw := io.Pipe()
 	copied := make(chan struct{})
 	inputEnded := make(chan struct{}) // the body ended, rather than broke
 	go func() {
-		_, err := io.Copy(pw, r.Body)
+		dst := io.Writer(pw)
+		if interrupt {
+			dst = io.Discard
+		}
+		_, err := io.Copy(dst, r.Body)
 		pw.CloseWithError(err)
 		if err == nil {
 			close(inputEnded)
@@ -278,7 +286,9 @@ func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 		pr.Close()                         // ends a write blocked on the command
 		<-copied
 	}()
-	cmd.Stdin = pr
+	if !interrupt {
+		cmd.Stdin = pr
+	}
 	cmd.Stdout = fw.Stream("stdout")
 	cmd.Stderr = fw.Stream("stderr")
 	cmd.Env = append(os.Environ(), "LAB_NODE="+a.cfg.Node, "LAB_NAME="+a.cfg.Lab)
@@ -287,7 +297,7 @@ func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 	err := a.at.start(cmd)
 	if err == nil {
 		waited := make(chan struct{})
-		if r.URL.Query().Has(control.ExecInterruptParam) {
+		if interrupt {
 			go func() {
 				select {
 				case <-inputEnded:
