@@ -46,6 +46,7 @@ type Writer struct {
 	linkType uint32
 	packets  int
 	bytes    int64
+	err      error // the first error: it ends the stream
 }
 
 // NewWriter returns a Writer that writes to w.
@@ -55,24 +56,33 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 // completes. It fails when the stream is not a classic pcap stream or
 // when the underlying writer fails.
 func (p *Writer) Write(b []byte) (int, error) {
+	if p.err != nil {
+		return 0, p.err
+	}
 	p.buf = append(p.buf, b...)
 	off := 0
 	for {
 		n, err := p.next(p.buf[off:])
 		if err != nil {
+			p.err = err
 			return 0, err
 		}
 		if n == 0 {
 			break
 		}
 		if _, err := p.w.Write(p.buf[off : off+n]); err != nil {
-			return 0, fmt.Errorf("write pcap: %w", err)
+			p.err = fmt.Errorf("write pcap: %w", err)
+			return 0, p.err
 		}
 		off += n
 	}
 	p.buf = append(p.buf[:0], p.buf[off:]...)
 	return len(b), nil
 }
+
+// Err returns the error that ended the stream, if any: the stream is not
+// pcap, or the underlying writer failed.
+func (p *Writer) Err() error { return p.err }
 
 // next returns the length of the complete unit (file header or record)
 // at the start of b, 0 when b does not hold all of it yet.

@@ -109,4 +109,7 @@ func TestWriteError(t *testing.T) {
 	if _, err := w.Write(stream(binary.LittleEndian, magicMicro, LinkTypeEthernet)); !errors.Is(err, errFull) {
 		t.Errorf("error %v, want the underlying writer's", err)
 	}
+	if _, err := w.Write([]byte{0}); !errors.Is(err, errFull) || !errors.Is(w.Err(), errFull) {
+		t.Errorf("after a failure: Write %v, Err %v; want the first error", err, w.Err())
+	}
 }
