@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lab-lb/lab/internal/control"
+	"github.com/lab-lb/lab/internal/fabric"
 	"github.com/lab-lb/lab/internal/pcapstream"
 	"github.com/lab-lb/lab/internal/topology"
 )
@@ -22,8 +23,9 @@ import (
 type CaptureOptions struct {
 	// Interface is where to capture in the node: "" or "any" for every
 	// interface; a segment the node joins or a node it is linked to, for
-	// the interface named after it; or any other device of the node by
-	// its name (lo, tunl0, ip6tnl0).
+	// the interface named after it; on an LB7, an LB4, for the IPIP
+	// tunnel from it (its packets decapsulated; "6" and the name for
+	// IPv6 in IPv6); lo; or any other device of the node by its name.
 	Interface string
 	// Filter is a BPF filter in tcpdump's syntax ("tcp port 80"), as
 	// words that are joined with spaces; none captures everything.
@@ -58,18 +60,30 @@ type CaptureResult struct {
 	LinkType uint32 `json:"link_type"`
 	Packets  int    `json:"packets"`
 	Bytes    int64  `json:"bytes"` // captured packet bytes, without pcap headers
-	Stopped  string `json:"stopped"`
+	// Dropped is how many packets the kernel dropped because tcpdump
+	// did not read them in time, as tcpdump says when it stops (it says
+	// nothing when it is killed: after stopGrace, or when the lab goes
+	// down).
+	Dropped int    `json:"dropped"`
+	Stopped string `json:"stopped"` // how the capture ended: CaptureInterrupted...
 }
 
-// errCaptureDuration and errLabDown end a capture that ends well.
-var (
-	errCaptureDuration = errors.New("capture duration reached")
-	errLabDown         = errors.New("the lab went down")
-)
-
 // labWatchInterval is how often a capture checks that the lab's process
-// still runs: a VM that stops answers nothing, not even a reset.
+// still runs.
 const labWatchInterval = 500 * time.Millisecond
+
+// stopGrace is how long a stopped tcpdump has to write out what it holds
+// and exit (in a busy VM, its output may lag seconds behind) before it is
+// killed. A variable for tests.
+var stopGrace = 10 * time.Second
+
+// untilClosed is an input that ends when its channel is closed.
+type untilClosed <-chan struct{}
+
+func (c untilClosed) Read([]byte) (int, error) {
+	<-c
+	return 0, io.EOF
+}
 
 // Capture captures the traffic of node nodeName, running tcpdump inside
 // the node (its network namespace, in the VM in VM mode), and writes it
@@ -77,21 +91,23 @@ const labWatchInterval = 500 * time.Millisecond
 // by packet as tcpdump captures them. Whatever it has written is always a
 // complete pcap file: it holds a packet back until all of it has arrived.
 //
-// It returns when ctx is done (Stopped: CaptureInterrupted), after
+// It stops when ctx is done (Stopped: CaptureInterrupted), after
 // opts.Duration or opts.Count packets, or when the lab goes down; those
-// end the capture well, with a nil error. tcpdump stops when the capture
-// does. It fails when tcpdump cannot run (no such interface, a filter it
-// rejects, tcpdump not installed) or when w fails.
+// end the capture well, with a nil error. Stopped by ctx or the
+// duration, tcpdump is interrupted and its last packets still arrive
+// (within stopGrace: it is killed after that), so Capture returns a
+// moment after ctx is done. It fails when tcpdump cannot run (no such
+// interface, a filter it rejects, tcpdump not installed) or when w fails.
 func (l *Lab) Capture(ctx context.Context, nodeName string, opts CaptureOptions, w io.Writer) (*CaptureResult, error) {
 	t, err := l.Topology()
 	if err != nil {
 		return nil, err
 	}
-	n, ok := t.Node(nodeName)
-	if !ok {
-		return nil, fmt.Errorf("no node %s in lab %s", nodeName, l.Name)
+	target, err := newCaptureTarget(t, l.Name, nodeName)
+	if err != nil {
+		return nil, err
 	}
-	iface, err := captureInterface(t, n, opts.Interface)
+	iface, _, err := target.device(opts.Interface)
 	if err != nil {
 		return nil, err
 	}
@@ -99,18 +115,56 @@ func (l *Lab) Capture(ctx context.Context, nodeName string, opts CaptureOptions,
 	if err != nil {
 		return nil, err
 	}
-	run, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go func() { // a lab that goes down ends the capture
+	// tcpdump reads nothing: the end of its input interrupts it (SIGINT),
+	// and it writes out what it holds and exits; the rest of its output
+	// still arrives. Cancelling the request kills it: after stopGrace, or
+	// at once when the lab is gone.
+	req, kill := context.WithCancel(context.WithoutCancel(ctx))
+	defer kill()
+	input := make(chan struct{})
+	var (
+		endInput sync.Once
+		mu       sync.Mutex
+		stopped  string // why the capture was stopped; "" while it runs
+	)
+	stop := func(why string) {
+		mu.Lock()
+		if stopped == "" {
+			stopped = why
+		}
+		mu.Unlock()
+		endInput.Do(func() { close(input) })
+	}
+	// Ends the request's body whatever happened, which frees the
+	// goroutine that sends it.
+	defer endInput.Do(func() { close(input) })
+	durationC := make(chan struct{}) // closed once the duration has passed
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
 		tick := time.NewTicker(labWatchInterval)
 		defer tick.Stop()
+		var grace <-chan time.Time
+		ctxDone, durationDone := ctx.Done(), durationC
 		for {
 			select {
-			case <-run.Done():
+			case <-done:
+				return
+			case <-ctxDone:
+				ctxDone = nil
+				stop(CaptureInterrupted)
+				grace = time.After(stopGrace)
+			case <-durationDone:
+				durationDone = nil
+				stop(CaptureDuration)
+				grace = time.After(stopGrace)
+			case <-grace:
+				kill()
 				return
 			case <-tick.C:
-				if !l.Alive() {
-					cancel(errLabDown)
+				if !l.Alive() { // a VM that stops answers nothing, not even a reset
+					stop(CaptureLabDown)
+					kill()
 					return
 				}
 			}
@@ -119,32 +173,30 @@ func (l *Lab) Capture(ctx context.Context, nodeName string, opts CaptureOptions,
 	// The duration counts from when tcpdump listens, not from when the
 	// request left (starting tcpdump takes a moment in the VM).
 	var timer *time.Timer
-	listening := func(line string) {
+	stderr := &tcpdumpStderr{listening: func(line string) {
 		if opts.Duration > 0 {
-			timer = time.AfterFunc(opts.Duration, func() { cancel(errCaptureDuration) })
+			timer = time.AfterFunc(opts.Duration, func() { close(durationC) })
 		}
 		if opts.Listening != nil {
 			opts.Listening(line)
 		}
-	}
+	}}
 	pw := pcapstream.NewWriter(w)
-	stderr := &tcpdumpStderr{listening: listening}
-	code, err := l.client.Exec(run, "/v1/nodes/"+nodeName+"/exec", argv, nil, pw, stderr)
+	path := "/v1/nodes/" + nodeName + "/exec?" + control.ExecInterruptParam + "=1"
+	code, err := l.client.Exec(req, path, argv, untilClosed(input), pw, stderr)
 	if timer != nil { // set by Exec's goroutine: this one
 		timer.Stop()
 	}
-	res := &CaptureResult{Node: nodeName, Interface: iface, LinkType: pw.LinkType(), Packets: pw.Packets(), Bytes: pw.Bytes()}
+	mu.Lock()
+	why := stopped
+	mu.Unlock()
+	res := &CaptureResult{Node: nodeName, Interface: iface, LinkType: pw.LinkType(), Packets: pw.Packets(),
+		Bytes: pw.Bytes(), Dropped: stderr.dropped, Stopped: why}
 	switch {
-	case run.Err() != nil:
-		switch context.Cause(run) {
-		case errCaptureDuration:
-			res.Stopped = CaptureDuration
-		case errLabDown:
-			res.Stopped = CaptureLabDown
-		default:
-			res.Stopped = CaptureInterrupted
-		}
-		return res, nil
+	case pw.Err() != nil:
+		return res, fmt.Errorf("capture on %s: %w", nodeName, pw.Err())
+	case why != "":
+		return res, nil // whether tcpdump exited or was killed
 	case err == nil && code == 0:
 		res.Stopped = CaptureEnded // tcpdump stopped by itself
 		if opts.Count > 0 {
@@ -161,12 +213,12 @@ func (l *Lab) Capture(ctx context.Context, nodeName string, opts CaptureOptions,
 	case err != nil:
 		return res, fmt.Errorf("capture on %s: %w", nodeName, err)
 	}
-	return res, fmt.Errorf("capture on %s %s: tcpdump exit status %d%s", nodeName, iface, code, stderr.failure(n))
+	return res, fmt.Errorf("capture on %s %s: tcpdump exit status %d%s", nodeName, iface, code, stderr.failure(target))
 }
 
 // goingDown reports whether the lab is gone or on its way down: its
-// process has ended, its supervisor does not answer, or it answers that
-// it is stopping.
+// process has ended, its supervisor cannot be reached, or it answers
+// that it is stopping.
 func (l *Lab) goingDown(ctx context.Context) bool {
 	if !l.Alive() {
 		return true
@@ -175,7 +227,12 @@ func (l *Lab) goingDown(ctx context.Context) bool {
 	defer cancel()
 	var st control.Status
 	// No node has role "-": the answer is the lab's phase alone, cheap.
-	if err := l.client.GetJSON(ctx, "/v1/status?"+neturl.Values{"role": {"-"}}.Encode(), &st); err != nil {
+	err := l.client.GetJSON(ctx, "/v1/status?"+neturl.Values{"role": {"-"}}.Encode(), &st)
+	var refused *control.APIError
+	switch {
+	case errors.As(err, &refused): // it answers
+		return false
+	case err != nil:
 		return true
 	}
 	return st.Phase == "stopping"
@@ -183,84 +240,95 @@ func (l *Lab) goingDown(ctx context.Context) bool {
 
 // CaptureArgs splits the arguments of `lab capture NODE [INTERFACE]
 // [FILTER...]` that follow the node: the first is the interface when it
-// is "any", "lo" or the name of one of the node's links (a segment it
-// joins or a node it is linked to); otherwise, and after it, the words
-// are the filter. A first argument that names another segment or node of
-// the lab, one the node has no link to, is an error rather than a filter.
-func CaptureArgs(t *topology.Topology, nodeName string, args []string) (CaptureOptions, error) {
+// is "any" or names a device of the node (see CaptureOptions.Interface);
+// otherwise, and after it, the words are the filter. A first argument
+// that names a segment or node of the lab that the node has no device
+// for is an error rather than a filter.
+func (l *Lab) CaptureArgs(nodeName string, args []string) (CaptureOptions, error) {
+	t, err := l.Topology()
+	if err != nil {
+		return CaptureOptions{}, err
+	}
+	c, err := newCaptureTarget(t, l.Name, nodeName)
+	if err != nil {
+		return CaptureOptions{}, err
+	}
+	return c.args(args)
+}
+
+// captureTarget is a node to capture on, with the names of its devices.
+type captureTarget struct {
+	t       *topology.Topology
+	node    *topology.Node
+	devices []string // its interfaces, then its tunnels (an LB7's, from each LB4), then lo
+}
+
+func newCaptureTarget(t *topology.Topology, lab, nodeName string) (*captureTarget, error) {
 	n, ok := t.Node(nodeName)
 	if !ok {
-		return CaptureOptions{}, fmt.Errorf("no node %s in lab %s", nodeName, t.Name)
+		return nil, fmt.Errorf("no node %s in lab %s", nodeName, lab)
 	}
+	c := &captureTarget{t: t, node: n}
+	for _, i := range n.Interfaces {
+		c.devices = append(c.devices, i.Name)
+	}
+	ns := fabric.NodeNetns(lab, nodeName)
+	for _, tu := range fabric.NewPlan(t, lab).Tunnels {
+		if tu.NS == ns {
+			c.devices = append(c.devices, tu.Name)
+		}
+	}
+	c.devices = append(c.devices, "lo")
+	return c, nil
+}
+
+// args splits CaptureArgs's arguments.
+func (c *captureTarget) args(args []string) (CaptureOptions, error) {
 	if len(args) == 0 {
 		return CaptureOptions{}, nil
 	}
-	first := args[0]
-	if first != "any" && first != "lo" && linkOf(n, first) == "" && !labName(t, first) {
+	if _, known, err := c.device(args[0]); err != nil {
+		return CaptureOptions{}, err
+	} else if !known {
 		return CaptureOptions{Filter: args}, nil
 	}
-	if err := captureInterfaceErr(t, n, first); err != nil {
-		return CaptureOptions{}, err
-	}
-	return CaptureOptions{Interface: first, Filter: args[1:]}, nil
+	return CaptureOptions{Interface: args[0], Filter: args[1:]}, nil
 }
 
-// captureInterface returns the device of node n that what names (see
-// CaptureOptions.Interface).
-func captureInterface(t *topology.Topology, n *topology.Node, what string) (string, error) {
+// device returns the device that what names (see
+// CaptureOptions.Interface), and whether it is one the lab made; a name
+// the lab knows nothing of passes through. A segment or node of the lab
+// that the node has no device for is an error.
+func (c *captureTarget) device(what string) (string, bool, error) {
 	if what == "" || what == "any" {
-		return "any", nil
+		return "any", true, nil
 	}
-	if name := linkOf(n, what); name != "" {
-		return name, nil
-	}
-	if err := captureInterfaceErr(t, n, what); err != nil {
-		return "", err
-	}
-	return what, nil // a device of the node's own: lo, tunl0...
-}
-
-// captureInterfaceErr refuses a segment or node of the lab that node n
-// has no link to.
-func captureInterfaceErr(t *topology.Topology, n *topology.Node, what string) error {
-	if what == "any" || what == "lo" || linkOf(n, what) != "" || !labName(t, what) {
-		return nil
-	}
-	return fmt.Errorf("%s has no link to %s (its links: %s; or any, or a device of the node such as lo)",
-		n.Name, what, strings.Join(linkNames(n), ", "))
-}
-
-// linkOf returns the name of n's interface on segment or peer node what
-// (interfaces are named after them), "" when it has none.
-func linkOf(n *topology.Node, what string) string {
-	for _, i := range n.Interfaces {
+	for _, i := range c.node.Interfaces {
 		if i.Name == what || i.Segment == what || i.Peer == what {
-			return i.Name
+			return i.Name, true, nil
 		}
 	}
-	return ""
-}
-
-// labName reports whether s names a segment or a node of t.
-func labName(t *topology.Topology, s string) bool {
-	if _, ok := t.Node(s); ok {
-		return true
+	if slices.Contains(c.devices, what) {
+		return what, true, nil
 	}
-	return slices.ContainsFunc(t.Segments, func(seg topology.Segment) bool { return seg.Name == s })
-}
-
-func linkNames(n *topology.Node) []string {
-	var out []string
-	for _, i := range n.Interfaces {
-		out = append(out, i.Name)
+	_, isNode := c.t.Node(what)
+	if isNode || slices.ContainsFunc(c.t.Segments, func(seg topology.Segment) bool { return seg.Name == what }) {
+		return "", false, fmt.Errorf("%s has no link to %s (its interfaces: %s; or any)", c.node.Name, what, strings.Join(c.devices, ", "))
 	}
-	return out
+	return what, false, nil
 }
 
 // tcpdumpArgv is the command a capture runs in the node: tcpdump writing
 // pcap to its standard output (-w -) packet by packet (-U) as soon as
 // the kernel hands each over (--immediate-mode), so that a capture shows
 // packets live and loses none that tcpdump has seen when it stops.
+//
+// In immediate mode, libpcap's ring holds a fixed number of packets of
+// the snapshot length each: tcpdump's default 256 KiB in its default
+// 2 MiB buffer is 8 packets on "any" (on one interface, libpcap sizes
+// them for the interface): lb7-1's "any" in the one-CPU VM dropped up
+// to a fifth of its packets. 64 KiB packets (no IP packet is longer,
+// offloads included) in 8 MiB hold 128, and it dropped none.
 func tcpdumpArgv(iface string, opts CaptureOptions) ([]string, error) {
 	if opts.Count < 0 {
 		return nil, fmt.Errorf("packet count %d: want 0 (no limit) or more", opts.Count)
@@ -268,7 +336,7 @@ func tcpdumpArgv(iface string, opts CaptureOptions) ([]string, error) {
 	if opts.Duration < 0 {
 		return nil, fmt.Errorf("duration %s: want 0 (no limit) or more", opts.Duration)
 	}
-	argv := []string{"tcpdump", "-U", "--immediate-mode", "-w", "-", "-i", iface}
+	argv := []string{"tcpdump", "-U", "--immediate-mode", "-s", "65535", "-B", "8192", "-w", "-", "-i", iface}
 	if opts.Count > 0 {
 		argv = append(argv, "-c", strconv.Itoa(opts.Count))
 	}
@@ -280,14 +348,16 @@ func tcpdumpArgv(iface string, opts CaptureOptions) ([]string, error) {
 }
 
 // tcpdumpStderr takes tcpdump's standard error: it calls listening on the
-// line that says tcpdump listens, and keeps the others (bounded) to say
-// why tcpdump failed.
+// line that says tcpdump listens, reads the statistics tcpdump prints as
+// it stops, and keeps the other lines (bounded) to say why tcpdump
+// failed.
 type tcpdumpStderr struct {
 	mu        sync.Mutex
 	listening func(string)
 	partial   []byte
 	lines     []string
 	heard     bool
+	dropped   int // packets dropped by the kernel
 }
 
 // maxStderrLines bounds the lines of tcpdump's standard error kept.
@@ -317,14 +387,20 @@ func (s *tcpdumpStderr) line(line string) {
 		if s.listening != nil {
 			s.listening(line)
 		}
+	case strings.HasSuffix(line, " dropped by kernel"): // its statistics, as it stops
+		s.dropped, _ = strconv.Atoi(strings.Fields(line)[0])
+	case strings.HasSuffix(line, " captured") || strings.HasSuffix(line, " received by filter"):
+	case strings.HasPrefix(line, "data link type "): // what -i any gives: said again when it matters
+	case strings.HasPrefix(line, "(") && len(s.lines) > 0 && strings.Contains(s.lines[len(s.lines)-1], strings.Trim(line, "()")):
+		// "tcpdump: nosuch: No such device exists" then "(No such device exists)"
 	case len(s.lines) < maxStderrLines:
 		s.lines = append(s.lines, line)
 	}
 }
 
 // failure is what tcpdump said before it failed, for an error message,
-// with the node's links when tcpdump did not find the interface.
-func (s *tcpdumpStderr) failure(n *topology.Node) string {
+// with the node's devices when tcpdump did not find the interface.
+func (s *tcpdumpStderr) failure(c *captureTarget) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lines := s.lines
@@ -333,7 +409,7 @@ func (s *tcpdumpStderr) failure(n *topology.Node) string {
 	}
 	msg := strings.Join(lines, "; ")
 	if strings.Contains(msg, "No such device") {
-		msg += fmt.Sprintf(" (%s's links: %s; or any)", n.Name, strings.Join(linkNames(n), ", "))
+		msg += fmt.Sprintf(" (%s's interfaces: %s; or any)", c.node.Name, strings.Join(c.devices, ", "))
 	}
 	if msg == "" {
 		return ""

@@ -11,7 +11,8 @@ import (
 
 // TestCaptureArgs checks how `lab capture NODE ...` splits the words after
 // the node into an interface and a filter, and which device the interface
-// names, on the minimal lab (lb7-1 joins infra and servers).
+// names, on the minimal lab (lb7-1 joins infra and servers and has a
+// tunnel from each LB4).
 func TestCaptureArgs(t *testing.T) {
 	topo, err := topology.Load("../topologies/minimal.yaml")
 	if err != nil {
@@ -30,17 +31,27 @@ func TestCaptureArgs(t *testing.T) {
 		{node: "lb7-1", args: []string{"servers", "tcp", "port", "80"}, iface: "servers", device: "servers", filter: "tcp port 80"},
 		{node: "lb7-1", args: []string{"any", "host", "198.51.100.1"}, iface: "any", device: "any", filter: "host 198.51.100.1"},
 		{node: "lb7-1", args: []string{"lo"}, iface: "lo", device: "lo"},
+		// The tunnels from the LB4s, IPIP and IPv6 in IPv6.
+		{node: "lb7-1", args: []string{"lb4-2", "port", "80"}, iface: "lb4-2", device: "lb4-2", filter: "port 80"},
+		{node: "lb7-1", args: []string{"6lb4-1"}, iface: "6lb4-1", device: "6lb4-1"},
 		{node: "lb7-1", args: []string{"tcp", "port", "80"}, device: "any", filter: "tcp port 80"},
 		{node: "lb7-1", args: []string{"ip", "proto", "4", "and", "not", "(icmp)"}, device: "any", filter: "ip proto 4 and not (icmp)"},
 		// A filter word that happens to be nothing of the lab's.
 		{node: "client1", args: []string{"icmp6"}, device: "any", filter: "icmp6"},
-		// A segment or node of the lab that the node has no link to.
-		{node: "lb7-1", args: []string{"edge"}, wantErr: "lb7-1 has no link to edge (its links: infra, servers; or any"},
+		// A peer node is the interface named after it.
+		{node: "r1", args: []string{"edge", "icmp"}, iface: "edge", device: "edge", filter: "icmp"},
+		// A segment or node of the lab that the node has no device for.
+		{node: "lb7-1", args: []string{"edge"}, wantErr: "lb7-1 has no link to edge (its interfaces: infra, servers, lb4-1, lb4-2, 6lb4-1, 6lb4-2, lo; or any)"},
+		{node: "lb4-1", args: []string{"lb7-1"}, wantErr: "lb4-1 has no link to lb7-1 (its interfaces: infra, lo; or any)"},
 		{node: "lb7-1", args: []string{"client1", "icmp"}, wantErr: "lb7-1 has no link to client1"},
-		{node: "lb9-1", args: []string{"infra"}, wantErr: "no node lb9-1 in lab minimal"},
+		{node: "lb9-1", args: []string{"infra"}, wantErr: "no node lb9-1 in lab capt"},
 	} {
 		name := tc.node + " " + strings.Join(tc.args, " ")
-		opts, err := CaptureArgs(topo, tc.node, tc.args)
+		c, err := newCaptureTarget(topo, "capt", tc.node)
+		var opts CaptureOptions
+		if err == nil {
+			opts, err = c.args(tc.args)
+		}
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%s: error %v, want %q", name, err, tc.wantErr)
@@ -54,19 +65,17 @@ func TestCaptureArgs(t *testing.T) {
 		if opts.Interface != tc.iface || strings.Join(opts.Filter, " ") != tc.filter {
 			t.Errorf("%s: interface %q filter %q, want %q %q", name, opts.Interface, opts.Filter, tc.iface, tc.filter)
 		}
-		n, _ := topo.Node(tc.node)
-		device, err := captureInterface(topo, n, opts.Interface)
-		if err != nil || device != tc.device {
+		if device, _, err := c.device(opts.Interface); err != nil || device != tc.device {
 			t.Errorf("%s: device %q %v, want %q", name, device, err, tc.device)
 		}
 	}
-	// With -i, any device of the node's own passes through to tcpdump;
-	// a segment the node does not join does not.
-	n, _ := topo.Node("lb7-1")
-	if d, err := captureInterface(topo, n, "tunl0"); d != "tunl0" || err != nil {
-		t.Errorf("tunl0: %q %v", d, err)
+	// Through the API, a device the lab did not make passes through to
+	// tcpdump; a segment the node does not join does not.
+	c, _ := newCaptureTarget(topo, "capt", "lb7-1")
+	if d, known, err := c.device("tunl0"); d != "tunl0" || known || err != nil {
+		t.Errorf("tunl0: %q %v %v", d, known, err)
 	}
-	if _, err := captureInterface(topo, n, "edge"); err == nil {
+	if _, _, err := c.device("edge"); err == nil {
 		t.Errorf("edge on lb7-1: no error")
 	}
 }
@@ -74,7 +83,7 @@ func TestCaptureArgs(t *testing.T) {
 // TestTcpdumpArgv checks the command a capture runs: pcap to standard
 // output packet by packet, and the filter as one word after "--".
 func TestTcpdumpArgv(t *testing.T) {
-	base := []string{"tcpdump", "-U", "--immediate-mode", "-w", "-"}
+	base := []string{"tcpdump", "-U", "--immediate-mode", "-s", "65535", "-B", "8192", "-w", "-"}
 	for _, tc := range []struct {
 		iface   string
 		opts    CaptureOptions
@@ -115,13 +124,19 @@ func TestTcpdumpStderr(t *testing.T) {
 	if want := []string{"listening on any, link-type LINUX_SLL2 (Linux cooked v2), snapshot length 262144 bytes"}; !slices.Equal(heard, want) {
 		t.Errorf("listening: %q, want %q", heard, want)
 	}
-	n := &topology.Node{Name: "lb7-1", Interfaces: []topology.Interface{{Name: "infra"}, {Name: "servers"}}}
+	n := &captureTarget{node: &topology.Node{Name: "lb7-1"}, devices: []string{"infra", "servers", "lo"}}
 	if got, want := s.failure(n), ": syntax error in filter expression: syntax error; listening on infra; trailing"; got != want {
 		t.Errorf("failure %q, want %q", got, want)
 	}
+	// The statistics tcpdump prints as it stops are no failure.
 	s = &tcpdumpStderr{}
-	_, _ = s.Write([]byte("tcpdump: tunl9: No such device exists\n(SIOCGIFHWADDR: No such device)\n"))
-	if got := s.failure(n); !strings.Contains(got, "lb7-1's links: infra, servers; or any") {
-		t.Errorf("no such device: %q", got)
+	_, _ = s.Write([]byte("906 packets captured\n910 packets received by filter\n4 packets dropped by kernel\n"))
+	if s.dropped != 4 || s.failure(n) != "" {
+		t.Errorf("statistics: dropped %d, failure %q", s.dropped, s.failure(n))
+	}
+	s = &tcpdumpStderr{}
+	_, _ = s.Write([]byte("tcpdump: data link type LINUX_SLL2\ntcpdump: tunl9: No such device exists\n(No such device exists)\n"))
+	if got, want := s.failure(n), ": tunl9: No such device exists (lb7-1's interfaces: infra, servers, lo; or any)"; got != want {
+		t.Errorf("no such device: %q, want %q", got, want)
 	}
 }
