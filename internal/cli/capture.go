@@ -11,8 +11,8 @@ import (
 
 func newCaptureCmd(g *globals) *cobra.Command {
 	var (
-		file, device string
-		opts         lab.CaptureOptions
+		file string
+		opts lab.CaptureOptions
 	)
 	c := &cobra.Command{
 		Use:   "capture NODE [INTERFACE|SEGMENT|PEER] [FILTER...]",
@@ -26,13 +26,13 @@ nothing else is written to:
   lab capture r1 --duration 10s -w r1.pcap icmp or icmp6
 
 The interface is a segment the node joins or a node it is linked to
-(interfaces are named after them), or any (the default: every interface,
-in Linux cooked captures); -i names any other device of the node (lo,
-tunl0, ip6tnl0). The words after it are a filter in tcpdump's syntax
-(pcap-filter(7)); put -- before a filter that holds a word starting with
-'-'. The capture stops on ^C, after --duration or -c packets, or when the
-lab goes down; the file is then complete. What happened goes to standard
-error.`,
+(interfaces are named after them); on an LB7, an LB4 for the tunnel from
+it (the packets it forwarded, decapsulated; 6lb4-1 for IPv6 in IPv6);
+lo; or any (the default: every interface, in Linux cooked captures). The
+words after it are a filter in tcpdump's syntax (pcap-filter(7)); put --
+before a filter that holds a word starting with '-'. The capture stops
+on ^C, after --duration or -c packets, or when the lab goes down; the
+file is then complete. What happened goes to standard error.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Count < 0 || opts.Duration < 0 {
@@ -47,19 +47,11 @@ error.`,
 				return err
 			}
 			defer l.Close()
-			if device != "" {
-				opts.Interface, opts.Filter = device, args[1:]
-			} else {
-				t, err := l.Topology()
-				if err != nil {
-					return err
-				}
-				words, err := lab.CaptureArgs(t, args[0], args[1:])
-				if err != nil {
-					return err
-				}
-				opts.Interface, opts.Filter = words.Interface, words.Filter
+			words, err := l.CaptureArgs(args[0], args[1:])
+			if err != nil {
+				return err
 			}
+			opts.Interface, opts.Filter = words.Interface, words.Filter
 			if file != "" {
 				f, err := os.Create(file)
 				if err != nil {
@@ -75,12 +67,13 @@ error.`,
 			res, err := l.Capture(cmd.Context(), args[0], opts, out)
 			if res != nil && res.LinkType != 0 {
 				fmt.Fprintf(errOut, "%s\n", captureSummary(res))
+			} else if file != "" && err != nil {
+				_ = os.Remove(file) // tcpdump wrote nothing, not even a header
 			}
 			return err
 		},
 	}
 	c.Flags().StringVarP(&file, "write", "w", "", "write the pcap to FILE instead of standard output")
-	c.Flags().StringVarP(&device, "interface", "i", "", "capture on this device of the node, whatever its name (lo, tunl0); the arguments after NODE are then all filter")
 	c.Flags().IntVarP(&opts.Count, "count", "c", 0, "stop after this many packets (0: no limit)")
 	c.Flags().DurationVar(&opts.Duration, "duration", 0, "stop after this long, such as 30s (0: no limit)")
 	return c
@@ -93,6 +86,9 @@ func captureSummary(r *lab.CaptureResult) string {
 		packets = "packet"
 	}
 	s := fmt.Sprintf("%d %s (%d bytes) captured on %s %s", r.Packets, packets, r.Bytes, r.Node, r.Interface)
+	if r.Dropped > 0 {
+		s += fmt.Sprintf(", %d dropped by the kernel (tcpdump did not keep up)", r.Dropped)
+	}
 	switch r.Stopped {
 	case lab.CaptureLabDown:
 		s += ": the lab went down"

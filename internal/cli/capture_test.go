@@ -46,8 +46,8 @@ func TestCaptureSummary(t *testing.T) {
 	}{
 		{lab.CaptureResult{Node: "lb7-1", Interface: "any", Packets: 1, Bytes: 74, Stopped: lab.CaptureInterrupted},
 			"1 packet (74 bytes) captured on lb7-1 any"},
-		{lab.CaptureResult{Node: "r1", Interface: "edge", Packets: 20, Bytes: 2000, Stopped: lab.CaptureDuration},
-			"20 packets (2000 bytes) captured on r1 edge: duration reached"},
+		{lab.CaptureResult{Node: "r1", Interface: "edge", Packets: 20, Bytes: 2000, Dropped: 3, Stopped: lab.CaptureDuration},
+			"20 packets (2000 bytes) captured on r1 edge, 3 dropped by the kernel (tcpdump did not keep up): duration reached"},
 		{lab.CaptureResult{Node: "r1", Interface: "any", Stopped: lab.CaptureLabDown},
 			"0 packets (0 bytes) captured on r1 any: the lab went down"},
 	} {
