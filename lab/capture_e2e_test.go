@@ -67,6 +67,10 @@ func readPcap(t *testing.T, what string, b []byte) (uint32, []capturedPacket) {
 			off, ethertype, outgoing = 16, binary.BigEndian.Uint16(data[14:]), binary.BigEndian.Uint16(data) == 4
 		case pcapstream.LinkTypeLinuxSLL2:
 			off, ethertype, outgoing = 20, binary.BigEndian.Uint16(data), data[10] == 4
+		case pcapstream.LinkTypeRaw: // a tunnel: the IP header first
+			if len(data) > 0 && data[0]>>4 == 4 {
+				ethertype = uint16(layers.EthernetTypeIPv4)
+			}
 		default:
 			t.Fatalf("%s: link type %d", what, lt)
 		}
@@ -115,10 +119,12 @@ func (w *stderrWatch) String() string {
 
 // TestE2ECapture captures on lb7-1 while client1 makes requests to the
 // VIP from 20 source addresses: on its infra interface through the API
-// (Ethernet, with a filter), and on every interface through the command
-// line to standard output (Linux cooked capture). Read back with
-// gopacket, both captures hold the LB4s' IPIP packets to the VIP and
-// lb7-1's answers straight from the VIP to the clients (direct return).
+// (Ethernet, with a filter), on every interface through the command line
+// to standard output (Linux cooked capture), and on its tunnel from
+// lb4-1 (raw IP). Read back with gopacket, the first two hold the LB4s'
+// IPIP packets to the VIP and lb7-1's answers straight from the VIP to
+// the clients (direct return); the tunnel, the clients' packets
+// decapsulated.
 // Stopping a capture stops tcpdump in the node; -c, --duration, a bad
 // filter and the lab going down end captures as they should.
 func TestE2ECapture(t *testing.T) {
@@ -138,17 +144,28 @@ func TestE2ECapture(t *testing.T) {
 		res *lab.CaptureResult
 		err error
 	}
-	var infraPcap, anyPcap bytes.Buffer
-	apiDone, cliDone := make(chan outcome, 1), make(chan error, 1)
+	var infraPcap, anyPcap, tunnelPcap bytes.Buffer
+	apiDone, tunnelDone, cliDone := make(chan outcome, 1), make(chan outcome, 1), make(chan error, 1)
 	filter := "ip proto 4 or src host " + vip.String()
 	go func() {
 		res, err := l.Capture(ctx, "lb7-1", lab.CaptureOptions{Interface: "infra", Filter: strings.Fields(filter),
 			Listening: func(line string) { listening <- "api: " + line }}, &infraPcap)
 		apiDone <- outcome{res, err}
 	}()
+	// lb7-1's tunnel from lb4-1, named after it, as the command line
+	// would split its words.
+	tunnel, err := l.CaptureArgs("lb7-1", []string{"lb4-1", "tcp", "port", "80"})
+	if err != nil || tunnel.Interface != "lb4-1" {
+		t.Fatalf("lab capture lb7-1 lb4-1 tcp port 80: %+v %v", tunnel, err)
+	}
+	tunnel.Listening = func(line string) { listening <- "tunnel: " + line }
+	go func() {
+		res, err := l.Capture(ctx, "lb7-1", tunnel, &tunnelPcap)
+		tunnelDone <- outcome{res, err}
+	}()
 	cliStderr := &stderrWatch{listening: listening}
 	go func() { cliDone <- cli.Run(ctx, []string{"--name", name, "capture", "lb7-1"}, &anyPcap, cliStderr) }()
-	for range 2 {
+	for range 3 {
 		select {
 		case line := <-listening:
 			t.Logf("%s", line)
@@ -173,7 +190,9 @@ func TestE2ECapture(t *testing.T) {
 	if len(clients) == 0 {
 		t.Fatalf("lb7-1 answered none of 20 client addresses")
 	}
-	time.Sleep(time.Second) // the last answers reach the captures
+	// Stopped right away: tcpdump is interrupted and what it holds still
+	// arrives.
+	stopped := time.Now()
 	stop()
 	api := <-apiDone
 	if api.err != nil || api.res.Stopped != lab.CaptureInterrupted {
@@ -182,6 +201,11 @@ func TestE2ECapture(t *testing.T) {
 	if err := <-cliDone; err != nil {
 		t.Fatalf("lab capture lb7-1: %v; standard error: %s", err, cliStderr)
 	}
+	tun := <-tunnelDone
+	if tun.err != nil || tun.res.Stopped != lab.CaptureInterrupted {
+		t.Fatalf("capture on the tunnel from lb4-1: %+v %v", tun.res, tun.err)
+	}
+	t.Logf("the captures returned %s after they were stopped; Capture on infra: %+v", time.Since(stopped).Round(time.Millisecond), *api.res)
 	t.Logf("lab capture lb7-1 said: %s", strings.TrimSpace(cliStderr.String()))
 	waitNoTcpdump(t, l, name)
 
@@ -222,12 +246,29 @@ func TestE2ECapture(t *testing.T) {
 		}
 	}
 
+	t.Logf("lb7-1 answered %d of the 20 client addresses", len(clients))
+
+	// The tunnel from lb4-1 holds what lb4-1 forwarded, decapsulated:
+	// the clients' packets to the VIP.
+	lt, pkts := readPcap(t, "lb7-1 lb4-1 (tunnel)", tunnelPcap.Bytes())
+	var fromClients int
+	for _, p := range pkts {
+		if len(p.ip4) == 1 && clients[addrOf(p.ip4[0].SrcIP)] && addrOf(p.ip4[0].DstIP) == vip && p.tcp != nil && p.tcp.DstPort == 80 {
+			fromClients++
+		}
+	}
+	t.Logf("lb7-1 lb4-1 (tunnel): link type %d, %d IPv4 packets, %d from a client to the VIP port 80", lt, len(pkts), fromClients)
+	if lt != pcapstream.LinkTypeRaw || fromClients == 0 || fromClients != len(pkts) || tun.res.Packets != len(pkts) {
+		t.Errorf("lb7-1 lb4-1 (tunnel): want raw IP packets from the clients to the VIP port 80, and nothing else; Capture said %+v", *tun.res)
+	}
+
 	// -c: tcpdump stops by itself (health checks and BGP keep every
 	// interface busy); --duration; a filter tcpdump refuses.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var b bytes.Buffer
 	res, err := l.Capture(ctx, "lb7-1", lab.CaptureOptions{Count: 3}, &b)
+	t.Logf("-c 3: %+v %v", res, err)
 	if err != nil || res.Stopped != lab.CaptureCount || res.Packets != 3 {
 		t.Errorf("-c 3: %+v %v", res, err)
 	} else if _, pkts := readPcap(t, "-c 3", b.Bytes()); len(pkts) > 3 {
@@ -236,6 +277,7 @@ func TestE2ECapture(t *testing.T) {
 	b.Reset()
 	start := time.Now()
 	res, err = l.Capture(ctx, "lb7-1", lab.CaptureOptions{Interface: "servers", Duration: 2 * time.Second}, &b)
+	t.Logf("--duration 2s on servers: %+v %v after %s", res, err, time.Since(start).Round(time.Millisecond))
 	if err != nil || res.Stopped != lab.CaptureDuration || time.Since(start) < 2*time.Second {
 		t.Errorf("--duration 2s: %+v %v after %s", res, err, time.Since(start))
 	} else {
@@ -245,6 +287,13 @@ func TestE2ECapture(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "syntax error") {
 		t.Errorf("a bad filter: error %v, want tcpdump's syntax error", err)
 	}
+	t.Logf("a bad filter: %v", err)
+	// What cancelling a request does (after a stopped capture's grace, or
+	// ^C on lab exec): tcpdump is killed.
+	ectx, ecancel := context.WithTimeout(ctx, 2*time.Second)
+	code, err := l.Exec(ectx, "lb7-1", []string{"tcpdump", "-w", "-", "-i", "any"}, nil, io.Discard, io.Discard)
+	ecancel()
+	t.Logf("lab exec lb7-1 -- tcpdump, cancelled: %d %v", code, err)
 	waitNoTcpdump(t, l, name)
 
 	// The lab going down ends a capture well.
@@ -259,11 +308,16 @@ func TestE2ECapture(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatalf("the capture does not listen")
 	}
+	t.Logf("capturing while the lab goes down")
+	down := time.Now()
 	if err := lab.Down(ctx, name, nil); err != nil {
 		t.Fatalf("down: %v", err)
 	}
+	t.Logf("lab down took %s", time.Since(down).Round(time.Millisecond))
+	down = time.Now()
 	select {
 	case o := <-apiDone:
+		t.Logf("the capture returned %s after the lab was down", time.Since(down).Round(time.Millisecond))
 		if o.err != nil || o.res.Stopped != lab.CaptureLabDown {
 			t.Errorf("capture while the lab goes down: %+v %v", o.res, o.err)
 		}
@@ -283,12 +337,14 @@ func addrOf(ip []byte) netip.Addr {
 // in a node has LAB_NAME in its environment), and fails t after 10s.
 func waitNoTcpdump(t *testing.T, l *lab.Lab, name string) {
 	t.Helper()
-	script := `for p in /proc/[0-9]*; do
-		[ "$(cat $p/comm 2>/dev/null)" = tcpdump ] && grep -qzx "LAB_NAME=$1" $p/environ 2>/dev/null && echo "${p#/proc/}"
+	script := `for f in $(grep -lx tcpdump /proc/[0-9]*/comm 2>/dev/null); do
+		p=${f%/comm}; grep -qzx "LAB_NAME=$1" $p/environ 2>/dev/null && echo "${p#/proc/}"
 	done; true`
 	var out string
+	start := time.Now()
 	for range 20 {
 		if out, _ = execOut(t, l, "lb7-1", "sh", "-c", script, "sh", name); out == "" {
+			t.Logf("no tcpdump left (checked for %s)", time.Since(start).Round(time.Millisecond))
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
