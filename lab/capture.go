@@ -213,7 +213,7 @@ func (l *Lab) Capture(ctx context.Context, nodeName string, opts CaptureOptions,
 	case err != nil:
 		return res, fmt.Errorf("capture on %s: %w", nodeName, err)
 	}
-	return res, fmt.Errorf("capture on %s %s: tcpdump exit status %d%s", nodeName, iface, code, stderr.failure(target))
+	return res, fmt.Errorf("capture on %s %s: tcpdump exit status %d%s", nodeName, iface, code, stderr.failure(target, strings.Join(opts.Filter, " ")))
 }
 
 // goingDown reports whether the lab is gone or on its way down: its
@@ -399,8 +399,10 @@ func (s *tcpdumpStderr) line(line string) {
 }
 
 // failure is what tcpdump said before it failed, for an error message,
-// with the node's devices when tcpdump did not find the interface.
-func (s *tcpdumpStderr) failure(c *captureTarget) string {
+// with the node's devices when tcpdump did not find the interface, and
+// the filter when it could not parse it (the interface mistyped is taken
+// for the start of the filter).
+func (s *tcpdumpStderr) failure(c *captureTarget, filter string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lines := s.lines
@@ -408,8 +410,12 @@ func (s *tcpdumpStderr) failure(c *captureTarget) string {
 		lines = append(slices.Clone(lines), strings.TrimPrefix(rest, "tcpdump: "))
 	}
 	msg := strings.Join(lines, "; ")
-	if strings.Contains(msg, "No such device") {
-		msg += fmt.Sprintf(" (%s's interfaces: %s; or any)", c.node.Name, strings.Join(c.devices, ", "))
+	devices := fmt.Sprintf("%s's interfaces: %s; or any", c.node.Name, strings.Join(c.devices, ", "))
+	switch {
+	case strings.Contains(msg, "No such device"):
+		msg += " (" + devices + ")"
+	case strings.Contains(msg, "filter expression"):
+		msg += fmt.Sprintf(" (filter %q; %s)", filter, devices)
 	}
 	if msg == "" {
 		return ""

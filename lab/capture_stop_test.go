@@ -161,7 +161,7 @@ func TestCaptureStops(t *testing.T) {
 		{name: "count", opts: CaptureOptions{Count: 5}, wantStopped: CaptureCount},
 		{name: "lab down", labDown: true, wantStopped: CaptureLabDown},
 		{name: "deaf", deaf: true, stopAfter: 100 * time.Millisecond, wantStopped: CaptureInterrupted},
-		{name: "bad filter", opts: CaptureOptions{Filter: []string{"tcp", "and", "and"}}, wantErr: "capture on lb7-1 any: tcpdump exit status 1: can't parse filter expression: syntax error"},
+		{name: "bad filter", opts: CaptureOptions{Filter: []string{"tcp", "and", "and"}}, wantErr: `capture on lb7-1 any: tcpdump exit status 1: can't parse filter expression: syntax error (filter "tcp and and"; lb7-1's interfaces: infra, servers, lb4-1, lb4-2, 6lb4-1, 6lb4-2, lo; or any)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l, proc := fakeLab(t, fakeTcpdump{deaf: tc.deaf})

@@ -125,18 +125,18 @@ func TestTcpdumpStderr(t *testing.T) {
 		t.Errorf("listening: %q, want %q", heard, want)
 	}
 	n := &captureTarget{node: &topology.Node{Name: "lb7-1"}, devices: []string{"infra", "servers", "lo"}}
-	if got, want := s.failure(n), ": syntax error in filter expression: syntax error; listening on infra; trailing"; got != want {
+	if got, want := s.failure(n, "infar"), `: syntax error in filter expression: syntax error; listening on infra; trailing (filter "infar"; lb7-1's interfaces: infra, servers, lo; or any)`; got != want {
 		t.Errorf("failure %q, want %q", got, want)
 	}
 	// The statistics tcpdump prints as it stops are no failure.
 	s = &tcpdumpStderr{}
 	_, _ = s.Write([]byte("906 packets captured\n910 packets received by filter\n4 packets dropped by kernel\n"))
-	if s.dropped != 4 || s.failure(n) != "" {
-		t.Errorf("statistics: dropped %d, failure %q", s.dropped, s.failure(n))
+	if s.dropped != 4 || s.failure(n, "") != "" {
+		t.Errorf("statistics: dropped %d, failure %q", s.dropped, s.failure(n, ""))
 	}
 	s = &tcpdumpStderr{}
 	_, _ = s.Write([]byte("tcpdump: data link type LINUX_SLL2\ntcpdump: tunl9: No such device exists\n(No such device exists)\n"))
-	if got, want := s.failure(n), ": tunl9: No such device exists (lb7-1's interfaces: infra, servers, lo; or any)"; got != want {
+	if got, want := s.failure(n, ""), ": tunl9: No such device exists (lb7-1's interfaces: infra, servers, lo; or any)"; got != want {
 		t.Errorf("no such device: %q, want %q", got, want)
 	}
 }
