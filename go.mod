@@ -7,6 +7,7 @@ require (
 	github.com/fsnotify/fsnotify v1.6.0
 	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0
 	github.com/google/go-cmp v0.7.0
+	github.com/google/gopacket v1.1.19
 	github.com/haproxytech/client-native/v6 v6.2.5
 	github.com/miekg/dns v1.1.73
 	github.com/moby/ipvs v1.1.0

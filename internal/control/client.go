@@ -151,13 +151,17 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 
 // Exec runs argv on node, streaming stdin to it and its output back, and
 // returns its exit status. path is "/v1/nodes/NODE/exec" on a supervisor,
-// "/exec" on an agent.
+// "/exec" on an agent, and may carry a query (ExecInterruptParam).
 func (c *Client) Exec(ctx context.Context, path string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	q := url.Values{"arg": argv}
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	resp, err := c.do(ctx, http.MethodPost, path+"?"+q.Encode(), io.NopCloser(stdin))
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	resp, err := c.do(ctx, http.MethodPost, path+sep+q.Encode(), io.NopCloser(stdin))
 	if err != nil {
 		return -1, err
 	}

@@ -117,6 +117,14 @@ type Route struct {
 	NextHops []netip.Addr `json:"next_hops"`
 }
 
+// ExecInterruptParam is the query parameter of an exec request that makes
+// the end of the request body interrupt the command (SIGINT), which lets
+// a client stop a command such as tcpdump gracefully: it writes out what
+// it holds and exits, and the rest of its output still arrives.
+// Cancelling the request kills the command instead. The body is then no
+// input: the command reads /dev/null, and may exit before the body ends.
+const ExecInterruptParam = "interrupt-on-eof"
+
 // Frame is one message of a streamed command: output on a stream, or the
 // final exit status (or an error that kept the command from running).
 type Frame struct {

@@ -247,7 +247,8 @@ func (a *agent) eventsHandler(w http.ResponseWriter, _ *http.Request) {
 }
 
 // exec runs a command inside the node, streaming the request body to its
-// standard input and its output back as frames.
+// standard input and its output back as frames. With
+// control.ExecInterruptParam, the end of the body interrupts the command.
 func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 	argv := r.URL.Query()["arg"]
 	if len(argv) == 0 {
@@ -260,12 +261,24 @@ func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 	cmd := exec.CommandContext(r.Context(), argv[0], argv[1:]...)
 	// The request body feeds the command's standard input through a pipe
 	// of ours, so that the handler can make sure nothing still reads the
-	// body when it returns (the server reads it afterwards).
+	// body when it returns (the server reads it afterwards). With
+	// ExecInterruptParam, the body is only read for its end, and the
+	// command reads /dev/null: Wait would otherwise wait for an input
+	// that has not ended after the command has.
+	interrupt := r.URL.Query().Has(control.ExecInterruptParam)
 	pr, pw := io.Pipe()
 	copied := make(chan struct{})
+	inputEnded := make(chan struct{}) // the body ended, rather than broke
 	go func() {
-		_, err := io.Copy(pw, r.Body)
+		dst := io.Writer(pw)
+		if interrupt {
+			dst = io.Discard
+		}
+		_, err := io.Copy(dst, r.Body)
 		pw.CloseWithError(err)
+		if err == nil {
+			close(inputEnded)
+		}
 		close(copied)
 	}()
 	defer func() {
@@ -273,7 +286,9 @@ func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 		pr.Close()                         // ends a write blocked on the command
 		<-copied
 	}()
-	cmd.Stdin = pr
+	if !interrupt {
+		cmd.Stdin = pr
+	}
 	cmd.Stdout = fw.Stream("stdout")
 	cmd.Stderr = fw.Stream("stderr")
 	cmd.Env = append(os.Environ(), "LAB_NODE="+a.cfg.Node, "LAB_NAME="+a.cfg.Lab)
@@ -281,7 +296,18 @@ func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 	cmd.WaitDelay = time.Second
 	err := a.at.start(cmd)
 	if err == nil {
+		waited := make(chan struct{})
+		if interrupt {
+			go func() {
+				select {
+				case <-inputEnded:
+					_ = cmd.Process.Signal(os.Interrupt) // safe after Wait: no other process gets it
+				case <-waited:
+				}
+			}()
+		}
 		err = cmd.Wait()
+		close(waited)
 	}
 	code := 0
 	if err != nil {
