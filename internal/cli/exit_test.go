@@ -40,3 +40,17 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestNoFlagShadowsName checks that no command has a flag of its own
+// named like a global one: lab --name LAB load --name www would not say
+// which lab.
+func TestNoFlagShadowsName(t *testing.T) {
+	root := newRootCmd()
+	for _, c := range root.Commands() {
+		for _, global := range []string{"name", "verbose"} {
+			if c.LocalNonPersistentFlags().Lookup(global) != nil {
+				t.Errorf("lab %s has a flag --%s of its own, which hides the global one", c.Name(), global)
+			}
+		}
+	}
+}

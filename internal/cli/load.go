@@ -109,7 +109,7 @@ ended ok, interrupted, broken or failed at the DNS lookup (stacked bars).`,
 	f.StringVar(&cfg.From, "from", "", "node to run the load from, usually a client (required)")
 	f.DurationVar(&duration, "duration", 30*time.Second, "run this long (0: until Ctrl-C)")
 	f.StringArrayVar(&cfg.VIPs, "vip", nil, "VIP to load, by name, address or address:port; repeat for several (default: every TCP VIP)")
-	f.StringArrayVar(&cfg.Names, "name", nil, "service `NAME` to load, looked up through the lab's DNS before every connection (www, or www.example.org); repeat for several")
+	f.StringArrayVar(&cfg.Names, "service", nil, "service `NAME` to load, looked up through the lab's DNS before every connection (www, or www.example.org); repeat for several")
 	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent connections")
 	f.StringVar(&cfg.Path, "path", cfg.Path, "path each connection downloads (the backends serve /<N>K, /<N>M, /<N>G)")
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "a read that waits longer breaks the connection (timeout)")
