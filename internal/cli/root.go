@@ -33,7 +33,7 @@ func newRootCmd() *cobra.Command {
 		newExecCmd(g), newLogsCmd(g), newCurlCmd(g), newEventsCmd(g),
 		newMaintCmd(g), newAgentCmd(g), newKillCmd(g), newReviveCmd(g), newLinkCmd(g), newImpairCmd(g),
 		newAddCmd(g), newRemoveCmd(g),
-		newLoadCmd(g), newTestCmd(g), newDoctorCmd(g), newCPUCmd(g),
+		newLoadCmd(g), newTestCmd(g), newDoctorCmd(g), newCPUCmd(g), newWebCmd(g),
 	)
 	return root
 }
