@@ -92,6 +92,8 @@ function drawLab() {
   const width = LEFT + cols * (BW + GX) - GX + PAD;
   const height = PAD * 2 + rows.length * (BH + GY) - GY;
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  // No bigger than life: a small lab does not fill the screen with boxes.
+  svg.style.maxWidth = `${width}px`;
 
   const pos = new Map(); // name -> {x, y, row}
   rows.forEach((row, i) => {
