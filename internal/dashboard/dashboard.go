@@ -5,7 +5,7 @@
 // The page is plain HTML, CSS and JavaScript embedded in the binary. Its
 // server goes through the lab's public API only (the Lab interface, which
 // *lab.Lab provides): one goroutine polls the lab (readiness every
-// 500 ms, the LB4 and LB7 tiers every second, the event log every 250 ms,
+// 500 ms, the LB4 and LB7 tiers every 2 s, the event log every 250 ms,
 // a load's progress every second) and pushes what changed to every open
 // page as server-sent events; the buttons are POST endpoints that call
 // the same methods as the command line.
@@ -66,9 +66,12 @@ func (a labAPI) StartLoad(ctx context.Context, cfg lab.LoadConfig) (Load, error)
 type Options struct {
 	// StatusInterval is how often the nodes' readiness is polled (500 ms).
 	StatusInterval time.Duration
-	// TierEvery is every how many readiness polls the LB4s' and LB7s'
-	// full status is polled too, for maintenance and withdrawal (2).
-	TierEvery int
+	// TierInterval is how often the LB4s' and LB7s' full status is
+	// polled, for maintenance and withdrawal (2 s): it costs their agents
+	// far more than readiness (IPVS, BGP, HAProxy's runtime API), in a VM
+	// whose one CPU the load keeps busy. An action from the page polls
+	// both at once.
+	TierInterval time.Duration
 	// EventInterval is how often the event log is polled (250 ms).
 	EventInterval time.Duration
 	// LoadInterval is how often a running load's progress is polled (1 s).
@@ -84,8 +87,8 @@ func (o Options) withDefaults() Options {
 	if o.StatusInterval <= 0 {
 		o.StatusInterval = 500 * time.Millisecond
 	}
-	if o.TierEvery <= 0 {
-		o.TierEvery = 2
+	if o.TierInterval <= 0 {
+		o.TierInterval = 2 * time.Second
 	}
 	if o.EventInterval <= 0 {
 		o.EventInterval = 250 * time.Millisecond

@@ -35,6 +35,10 @@ type fakeLab struct {
 	calls  []string
 	load   *fakeLoad
 	err    error // what the next action returns
+	// hold, when set, holds every readiness answer until it is closed.
+	hold chan struct{}
+	// readinessPolls counts the readiness polls.
+	readinessPolls int
 }
 
 func (f *fakeLab) record(format string, args ...any) error {
@@ -73,9 +77,14 @@ func (f *fakeLab) addEvents(evs ...control.Event) {
 
 func (f *fakeLab) Readiness(context.Context) (*control.Status, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.readinessPolls++
 	st := f.status
 	st.Nodes = slices.Clone(st.Nodes)
+	hold := f.hold
+	f.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	return &st, nil
 }
 
@@ -177,10 +186,19 @@ func newFake(t *testing.T) *fakeLab {
 	}
 }
 
+// fast polls every 10 ms.
+var fast = Options{StatusInterval: 10 * time.Millisecond, TierInterval: 10 * time.Millisecond, EventInterval: 10 * time.Millisecond, LoadInterval: 10 * time.Millisecond}
+
 // start serves a page of f with fast polling until the test ends.
 func start(t *testing.T, f *fakeLab) (*httptest.Server, context.CancelFunc) {
 	t.Helper()
-	s := New(f, Options{StatusInterval: 10 * time.Millisecond, EventInterval: 10 * time.Millisecond, LoadInterval: 10 * time.Millisecond})
+	return startWith(t, f, fast)
+}
+
+// startWith serves a page of f with opts until the test ends.
+func startWith(t *testing.T, f *fakeLab, opts Options) (*httptest.Server, context.CancelFunc) {
+	t.Helper()
+	s := New(f, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -354,6 +372,41 @@ func TestStreamDeliversStatusAndNewEvents(t *testing.T) {
 	}
 }
 
+// TestInjectionShownBeforeReadiness: a kill shows as soon as the event log
+// has it, while the readiness poll under way (asked before the kill) still
+// says ready; the next readiness poll decides.
+func TestInjectionShownBeforeReadiness(t *testing.T) {
+	f := newFake(t)
+	srv, _ := start(t, f)
+	ch := subscribe(t, srv)
+	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return states(m)["lb4-2"] == StateReady })
+	waitFor(t, ch, msgEvents, func(m eventsMsg) bool { return len(m.Events) > 0 })
+
+	hold := make(chan struct{})
+	f.mu.Lock()
+	f.hold = hold
+	f.mu.Unlock()
+	time.Sleep(50 * time.Millisecond) // a readiness poll is now held
+	f.addEvents(control.Event{Time: t0.Add(time.Minute), Node: "lb4-2", Kind: control.EventInject, Msg: "kill: every process of the node killed, links up"})
+	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return states(m)["lb4-2"] == StateKilled })
+
+	// The held poll says ready, but it was asked before the kill: the page
+	// keeps showing the kill until a poll asked after it answers (here
+	// waiting, as a revived node would be), never ready in between.
+	f.setAgent("lb4-2", control.AgentStatus{State: "running", Waiting: "VIPs not announced"})
+	f.mu.Lock()
+	f.hold = nil
+	f.mu.Unlock()
+	close(hold)
+	waitFor(t, ch, msgStatus, func(m statusMsg) bool {
+		s := states(m)["lb4-2"]
+		if s == StateReady {
+			t.Errorf("lb4-2 shown ready by a poll asked before its kill")
+		}
+		return s == StateWaiting
+	})
+}
+
 // post sends an action as the page does (with its header, unless header
 // is false) and returns the status code and body.
 func post(t *testing.T, srv *httptest.Server, path string, header bool) (int, string) {
@@ -429,6 +482,59 @@ func TestActions(t *testing.T) {
 		t.Errorf("failed kill: %d, want 502", code)
 	}
 	f.takeCalls()
+}
+
+// TestActionPollsAtOnce: after an action, the page does not wait for the
+// next tier poll (here an hour away) to show its effect.
+func TestActionPollsAtOnce(t *testing.T) {
+	f := newFake(t)
+	opts := fast
+	opts.TierInterval = time.Hour
+	srv, _ := startWith(t, f, opts)
+	ch := subscribe(t, srv)
+	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return states(m)["lb4-1"] == StateReady })
+	time.Sleep(50 * time.Millisecond) // the first tier poll is over
+	f.mu.Lock()
+	f.tiers["lb4-1"] = mustRaw(t, node.LB4Status{Disabled: true})
+	f.mu.Unlock()
+	if code, body := post(t, srv, "/api/nodes/lb4-1/maint?state=on", true); code != 204 {
+		t.Fatalf("maint on: %d %q", code, body)
+	}
+	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return states(m)["lb4-1"] == StateMaintenance })
+}
+
+// TestPollsOnlyForPages: with no page open, the lab is left alone.
+func TestPollsOnlyForPages(t *testing.T) {
+	f := newFake(t)
+	srv, _ := start(t, f)
+	time.Sleep(100 * time.Millisecond)
+	f.mu.Lock()
+	n := f.readinessPolls
+	f.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d readiness polls with no page open", n)
+	}
+	ch := subscribe(t, srv)
+	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return len(m.Nodes) == 6 })
+}
+
+func TestPause(t *testing.T) {
+	const ms = time.Millisecond
+	for _, tc := range []struct {
+		interval, took time.Duration
+		paced          bool
+		want           time.Duration
+	}{
+		{500 * ms, 10 * ms, true, 490 * ms}, // a quick lab: every 500 ms
+		{500 * ms, 250 * ms, true, 250 * ms},
+		{500 * ms, 2000 * ms, true, 2000 * ms}, // a busy lab: busy half of the time
+		{250 * ms, 10 * ms, false, 240 * ms},
+		{250 * ms, 2000 * ms, false, 0}, // the event log: at once
+	} {
+		if got := pause(tc.interval, tc.took, tc.paced); got != tc.want {
+			t.Errorf("pause(%s, %s, %v) = %s, want %s", tc.interval, tc.took, tc.paced, got, tc.want)
+		}
+	}
 }
 
 func TestHostChecked(t *testing.T) {

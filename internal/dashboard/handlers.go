@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lab-lb/lab/internal/control"
@@ -150,7 +151,7 @@ func (s *Server) checkNode(w http.ResponseWriter, node string, roles ...string) 
 		http.Error(w, fmt.Sprintf("no node %s in the lab", node), http.StatusNotFound)
 		return false
 	case len(roles) > 0 && !slices.Contains(roles, role):
-		http.Error(w, fmt.Sprintf("node %s is a %s: this applies to %v nodes", node, role, roles), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("node %s is a %s: this applies to %s nodes", node, role, strings.Join(roles, " and ")), http.StatusBadRequest)
 		return false
 	}
 	return true
@@ -230,6 +231,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, what string, do fun
 		http.Error(w, fmt.Sprintf("%s: %v", what, err), code)
 		return
 	}
+	s.hub.poke()
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -60,13 +61,16 @@ type loadReq struct {
 }
 
 type statusResult struct {
-	st  *control.Status
-	err error
+	st   *control.Status
+	err  error
+	took time.Duration
+	gen  int // the readiness poll's number, from 1
 }
 
 type eventsResult struct {
-	evs []control.Event
-	err error
+	evs  []control.Event
+	err  error
+	took time.Duration
 }
 
 type loadStarted struct {
@@ -100,6 +104,7 @@ type hub struct {
 	subscribe   chan *subscriber
 	unsubscribe chan *subscriber
 	loadReqs    chan loadReq
+	kick        chan struct{} // poll the nodes now: the page changed something
 	done        chan struct{}
 
 	// Results of the polls, each buffered for the one poll in flight.
@@ -121,6 +126,7 @@ func newHub(l Lab, opts Options) *hub {
 		subscribe:   make(chan *subscriber),
 		unsubscribe: make(chan *subscriber),
 		loadReqs:    make(chan loadReq),
+		kick:        make(chan struct{}, 1),
 		done:        make(chan struct{}),
 		readiness:   make(chan statusResult, 1),
 		tiers:       make(chan statusResult, 1),
@@ -171,6 +177,15 @@ func (h *hub) askLoad(ctx context.Context, start bool, workers int) error {
 	}
 }
 
+// poke asks for a poll of the nodes' state now (or as soon as the polls
+// under way are over), after an action that changed it.
+func (h *hub) poke() {
+	select {
+	case h.kick <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
 // roleOf returns the role of node in the last status; known is false when
 // there is a status and it has no such node; ok is false before the first
 // status.
@@ -187,7 +202,17 @@ func (h *hub) roleOf(node string) (role string, known, ok bool) {
 type state struct {
 	subs map[*subscriber]struct{}
 
-	readinessBusy, tiersBusy, eventsBusy, progressBusy bool
+	readinessPoll, tiersPoll, eventsPoll *poller
+	progressBusy                         bool
+	// idle is set while no page is open: nothing is polled then.
+	idle bool
+	// readinessPolls counts the readiness polls started, eventPolls the
+	// event polls done.
+	readinessPolls, eventPolls int
+
+	// injected holds what the event log said of a node (killed, frozen,
+	// revived) since the last readiness poll that started after it.
+	injected map[string]injected
 
 	// last is the last readiness answer that worked, tiers what the LB4s'
 	// and LB7s' full status said of each that was running.
@@ -204,6 +229,67 @@ type state struct {
 	pendingLoad chan error // the reply to the start or stop under way
 }
 
+// poller paces one kind of poll: one at a time, every interval. A paced
+// poller, after a poll that took longer than half the interval, waits as
+// long again before the next, so that it keeps the lab busy half of the
+// time at most: in a VM whose one CPU a load already keeps busy,
+// back-to-back polls of every agent stall the load's connections. The
+// event log is not paced: it is where an injection shows first.
+type poller struct {
+	interval time.Duration
+	paced    bool
+	timer    *time.Timer
+	busy     bool
+	again    bool // poll again as soon as the poll under way is over
+}
+
+func newPoller(interval time.Duration, paced bool) *poller {
+	return &poller{interval: interval, paced: paced, timer: time.NewTimer(0)}
+}
+
+// begin reports whether a poll may start now; when one is under way, the
+// next starts as soon as it is over.
+func (p *poller) begin() bool {
+	if p.busy {
+		p.again = true
+		return false
+	}
+	p.busy, p.again = true, false
+	p.timer.Stop()
+	return true
+}
+
+// end records a poll that took took, and reports whether to poll again at
+// once; otherwise it arms the timer for the next poll.
+func (p *poller) end(took time.Duration) bool {
+	p.busy = false
+	if p.again {
+		return true
+	}
+	p.timer.Reset(pause(p.interval, took, p.paced))
+	return false
+}
+
+// pause is how long to wait after a poll that took took before the next,
+// of a kind polled every interval: what is left of the interval; when
+// paced, at least as long as the poll took.
+func pause(interval, took time.Duration, paced bool) time.Duration {
+	if paced {
+		return max(interval-took, took)
+	}
+	return max(interval-took, 0)
+}
+
+// injected is what an injection seen in the event log makes of a node
+// until a readiness poll that started after it says otherwise: the
+// supervisor marks a node killed or frozen as it logs the injection, so
+// the page can show it as soon as the log does, while the readiness
+// poll under way may still say ready.
+type injected struct {
+	state, detail string
+	gen           int // readiness polls started when it was seen
+}
+
 // eventKey tells events apart: the log is read whole at every poll.
 type eventKey struct {
 	t               int64
@@ -217,23 +303,21 @@ func keyOf(e control.Event) eventKey {
 func (h *hub) run(ctx context.Context) {
 	defer close(h.done)
 	st := &state{
-		subs:  map[*subscriber]struct{}{},
-		tiers: map[string]tierInfo{},
-		seen:  map[eventKey]struct{}{},
-		load:  loadMsg{State: LoadIdle},
+		subs:          map[*subscriber]struct{}{},
+		tiers:         map[string]tierInfo{},
+		seen:          map[eventKey]struct{}{},
+		injected:      map[string]injected{},
+		load:          loadMsg{State: LoadIdle},
+		readinessPoll: newPoller(h.opts.StatusInterval, true),
+		tiersPoll:     newPoller(h.opts.TierInterval, true),
+		eventsPoll:    newPoller(h.opts.EventInterval, false),
 	}
-	statusTick := time.NewTicker(h.opts.StatusInterval)
-	defer statusTick.Stop()
-	tierTick := time.NewTicker(time.Duration(h.opts.TierEvery) * h.opts.StatusInterval)
-	defer tierTick.Stop()
-	eventTick := time.NewTicker(h.opts.EventInterval)
-	defer eventTick.Stop()
+	defer st.readinessPoll.timer.Stop()
+	defer st.tiersPoll.timer.Stop()
+	defer st.eventsPoll.timer.Stop()
 	loadTick := time.NewTicker(h.opts.LoadInterval)
 	defer loadTick.Stop()
 
-	h.pollReadiness(ctx, st)
-	h.pollTiers(ctx, st)
-	h.pollEvents(ctx, st)
 	for {
 		select {
 		case <-ctx.Done():
@@ -242,27 +326,44 @@ func (h *hub) run(ctx context.Context) {
 		case sub := <-h.subscribe:
 			st.subs[sub] = struct{}{}
 			h.greet(st, sub)
+			if st.idle {
+				// What happened meanwhile is history: the readiness
+				// poll made now tells the nodes' state.
+				st.idle, st.eventPolls = false, 0
+				h.pollReadiness(ctx, st)
+				h.pollTiers(ctx, st)
+				h.pollEvents(ctx, st)
+			}
 		case sub := <-h.unsubscribe:
 			if _, ok := st.subs[sub]; ok {
 				delete(st.subs, sub)
 				close(sub.ch)
 			}
 
-		case <-statusTick.C:
+		case <-st.readinessPoll.timer.C:
 			h.pollReadiness(ctx, st)
 		case r := <-h.readiness:
-			st.readinessBusy = false
 			h.applyReadiness(st, r)
-		case <-tierTick.C:
+			if st.readinessPoll.end(r.took) {
+				h.pollReadiness(ctx, st)
+			}
+		case <-st.tiersPoll.timer.C:
 			h.pollTiers(ctx, st)
 		case r := <-h.tiers:
-			st.tiersBusy = false
 			h.applyTiers(st, r)
-		case <-eventTick.C:
+			if st.tiersPoll.end(r.took) {
+				h.pollTiers(ctx, st)
+			}
+		case <-h.kick:
+			h.pollReadiness(ctx, st)
+			h.pollTiers(ctx, st)
+		case <-st.eventsPoll.timer.C:
 			h.pollEvents(ctx, st)
 		case r := <-h.events:
-			st.eventsBusy = false
 			h.applyEvents(st, r)
+			if st.eventsPoll.end(r.took) {
+				h.pollEvents(ctx, st)
+			}
 
 		case req := <-h.loadReqs:
 			h.handleLoadReq(ctx, st, req)
@@ -306,46 +407,66 @@ func (h *hub) send(st *state, m message) {
 	}
 }
 
+// polling reports whether to poll: only while a page is open.
+func (h *hub) polling(st *state) bool {
+	if len(st.subs) == 0 {
+		st.idle = true
+	}
+	return !st.idle
+}
+
 func (h *hub) pollReadiness(ctx context.Context, st *state) {
-	if st.readinessBusy {
+	if !h.polling(st) || !st.readinessPoll.begin() {
 		return
 	}
-	st.readinessBusy = true
+	st.readinessPolls++
+	gen := st.readinessPolls
 	go func() {
 		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
 		defer cancel()
+		start := time.Now()
 		s, err := h.lab.Readiness(pctx)
-		h.readiness <- statusResult{s, err}
+		h.readiness <- statusResult{s, err, time.Since(start), gen}
 	}()
 }
 
 func (h *hub) pollTiers(ctx context.Context, st *state) {
-	if st.tiersBusy {
+	if !h.polling(st) || !st.tiersPoll.begin() {
 		return
 	}
-	st.tiersBusy = true
 	go func() {
 		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
 		defer cancel()
+		start := time.Now()
 		s, err := h.lab.StatusOf(pctx, topology.RoleLB4, topology.RoleLB7)
-		h.tiers <- statusResult{s, err}
+		h.tiers <- statusResult{s, err, time.Since(start), 0}
 	}()
 }
 
 func (h *hub) pollEvents(ctx context.Context, st *state) {
-	if st.eventsBusy {
+	if !h.polling(st) || !st.eventsPoll.begin() {
 		return
 	}
-	st.eventsBusy = true
 	go func() {
 		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
 		defer cancel()
+		start := time.Now()
 		evs, err := h.lab.Events(pctx)
-		h.events <- eventsResult{evs, err}
+		h.events <- eventsResult{evs, err, time.Since(start)}
 	}()
 }
 
+// slowPoll is how long a poll may take before the log says so.
+const slowPoll = time.Second
+
+func (h *hub) logPoll(what string, took time.Duration) {
+	if took > slowPoll {
+		h.log.Debug("slow poll", "what", what, "took", took.Round(time.Millisecond))
+	}
+}
+
 func (h *hub) applyReadiness(st *state, r statusResult) {
+	h.logPoll("readiness", r.took)
 	if r.err != nil {
 		if st.lastErr == "" {
 			h.log.Warn("lab status", "err", r.err)
@@ -353,6 +474,11 @@ func (h *hub) applyReadiness(st *state, r statusResult) {
 		st.lastErr = fmt.Sprintf("lab status: %v", r.err)
 	} else {
 		st.last, st.lastErr = r.st, ""
+		for name, in := range st.injected {
+			if r.gen > in.gen {
+				delete(st.injected, name)
+			}
+		}
 		roles := make(map[string]string, len(r.st.Nodes))
 		for _, n := range r.st.Nodes {
 			roles[n.Name] = n.Role
@@ -363,6 +489,7 @@ func (h *hub) applyReadiness(st *state, r statusResult) {
 }
 
 func (h *hub) applyTiers(st *state, r statusResult) {
+	h.logPoll("lb4 and lb7 status", r.took)
 	if r.err != nil {
 		h.log.Debug("lab status of lb4 and lb7", "err", r.err)
 		return
@@ -383,7 +510,11 @@ func (h *hub) sendStatus(st *state) {
 	if s := st.last; s != nil {
 		m.Name, m.Mode, m.Phase, m.VIPs = s.Name, s.Mode, s.Phase, s.VIPs
 		for _, n := range s.Nodes {
-			m.Nodes = append(m.Nodes, viewOf(n, st.tiers[n.Name]))
+			v := viewOf(n, st.tiers[n.Name])
+			if in, ok := st.injected[n.Name]; ok {
+				v.State, v.Detail = in.state, in.detail
+			}
+			m.Nodes = append(m.Nodes, v)
 		}
 	}
 	b := mustJSON(m)
@@ -399,6 +530,7 @@ func (h *hub) sendStatus(st *state) {
 // that did not answer in time, a frozen node revived): events are told
 // apart by their content, not their position.
 func (h *hub) applyEvents(st *state, r eventsResult) {
+	h.logPoll("events", r.took)
 	if r.err != nil {
 		h.log.Debug("lab events", "err", r.err)
 		return
@@ -421,14 +553,46 @@ func (h *hub) applyEvents(st *state, r eventsResult) {
 			}
 		}
 	}
+	st.eventPolls++
 	if len(fresh) == 0 {
 		return
+	}
+	// The log at the first poll is history: the readiness poll made at
+	// the same time tells the nodes' state.
+	if st.eventPolls > 1 && h.applyInjections(st, fresh) {
+		h.sendStatus(st)
 	}
 	st.backlog = append(st.backlog, fresh...)
 	if over := len(st.backlog) - maxBacklog; over > 0 {
 		st.backlog = append([]control.Event(nil), st.backlog[over:]...)
 	}
 	h.broadcast(st, msgEvents, eventsMsg{Events: fresh})
+}
+
+// applyInjections notes the kills, freezes and revivals among evs, and
+// reports whether there were any.
+func (h *hub) applyInjections(st *state, evs []control.Event) bool {
+	changed := false
+	for _, e := range evs {
+		if e.Kind != control.EventInject {
+			continue
+		}
+		var in injected
+		switch verb, _, _ := strings.Cut(e.Msg, ":"); verb {
+		case "kill":
+			in.state = StateKilled
+		case "freeze":
+			in.state = StateFrozen
+		case "revive":
+			in.state, in.detail = StateWaiting, "revived: converging"
+		default:
+			continue
+		}
+		in.gen = st.readinessPolls
+		st.injected[e.Node] = in
+		changed = true
+	}
+	return changed
 }
 
 // firstClient returns the first client node of the last status, where a
