@@ -32,10 +32,15 @@ func newWebCmd(g *globals) *cobra.Command {
     injections marked;
   - buttons: kill, freeze, revive, maint on/off, link down/up.
 
-The page updates itself (server-sent events): the server polls the lab's
-readiness every 500 ms, the LB4s' and LB7s' state every second and its
-event log every 250 ms. It listens on this machine only unless --listen
-names another address; anyone who reaches the page can break the lab.`,
+The page updates itself (server-sent events). While a page is open, the
+server polls the lab's readiness every 500 ms, the LB4s' and LB7s' state
+every 2 s (both less often when the lab is slow to answer) and its event
+log every 250 ms; a kill or freeze shows as soon as the log has it. In a
+VM that a load keeps busy, that polling costs the load a few interrupted
+connections: close the page for figures to compare with other runs.
+
+It listens on this machine only unless --listen names another address;
+anyone who reaches the page can break the lab.`,
 		Args: cobra.NoArgs,
 		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
 			public, err := webListenPublic(listen)

@@ -4,11 +4,12 @@
 //
 // The page is plain HTML, CSS and JavaScript embedded in the binary. Its
 // server goes through the lab's public API only (the Lab interface, which
-// *lab.Lab provides): one goroutine polls the lab (readiness every
-// 500 ms, the LB4 and LB7 tiers every 2 s, the event log every 250 ms,
-// a load's progress every second) and pushes what changed to every open
-// page as server-sent events; the buttons are POST endpoints that call
-// the same methods as the command line.
+// *lab.Lab provides): one goroutine polls the lab while a page is open
+// (readiness every 500 ms, the LB4 and LB7 tiers every 2 s, the event log
+// every 250 ms, a load's progress every second; the first two wait longer
+// when the lab is slow to answer, so as not to starve it) and pushes what
+// changed to every open page as server-sent events; the buttons are POST
+// endpoints that call the same methods as the command line.
 package dashboard
 
 import (
@@ -64,7 +65,9 @@ func (a labAPI) StartLoad(ctx context.Context, cfg lab.LoadConfig) (Load, error)
 
 // Options tunes the server; zero values take the defaults.
 type Options struct {
-	// StatusInterval is how often the nodes' readiness is polled (500 ms).
+	// StatusInterval is how often the nodes' readiness is polled (500 ms);
+	// after a poll that took longer than half of it, the next waits as
+	// long as that poll took.
 	StatusInterval time.Duration
 	// TierInterval is how often the LB4s' and LB7s' full status is
 	// polled, for maintenance and withdrawal (2 s): it costs their agents
