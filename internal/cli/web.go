@@ -34,8 +34,9 @@ func newWebCmd(g *globals) *cobra.Command {
 
 The page updates itself (server-sent events). While a page is open, the
 server polls the lab's readiness every 500 ms, the LB4s' and LB7s' state
-every 2 s (both less often when the lab is slow to answer) and its event
-log every 250 ms; a kill or freeze shows as soon as the log has it. In a
+every 5 s and when the event log says it changed (both less often when
+the lab is slow to answer) and its event log every 250 ms; a kill or
+freeze shows as soon as the log has it. In a
 VM that a load keeps busy, that polling costs the load a few interrupted
 connections: close the page for figures to compare with other runs.
 

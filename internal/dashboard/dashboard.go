@@ -5,11 +5,12 @@
 // The page is plain HTML, CSS and JavaScript embedded in the binary. Its
 // server goes through the lab's public API only (the Lab interface, which
 // *lab.Lab provides): one goroutine polls the lab while a page is open
-// (readiness every 500 ms, the LB4 and LB7 tiers every 2 s, the event log
-// every 250 ms, a load's progress every second; the first two wait longer
-// when the lab is slow to answer, so as not to starve it) and pushes what
-// changed to every open page as server-sent events; the buttons are POST
-// endpoints that call the same methods as the command line.
+// (readiness every 500 ms, the LB4 and LB7 tiers every 5 s and whenever
+// the event log says they changed, the event log every 250 ms, a load's
+// progress every second; the first two wait longer when the lab is slow to
+// answer, so as not to starve it) and pushes what changed to every open
+// page as server-sent events; the buttons are POST endpoints that call the
+// same methods as the command line.
 package dashboard
 
 import (
@@ -70,10 +71,11 @@ type Options struct {
 	// long as that poll took.
 	StatusInterval time.Duration
 	// TierInterval is how often the LB4s' and LB7s' full status is
-	// polled, for maintenance and withdrawal (2 s): it costs their agents
-	// far more than readiness (IPVS, BGP, HAProxy's runtime API), in a VM
-	// whose one CPU the load keeps busy. An action from the page polls
-	// both at once.
+	// polled, for maintenance and withdrawal (5 s): it costs their agents
+	// far more than readiness (IPVS, BGP, HAProxy's runtime API; 5-10 s
+	// per poll in a VM whose one CPU a load keeps busy). An action from
+	// the page, or a maintenance or BGP event of an LB4 or LB7 in the log,
+	// polls it at once.
 	TierInterval time.Duration
 	// EventInterval is how often the event log is polled (250 ms).
 	EventInterval time.Duration
@@ -91,7 +93,7 @@ func (o Options) withDefaults() Options {
 		o.StatusInterval = 500 * time.Millisecond
 	}
 	if o.TierInterval <= 0 {
-		o.TierInterval = 2 * time.Second
+		o.TierInterval = 5 * time.Second
 	}
 	if o.EventInterval <= 0 {
 		o.EventInterval = 250 * time.Millisecond

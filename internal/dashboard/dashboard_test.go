@@ -537,6 +537,25 @@ func TestPause(t *testing.T) {
 	}
 }
 
+// TestTiersPolledOnEvents: a maintenance file written behind the page's
+// back (lab maint in a terminal) shows as soon as the log has it, not at
+// the next tier poll (here an hour away).
+func TestTiersPolledOnEvents(t *testing.T) {
+	f := newFake(t)
+	opts := fast
+	opts.TierInterval = time.Hour
+	srv, _ := startWith(t, f, opts)
+	ch := subscribe(t, srv)
+	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return states(m)["lb7-1"] == StateReady })
+	waitFor(t, ch, msgEvents, func(m eventsMsg) bool { return len(m.Events) > 0 })
+	time.Sleep(50 * time.Millisecond) // the first tier poll is over
+	f.mu.Lock()
+	f.tiers["lb7-1"] = mustRaw(t, node.LB7Status{Enabler: []haproxy.ServerState{{Name: "enabler", Operational: "DOWN", Admin: "READY"}}})
+	f.mu.Unlock()
+	f.addEvents(control.Event{Time: t0.Add(time.Minute), Node: "lb7-1", Kind: "maintenance", Msg: `/etc/lb/agent-check: "down #lab maint\n"`})
+	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return states(m)["lb7-1"] == StateMaintenance })
+}
+
 func TestHostChecked(t *testing.T) {
 	f := newFake(t)
 	srv, _ := start(t, f)

@@ -360,7 +360,7 @@ func (h *hub) run(ctx context.Context) {
 		case <-st.eventsPoll.timer.C:
 			h.pollEvents(ctx, st)
 		case r := <-h.events:
-			h.applyEvents(st, r)
+			h.applyEvents(ctx, st, r)
 			if st.eventsPoll.end(r.took) {
 				h.pollEvents(ctx, st)
 			}
@@ -529,7 +529,7 @@ func (h *hub) sendStatus(st *state) {
 // from every node at each read, so an event can show up late (a node
 // that did not answer in time, a frozen node revived): events are told
 // apart by their content, not their position.
-func (h *hub) applyEvents(st *state, r eventsResult) {
+func (h *hub) applyEvents(ctx context.Context, st *state, r eventsResult) {
 	h.logPoll("events", r.took)
 	if r.err != nil {
 		h.log.Debug("lab events", "err", r.err)
@@ -559,8 +559,13 @@ func (h *hub) applyEvents(st *state, r eventsResult) {
 	}
 	// The log at the first poll is history: the readiness poll made at
 	// the same time tells the nodes' state.
-	if st.eventPolls > 1 && h.applyInjections(st, fresh) {
-		h.sendStatus(st)
+	if st.eventPolls > 1 {
+		if h.applyInjections(st, fresh) {
+			h.sendStatus(st)
+		}
+		if tierChanged(st.last, fresh) {
+			h.pollTiers(ctx, st)
+		}
 	}
 	st.backlog = append(st.backlog, fresh...)
 	if over := len(st.backlog) - maxBacklog; over > 0 {
@@ -593,6 +598,26 @@ func (h *hub) applyInjections(st *state, evs []control.Event) bool {
 		changed = true
 	}
 	return changed
+}
+
+// tierChanged reports whether evs say that an LB4 or LB7 may have changed
+// what the tier poll reads: a maintenance file written or removed, VIPs
+// announced or withdrawn.
+func tierChanged(last *control.Status, evs []control.Event) bool {
+	if last == nil {
+		return false
+	}
+	for _, e := range evs {
+		if e.Kind != "maintenance" && e.Kind != "bgp" {
+			continue
+		}
+		for _, n := range last.Nodes {
+			if n.Name == e.Node && (n.Role == string(topology.RoleLB4) || n.Role == string(topology.RoleLB7)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // firstClient returns the first client node of the last status, where a
