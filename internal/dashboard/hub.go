@@ -602,13 +602,15 @@ func (h *hub) applyInjections(st *state, evs []control.Event) bool {
 
 // tierChanged reports whether evs say that an LB4 or LB7 may have changed
 // what the tier poll reads: a maintenance file written or removed, VIPs
-// announced or withdrawn.
+// announced or withdrawn ("announce VIPs", "withdraw VIPs").
 func tierChanged(last *control.Status, evs []control.Event) bool {
 	if last == nil {
 		return false
 	}
 	for _, e := range evs {
-		if e.Kind != "maintenance" && e.Kind != "bgp" {
+		// Not BGP session changes: they come in bursts when a VM is
+		// starved, and each would poll at once.
+		if e.Kind != "maintenance" && (e.Kind != "bgp" || !strings.HasSuffix(e.Msg, " VIPs")) {
 			continue
 		}
 		for _, n := range last.Nodes {
