@@ -3,7 +3,7 @@
 GO          ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN         := bin/lab
 # Debian packages lab needs at run time and in its tests.
-DEB_PACKAGES := user-mode-linux haproxy nftables iproute2 iputils-ping curl ipvsadm bind9-dnsutils tcpdump
+DEB_PACKAGES := user-mode-linux haproxy nftables iproute2 iputils-ping curl ipvsadm bind9-dnsutils tcpdump chromium
 export GONOSUMDB := github.com/haproxytech
 
 .PHONY: help deps build test test-unit test-e2e demo bench bringups claims fmt lint clean

@@ -40,7 +40,7 @@ up, or did not do what was asked). lab exec passes its command's through.`,
 		newExecCmd(g), newLogsCmd(g), newCurlCmd(g), newCaptureCmd(g), newEventsCmd(g),
 		newMaintCmd(g), newAgentCmd(g), newKillCmd(g), newReviveCmd(g), newLinkCmd(g), newImpairCmd(g),
 		newAddCmd(g), newRemoveCmd(g),
-		newLoadCmd(g), newTestCmd(g), newDoctorCmd(g), newCPUCmd(g), newVersionCmd(g), newGraphCmd(g),
+		newLoadCmd(g), newTestCmd(g), newDoctorCmd(g), newCPUCmd(g), newVersionCmd(g), newGraphCmd(g), newWebCmd(g),
 	)
 	return root
 }
