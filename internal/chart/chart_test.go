@@ -2,7 +2,6 @@ package chart
 
 import (
 	"bytes"
-	"encoding/xml"
 	"errors"
 	"image"
 	"image/color"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/traffic"
 )
 
@@ -142,7 +142,7 @@ func TestTimelinePNG(t *testing.T) {
 			// Under the legend, whose squares have every colour.
 			top := margin + titleRow + legendRow
 			for name, c := range series {
-				n := pixels(img, top, c)
+				n := testenv.Pixels(img, top, c)
 				if want := slices.Contains(tt.present, name); (n > 0) != want {
 					t.Errorf("%s: %d pixels of %v, want some: %v", name, n, c, want)
 				}
@@ -197,7 +197,7 @@ func TestTimelinePanels(t *testing.T) {
 	top := margin + titleRow + legendRow
 	for i := range 2 {
 		panel := img.SubImage(image.Rect(0, top+i*panelHeight, imageWidth, top+(i+1)*panelHeight))
-		if n := pixels(panel, 0, ColourBroken); n == 0 {
+		if n := testenv.Pixels(panel, 0, ColourBroken); n == 0 {
 			t.Errorf("no broken pixel in panel %d", i)
 		}
 	}
@@ -206,7 +206,7 @@ func TestTimelinePanels(t *testing.T) {
 	if err := tl.Write(&b, SVG); err != nil {
 		t.Fatal(err)
 	}
-	texts := svgTexts(t, b.Bytes())
+	texts := testenv.SVGTexts(t, b.Bytes())
 	for _, s := range []string{
 		"lb4-crash: PASS", "load start", "sleep 2s", "kill lb4-2", "remove <lb7-2> & co", "load stop",
 		"www (mh): 3 connections, 1 broken, 1 interrupted",
@@ -243,7 +243,7 @@ func TestBars(t *testing.T) {
 	}
 	top := margin + titleRow + legendRow
 	for i, s := range b.Series {
-		n := pixels(img, top, SeriesColour(i))
+		n := testenv.Pixels(img, top, SeriesColour(i))
 		if want := s.Name != "sh"; (n > 0) != want {
 			t.Errorf("%s: %d pixels of its colour, want some: %v", s.Name, n, want)
 		}
@@ -253,7 +253,7 @@ func TestBars(t *testing.T) {
 	if err := b.Write(&buf, SVG); err != nil {
 		t.Fatal(err)
 	}
-	texts := svgTexts(t, buf.Bytes())
+	texts := testenv.SVGTexts(t, buf.Bytes())
 	for _, s := range append(b.Rows, "mh", "wlc", "sh", "0/4", "2/3", "0/10", "2/4", "-", "0", "broken connections") {
 		if !slices.Contains(texts, s) {
 			t.Errorf("no text %q in the SVG; it has %q", s, texts)
@@ -296,48 +296,4 @@ func decodePNG(t *testing.T, write func(io.Writer, Format) error) *image.RGBA {
 	rgba := image.NewRGBA(img.Bounds())
 	draw.Draw(rgba, rgba.Bounds(), img, img.Bounds().Min, draw.Src)
 	return rgba
-}
-
-// pixels counts the pixels of img from the row top down that have the
-// colour c, give or take a little.
-func pixels(img image.Image, top int, c color.RGBA) int {
-	near := func(a, b uint8) bool { return max(a, b)-min(a, b) <= 6 }
-	n := 0
-	r := img.Bounds()
-	for y := max(top, r.Min.Y); y < r.Max.Y; y++ {
-		for x := r.Min.X; x < r.Max.X; x++ {
-			p := color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
-			if near(p.R, c.R) && near(p.G, c.G) && near(p.B, c.B) {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-// svgTexts returns the texts of an SVG document, which must be well-formed.
-func svgTexts(t *testing.T, data []byte) []string {
-	t.Helper()
-	var texts []string
-	dec := xml.NewDecoder(bytes.NewReader(data))
-	inText := false
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return texts
-		}
-		if err != nil {
-			t.Fatalf("not well-formed SVG: %v", err)
-		}
-		switch tok := tok.(type) {
-		case xml.StartElement:
-			inText = tok.Name.Local == "text"
-		case xml.EndElement:
-			inText = false
-		case xml.CharData:
-			if inText {
-				texts = append(texts, string(tok))
-			}
-		}
-	}
 }

@@ -2,13 +2,9 @@ package scenario
 
 import (
 	"bytes"
-	"encoding/xml"
-	"errors"
 	"image"
 	"image/color"
-	"image/draw"
 	"image/png"
-	"io"
 	"net/netip"
 	"slices"
 	"testing"
@@ -17,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/lab-lb/lab/internal/chart"
+	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/traffic"
 )
 
@@ -144,7 +141,7 @@ func TestTimelineImages(t *testing.T) {
 				t.Errorf("image of %v, want %dx%d, 960 wide", got, w, h)
 			}
 			for c, want := range tt.want {
-				if n := pixels(img, header, c); (n > 0) != want {
+				if n := testenv.Pixels(img, header, c); (n > 0) != want {
 					t.Errorf("%d pixels of %v, want some: %v", n, c, want)
 				}
 			}
@@ -153,7 +150,7 @@ func TestTimelineImages(t *testing.T) {
 			if err := tt.r.WriteSVG(&b); err != nil {
 				t.Fatal(err)
 			}
-			texts := svgTexts(t, b.Bytes())
+			texts := testenv.SVGTexts(t, b.Bytes())
 			for _, s := range tt.texts {
 				if !slices.Contains(texts, s) {
 					t.Errorf("no text %q in the SVG; it has %q", s, texts)
@@ -196,7 +193,7 @@ func TestClaimsChart(t *testing.T) {
 		t.Errorf("image of %v, want %dx%d", got, w, h)
 	}
 	for i, s := range b.Series {
-		if n := pixels(img, header, chart.SeriesColour(i)); n == 0 {
+		if n := testenv.Pixels(img, header, chart.SeriesColour(i)); n == 0 {
 			t.Errorf("no bar of %s", s.Name)
 		}
 	}
@@ -205,55 +202,10 @@ func TestClaimsChart(t *testing.T) {
 	if err := WriteClaimsSVG(&buf, results); err != nil {
 		t.Fatal(err)
 	}
-	texts := svgTexts(t, buf.Bytes())
+	texts := testenv.SVGTexts(t, buf.Bytes())
 	for _, s := range []string{"kill one LB4 (crash)", "lb7-remove (FAIL)", "mh", "wlc", "mh 0/4", "mh 2/3", "wlc 2/4", "wlc -"} {
 		if !slices.Contains(texts, s) {
 			t.Errorf("no text %q in the SVG; it has %q", s, texts)
-		}
-	}
-}
-
-// pixels counts the pixels of img from the row top down that have the
-// colour c, give or take a little.
-func pixels(img image.Image, top int, c color.RGBA) int {
-	rgba := image.NewRGBA(img.Bounds())
-	draw.Draw(rgba, rgba.Bounds(), img, img.Bounds().Min, draw.Src)
-	near := func(a, b uint8) bool { return max(a, b)-min(a, b) <= 6 }
-	n := 0
-	for y := max(top, rgba.Rect.Min.Y); y < rgba.Rect.Max.Y; y++ {
-		for x := rgba.Rect.Min.X; x < rgba.Rect.Max.X; x++ {
-			p := rgba.RGBAAt(x, y)
-			if near(p.R, c.R) && near(p.G, c.G) && near(p.B, c.B) {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-// svgTexts returns the texts of an SVG document, which must be well-formed.
-func svgTexts(t *testing.T, data []byte) []string {
-	t.Helper()
-	var texts []string
-	dec := xml.NewDecoder(bytes.NewReader(data))
-	inText := false
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return texts
-		}
-		if err != nil {
-			t.Fatalf("not well-formed SVG: %v", err)
-		}
-		switch tok := tok.(type) {
-		case xml.StartElement:
-			inText = tok.Name.Local == "text"
-		case xml.EndElement:
-			inText = false
-		case xml.CharData:
-			if inText {
-				texts = append(texts, string(tok))
-			}
 		}
 	}
 }
