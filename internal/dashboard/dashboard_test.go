@@ -20,6 +20,7 @@ import (
 	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/haproxy"
 	"github.com/lab-lb/lab/internal/node"
+	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/topology"
 	"github.com/lab-lb/lab/internal/traffic"
 	"github.com/lab-lb/lab/lab"
@@ -35,10 +36,11 @@ type fakeLab struct {
 	calls  []string
 	load   *fakeLoad
 	err    error // what the next action returns
-	// hold, when set, holds every readiness answer until it is closed.
-	hold chan struct{}
-	// readinessPolls counts the readiness polls.
-	readinessPolls int
+	// hold, when set, holds every readiness answer until it is closed;
+	// held then gets a value when a poll is held.
+	hold, held chan struct{}
+	// readinessPolls and tierPolls count the readiness and tier polls.
+	readinessPolls, tierPolls int
 }
 
 func (f *fakeLab) record(format string, args ...any) error {
@@ -80,9 +82,13 @@ func (f *fakeLab) Readiness(context.Context) (*control.Status, error) {
 	f.readinessPolls++
 	st := f.status
 	st.Nodes = slices.Clone(st.Nodes)
-	hold := f.hold
+	hold, held := f.hold, f.held
 	f.mu.Unlock()
 	if hold != nil {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
 		<-hold
 	}
 	return &st, nil
@@ -91,6 +97,7 @@ func (f *fakeLab) Readiness(context.Context) (*control.Status, error) {
 func (f *fakeLab) StatusOf(_ context.Context, roles ...topology.Role) (*control.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.tierPolls++
 	st := f.status
 	st.Nodes = nil
 	for _, n := range f.status.Nodes {
@@ -382,11 +389,15 @@ func TestInjectionShownBeforeReadiness(t *testing.T) {
 	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return states(m)["lb4-2"] == StateReady })
 	waitFor(t, ch, msgEvents, func(m eventsMsg) bool { return len(m.Events) > 0 })
 
-	hold := make(chan struct{})
+	hold, held := make(chan struct{}), make(chan struct{}, 1)
 	f.mu.Lock()
-	f.hold = hold
+	f.hold, f.held = hold, held
 	f.mu.Unlock()
-	time.Sleep(50 * time.Millisecond) // a readiness poll is now held
+	select { // a readiness poll is now held
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no readiness poll within 10s")
+	}
 	f.addEvents(control.Event{Time: t0.Add(time.Minute), Node: "lb4-2", Kind: control.EventInject, Msg: "kill: every process of the node killed, links up"})
 	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return states(m)["lb4-2"] == StateKilled })
 
@@ -493,7 +504,7 @@ func TestActionPollsAtOnce(t *testing.T) {
 	srv, _ := startWith(t, f, opts)
 	ch := subscribe(t, srv)
 	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return states(m)["lb4-1"] == StateReady })
-	time.Sleep(50 * time.Millisecond) // the first tier poll is over
+	f.waitTierPoll(t) // the first tier poll is over
 	f.mu.Lock()
 	f.tiers["lb4-1"] = mustRaw(t, node.LB4Status{Disabled: true})
 	f.mu.Unlock()
@@ -548,7 +559,7 @@ func TestTiersPolledOnEvents(t *testing.T) {
 	ch := subscribe(t, srv)
 	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return states(m)["lb7-1"] == StateReady })
 	waitFor(t, ch, msgEvents, func(m eventsMsg) bool { return len(m.Events) > 0 })
-	time.Sleep(50 * time.Millisecond) // the first tier poll is over
+	f.waitTierPoll(t) // the first tier poll is over
 	f.mu.Lock()
 	f.tiers["lb7-1"] = mustRaw(t, node.LB7Status{Enabler: []haproxy.ServerState{{Name: "enabler", Operational: "DOWN", Admin: "READY"}}})
 	f.mu.Unlock()
@@ -683,4 +694,17 @@ func TestViewOf(t *testing.T) {
 			t.Errorf("%s: state %q, want %q", tc.name, got, tc.want)
 		}
 	}
+}
+
+// waitTierPoll waits until the server has polled the tiers once.
+func (f *fakeLab) waitTierPoll(t *testing.T) {
+	t.Helper()
+	testenv.EventuallyEvery(t, 10*time.Second, 5*time.Millisecond, "a tier poll", func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.tierPolls == 0 {
+			return fmt.Errorf("no tier poll yet")
+		}
+		return nil
+	})
 }
