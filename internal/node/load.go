@@ -19,7 +19,12 @@ import (
 // durations as Go duration strings ("3s", "500ms"). Omitted fields take
 // traffic's defaults.
 type LoadRequest struct {
-	Targets []netip.AddrPort `json:"targets"`
+	// Mode is traffic.ModeDownloads (empty) or traffic.ModeRequests, with
+	// its Rate (per worker and second) and KeepAlive.
+	Mode      traffic.Mode     `json:"mode,omitempty"`
+	Rate      float64          `json:"rate,omitempty"`
+	KeepAlive bool             `json:"keepalive,omitempty"`
+	Targets   []netip.AddrPort `json:"targets"`
 	// Names are service names, looked up through the lab's name servers
 	// before every connection.
 	Names          []traffic.NameTarget `json:"names,omitempty"`
@@ -49,6 +54,9 @@ func NewLoadRequest(c traffic.Config) LoadRequest {
 		return v.String()
 	}
 	return LoadRequest{
+		Mode:           c.Mode,
+		Rate:           c.Rate,
+		KeepAlive:      c.KeepAlive,
 		Targets:        c.Targets,
 		Names:          c.Names,
 		Sources:        c.Sources,
@@ -69,6 +77,9 @@ func NewLoadRequest(c traffic.Config) LoadRequest {
 // traffic.Start.
 func (r LoadRequest) Config() (traffic.Config, time.Duration, error) {
 	c := traffic.Config{
+		Mode:      r.Mode,
+		Rate:      r.Rate,
+		KeepAlive: r.KeepAlive,
 		Targets:   r.Targets,
 		Names:     r.Names,
 		Sources:   r.Sources,
@@ -134,6 +145,10 @@ type LoadSecond struct {
 	Broken      int `json:"broken"`
 	Interrupted int `json:"interrupted"`
 	DNSFailed   int `json:"dns_failed,omitempty"`
+	// P50 and P99 are the latencies of a request load's successful
+	// requests in the second.
+	P50 time.Duration `json:"p50_ns,omitempty"`
+	P99 time.Duration `json:"p99_ns,omitempty"`
 }
 
 // NewLoadProgress returns p in its JSON form.

@@ -12,12 +12,15 @@ import (
 // ECONNRESET, ECONNABORTED and EPIPE are resets; ECONNREFUSED is refused;
 // deadlines (a read or connect that waited too long), ETIMEDOUT and
 // EHOSTUNREACH (reported once neighbour resolution or retransmissions gave
-// up) are timeouts; anything else is an error.
+// up) are timeouts; EADDRNOTAVAIL and EADDRINUSE (no free local port) are
+// exhaustion; anything else is an error.
 func classify(err error) Outcome {
 	var ne net.Error
 	switch {
 	case err == nil:
 		return OutcomeOK
+	case errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.EADDRINUSE):
+		return OutcomeExhausted
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return OutcomeRefused
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE):

@@ -21,11 +21,34 @@ const (
 	DefaultReadTimeout    = 3 * time.Second
 	DefaultStallThreshold = time.Second
 	DefaultConnectTimeout = 3 * time.Second
+
+	// Defaults of a request load (Mode ModeRequests), in place of the
+	// download ones: the distributed IPVS load balancer's experiment, 10
+	// workers of 10 requests a second, each a short page.
+	DefaultRequestWorkers = 10
+	DefaultRate           = 10
+	DefaultRequestPath    = "/"
+)
+
+// Mode is the kind of load.
+type Mode string
+
+// Modes.
+const (
+	// ModeDownloads runs long downloads, one connection each, read slowly:
+	// it counts the connections a change breaks.
+	ModeDownloads Mode = "downloads"
+	// ModeRequests runs short requests at a fixed rate, a new connection
+	// each unless KeepAlive: it measures latency, errors per second and
+	// how long a change degraded the service.
+	ModeRequests Mode = "requests"
 )
 
 // Config describes a load. Zero fields take the defaults above; Pause and
 // EarlyStop can be disabled with a negative value.
 type Config struct {
+	// Mode is the kind of load; empty means ModeDownloads.
+	Mode Mode
 	// Targets are the VIP:port pairs; each request picks one at random,
 	// among them and Names.
 	Targets []netip.AddrPort
@@ -38,8 +61,19 @@ type Config struct {
 	// request picks one of the target's address family at random. Empty
 	// lets the kernel choose.
 	Sources []netip.Addr
-	// Workers is the number of concurrent connections.
+	// Workers is the number of concurrent connections (downloads) or of
+	// request loops (requests).
 	Workers int
+	// Rate is the requests per second of each worker (ModeRequests only).
+	// A worker sends its requests at fixed times; one that falls behind (a
+	// slow or timed-out request) sends the ones it owes at once, and their
+	// latency counts from the time each was due, so that a stall shows in
+	// the latency instead of hiding in fewer requests.
+	Rate float64
+	// KeepAlive reuses each worker's connection for its next request
+	// (ModeRequests only); without it every request opens a new one, which
+	// the client closes first, leaving its port in TIME_WAIT.
+	KeepAlive bool
 	// Path is the path requested with GET.
 	Path string
 	// ReadSize is the largest number of bytes taken by one read.
@@ -51,7 +85,9 @@ type Config struct {
 	// before the end of the body (a success); negative means never.
 	EarlyStop float64
 	// ReadTimeout bounds every read: a read that waits longer breaks the
-	// connection ("timeout"), so that a blackholed flow counts.
+	// connection ("timeout"), so that a blackholed flow counts. In
+	// ModeRequests it bounds the whole request, from the request sent to
+	// the end of the response.
 	ReadTimeout time.Duration
 	// StallThreshold is the wait for data above which a connection that
 	// still ends well is counted as interrupted. It must be below
@@ -87,6 +123,20 @@ type Resolver interface {
 
 // WithDefaults returns c with its zero fields set to the defaults.
 func (c Config) WithDefaults() Config {
+	if c.Mode == "" {
+		c.Mode = ModeDownloads
+	}
+	if c.Mode == ModeRequests {
+		if c.Workers == 0 {
+			c.Workers = DefaultRequestWorkers
+		}
+		if c.Rate == 0 {
+			c.Rate = DefaultRate
+		}
+		if c.Path == "" {
+			c.Path = DefaultRequestPath
+		}
+	}
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
 	}
@@ -114,9 +164,28 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// maxRate bounds Config.Rate: a worker cannot pace requests much closer
+// than a millisecond apart.
+const maxRate = 1000
+
 // validate reports every problem of c, which has its defaults set.
 func (c Config) validate() error {
 	var errs []error
+	switch c.Mode {
+	case ModeDownloads:
+		if c.Rate != 0 {
+			errs = append(errs, errors.New("a rate applies to a request load only"))
+		}
+		if c.KeepAlive {
+			errs = append(errs, errors.New("keep-alive applies to a request load only"))
+		}
+	case ModeRequests:
+		if c.Rate < 0 || c.Rate > maxRate {
+			errs = append(errs, fmt.Errorf("rate %g: want requests per second per worker, above 0 and at most %d", c.Rate, maxRate))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("mode %q: want %s or %s", c.Mode, ModeDownloads, ModeRequests))
+	}
 	if len(c.Targets) == 0 && len(c.Names) == 0 {
 		errs = append(errs, errors.New("no target"))
 	}

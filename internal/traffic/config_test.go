@@ -23,7 +23,7 @@ func TestWithDefaults(t *testing.T) {
 		{
 			name: "zero",
 			want: Config{
-				Workers: 200, Path: "/10M", ReadSize: 16384, Pause: 500 * time.Millisecond, EarlyStop: 0.05,
+				Mode: ModeDownloads, Workers: 200, Path: "/10M", ReadSize: 16384, Pause: 500 * time.Millisecond, EarlyStop: 0.05,
 				ReadTimeout: 3 * time.Second, StallThreshold: time.Second, ConnectTimeout: 3 * time.Second,
 			},
 		},
@@ -34,8 +34,24 @@ func TestWithDefaults(t *testing.T) {
 				ReadTimeout: time.Second, StallThreshold: time.Millisecond, ConnectTimeout: time.Minute, Seed: 7,
 			},
 			want: Config{
-				Workers: 3, Path: "/1M", ReadSize: 1, Pause: -1, EarlyStop: -1,
+				Mode: ModeDownloads, Workers: 3, Path: "/1M", ReadSize: 1, Pause: -1, EarlyStop: -1,
 				ReadTimeout: time.Second, StallThreshold: time.Millisecond, ConnectTimeout: time.Minute, Seed: 7,
+			},
+		},
+		{
+			name: "requests",
+			in:   Config{Mode: ModeRequests},
+			want: Config{
+				Mode: ModeRequests, Workers: 10, Rate: 10, Path: "/", ReadSize: 16384, Pause: 500 * time.Millisecond,
+				EarlyStop: 0.05, ReadTimeout: 3 * time.Second, StallThreshold: time.Second, ConnectTimeout: 3 * time.Second,
+			},
+		},
+		{
+			name: "requests set fields kept",
+			in:   Config{Mode: ModeRequests, Workers: 2, Rate: 0.5, Path: "/1K", KeepAlive: true},
+			want: Config{
+				Mode: ModeRequests, Workers: 2, Rate: 0.5, KeepAlive: true, Path: "/1K", ReadSize: 16384, Pause: 500 * time.Millisecond,
+				EarlyStop: 0.05, ReadTimeout: 3 * time.Second, StallThreshold: time.Second, ConnectTimeout: 3 * time.Second,
 			},
 		},
 	}
@@ -66,6 +82,12 @@ func TestStartRejects(t *testing.T) {
 			errs: []string{"stall threshold 5s"}},
 		{name: "every problem", cfg: Config{Workers: -1, ReadSize: -1, EarlyStop: 1, ReadTimeout: -1},
 			errs: []string{"no target", "workers -1", "read size -1", "early stop chance 1", "read timeout -1ns"}},
+		{name: "rate of a download load", cfg: Config{Targets: []netip.AddrPort{vip4}, Rate: 5, KeepAlive: true},
+			errs: []string{"a rate applies to a request load only", "keep-alive applies to a request load only"}},
+		{name: "rate too high", cfg: Config{Mode: ModeRequests, Targets: []netip.AddrPort{vip4}, Rate: 5000},
+			errs: []string{"rate 5000: want requests per second per worker"}},
+		{name: "unknown mode", cfg: Config{Mode: "bursts", Targets: []netip.AddrPort{vip4}},
+			errs: []string{`mode "bursts": want downloads or requests`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,6 +123,8 @@ func TestClassify(t *testing.T) {
 		{name: "kernel timeout", err: op(syscall.ETIMEDOUT), want: OutcomeTimeout},
 		{name: "host unreachable", err: op(syscall.EHOSTUNREACH), want: OutcomeTimeout},
 		{name: "net unreachable", err: op(syscall.ENETUNREACH), want: OutcomeError},
+		{name: "no free port", err: fmt.Errorf("connect: %w", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}), want: OutcomeExhausted},
+		{name: "port in use", err: fmt.Errorf("connect: %w", &net.OpError{Op: "dial", Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}), want: OutcomeExhausted},
 		{name: "truncated", err: fmt.Errorf("read body: %w", io.ErrUnexpectedEOF), want: OutcomeError},
 		{name: "other", err: errors.New("malformed HTTP response"), want: OutcomeError},
 	}

@@ -9,6 +9,9 @@ const SeriesStep = 100 * time.Millisecond
 
 // Report is the result of a run, or of a part of it (Between).
 type Report struct {
+	// Mode is the kind of load; empty in reports of downloads made before
+	// there was a request mode.
+	Mode  Mode      `json:"mode,omitempty"`
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
 	// ReadTimeout and StallThreshold are the run's settings, which define
@@ -45,8 +48,37 @@ type Report struct {
 	// to 1; 0 when unknown. Above about 0.9, stalls may be the machine's
 	// doing, not the lab's.
 	CPUBusy float64 `json:"cpu_busy,omitempty"`
-	// Conns holds every connection, in the order they started.
+	// Requests holds the figures of a request load (Mode ModeRequests):
+	// latency and errors per second, and over the run.
+	Requests *RequestReport `json:"requests,omitempty"`
+	// Conns holds every connection (every request of a request load), in
+	// the order they started.
 	Conns []Conn `json:"conns"`
+}
+
+// settings are what a report keeps of its run's configuration.
+type settings struct {
+	mode                        Mode
+	readTimeout, stallThreshold time.Duration
+	workers                     int
+	rate                        float64
+	keepAlive                   bool
+}
+
+// settings returns the settings of r's run.
+func (r *Run) settings() settings {
+	c := &r.cfg
+	return settings{mode: c.Mode, readTimeout: c.ReadTimeout, stallThreshold: c.StallThreshold,
+		workers: c.Workers, rate: c.Rate, keepAlive: c.KeepAlive}
+}
+
+// settings returns the settings of the run r reports on.
+func (r *Report) settings() settings {
+	s := settings{mode: r.Mode, readTimeout: r.ReadTimeout, stallThreshold: r.StallThreshold}
+	if q := r.Requests; q != nil {
+		s.workers, s.rate, s.keepAlive = q.Workers, q.Rate, q.KeepAlive
+	}
+	return s
 }
 
 // Histogram is a distribution of durations.
@@ -110,12 +142,13 @@ func (h Histogram) add(d time.Duration) {
 }
 
 // newReport computes the figures of conns over [start, end].
-func newReport(start, end time.Time, readTimeout, stallThreshold time.Duration, conns []Conn) *Report {
+func newReport(start, end time.Time, set settings, conns []Conn) *Report {
 	r := &Report{
+		Mode:           set.mode,
 		Start:          start,
 		End:            end,
-		ReadTimeout:    readTimeout,
-		StallThreshold: stallThreshold,
+		ReadTimeout:    set.readTimeout,
+		StallThreshold: set.stallThreshold,
 		ByOutcome:      map[Outcome]int{},
 		Stalls:         newStalls(),
 		Series:         []Bucket{},
@@ -181,6 +214,9 @@ func newReport(start, end time.Time, readTimeout, stallThreshold time.Duration, 
 			}
 		}
 	}
+	if set.mode == ModeRequests {
+		r.Requests = newRequestReport(start, end, set, conns)
+	}
 	return r
 }
 
@@ -206,5 +242,5 @@ func (r *Report) Between(from, to time.Time) *Report {
 			conns = append(conns, c)
 		}
 	}
-	return newReport(from, to, r.ReadTimeout, r.StallThreshold, conns)
+	return newReport(from, to, r.settings(), conns)
 }

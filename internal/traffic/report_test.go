@@ -51,7 +51,7 @@ func sampleConns() []Conn {
 }
 
 func sampleReport() *Report {
-	return newReport(t0, at(5000), 3*time.Second, time.Second, sampleConns())
+	return newReport(t0, at(5000), settings{readTimeout: 3 * time.Second, stallThreshold: time.Second}, sampleConns())
 }
 
 func TestReportFigures(t *testing.T) {
@@ -65,7 +65,7 @@ func TestReportFigures(t *testing.T) {
 		figures{
 			Total: 9, OK: 4, Broken: 4, Interrupted: 1, Stopped: 1, DNSFailed: 1, Fallbacks: 1,
 			ByOutcome: map[Outcome]int{OutcomeOK: 4, OutcomeReset: 1, OutcomeRefused: 1, OutcomeTimeout: 1,
-				OutcomeBadStatus: 1, OutcomeError: 0, OutcomeDNS: 1},
+				OutcomeBadStatus: 1, OutcomeExhausted: 0, OutcomeError: 0, OutcomeDNS: 1},
 			ByLB7:    map[string]int{"L1": 4, "L2": 3},
 			ByServer: map[string]int{"S1": 4, "S2": 3},
 		})
@@ -215,7 +215,7 @@ func TestReportJSON(t *testing.T) {
 }
 
 func TestReportEmpty(t *testing.T) {
-	r := newReport(t0, t0, time.Second, 500*time.Millisecond, nil)
+	r := newReport(t0, t0, settings{readTimeout: time.Second, stallThreshold: 500 * time.Millisecond}, nil)
 	var buf bytes.Buffer
 	if err := r.WriteJSON(&buf); err != nil {
 		t.Fatal(err)

@@ -40,6 +40,10 @@ const (
 	OutcomeTimeout   Outcome = "timeout"
 	OutcomeBadStatus Outcome = "bad-status"
 	OutcomeError     Outcome = "error"
+	// OutcomeExhausted: no local port was free for a new connection from
+	// the source address (EADDRNOTAVAIL, EADDRINUSE): the client opens
+	// connections faster than TIME_WAIT frees their ports.
+	OutcomeExhausted Outcome = "exhausted"
 	// OutcomeDNS: the service name did not resolve (no address, no such
 	// name, no answer in time), so no connection was tried. It is counted
 	// apart: not a broken connection, not a success.
@@ -48,7 +52,7 @@ const (
 
 // Outcomes returns every outcome, in the order reports show them.
 func Outcomes() []Outcome {
-	return []Outcome{OutcomeOK, OutcomeReset, OutcomeRefused, OutcomeTimeout, OutcomeBadStatus, OutcomeError, OutcomeDNS}
+	return []Outcome{OutcomeOK, OutcomeReset, OutcomeRefused, OutcomeTimeout, OutcomeBadStatus, OutcomeExhausted, OutcomeError, OutcomeDNS}
 }
 
 // Broken reports whether o is a broken connection: a connection that was
@@ -90,6 +94,11 @@ type Conn struct {
 	// Stopped is set on a connection cut by Run.Stop (or by the end of the
 	// run's context), which counts as ok.
 	Stopped bool `json:"stopped,omitempty"`
+	// Latency is, for a request (ModeRequests), the time from when it was
+	// due to its end: connect, request and the whole response.
+	Latency time.Duration `json:"latency_ns,omitempty"`
+	// Reused is set on a request sent on a kept connection.
+	Reused bool `json:"reused,omitempty"`
 }
 
 // Progress is a live view of a run.
@@ -109,6 +118,9 @@ type Progress struct {
 // Second is one second of Progress.Seconds.
 type Second struct {
 	Started, OK, Broken, Interrupted, DNSFailed int
+	// P50 and P99 are the latencies of the requests of a request load that
+	// succeeded in the second.
+	P50, P99 time.Duration
 }
 
 // retryPause is the longest random pause after a broken connection when
@@ -137,6 +149,9 @@ type Run struct {
 	started, active, ok, broken, interrupted, dnsFailed atomic.Int64
 	mu                                                  sync.Mutex
 	seconds                                             []Second // guarded by mu
+	// latencies holds, per second, the latencies of a request load's
+	// successful requests, for the live percentiles; guarded by mu.
+	latencies [][]time.Duration
 
 	stopOnce sync.Once
 	report   *Report
@@ -162,10 +177,17 @@ type nameTarget struct {
 	request []byte
 }
 
-// request is the GET of path for host.
-func request(path, host string) []byte {
+// request is the GET of path for host. A download asks the server to
+// close the connection after it; a request load's requests do not, as
+// HTTP/1.1 clients do, so that the client closes it (without KeepAlive)
+// or sends the next request on it (with).
+func request(mode Mode, path, host string) []byte {
+	conn := "Connection: close\r\n"
+	if mode == ModeRequests {
+		conn = ""
+	}
 	return []byte("GET " + path + " HTTP/1.1\r\nHost: " + host +
-		"\r\nUser-Agent: lab-traffic\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+		"\r\nUser-Agent: lab-traffic\r\nAccept: */*\r\n" + conn + "\r\n")
 }
 
 // sourceDialer binds connections to one source address.
@@ -193,10 +215,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Run, error) {
 	r.start = time.Now()
 	r.wg.Add(len(r.workers))
 	for _, w := range r.workers {
-		go w.loop(ctx)
+		if cfg.Mode == ModeRequests {
+			go w.requestLoop(ctx)
+		} else {
+			go w.loop(ctx)
+		}
 	}
-	r.log.Info("traffic started", "workers", cfg.Workers, "targets", len(cfg.Targets), "names", len(cfg.Names),
-		"sources", len(cfg.Sources), "path", cfg.Path)
+	r.log.Info("traffic started", "mode", cfg.Mode, "workers", cfg.Workers, "targets", len(cfg.Targets), "names", len(cfg.Names),
+		"sources", len(cfg.Sources), "path", cfg.Path, "rate", cfg.Rate, "keepalive", cfg.KeepAlive)
 	return r, nil
 }
 
@@ -212,10 +238,10 @@ func newRun(cfg Config, log *slog.Logger) *Run {
 		if !t.Addr().Unmap().Is4() {
 			network = "tcp6"
 		}
-		r.targets = append(r.targets, target{addr: t, network: network, str: t.String(), request: request(cfg.Path, t.String())})
+		r.targets = append(r.targets, target{addr: t, network: network, str: t.String(), request: request(cfg.Mode, cfg.Path, t.String())})
 	}
 	for _, n := range cfg.Names {
-		r.names = append(r.names, nameTarget{name: n.Name, port: n.Port, request: request(cfg.Path, n.String())})
+		r.names = append(r.names, nameTarget{name: n.Name, port: n.Port, request: request(cfg.Mode, cfg.Path, n.String())})
 	}
 	for _, s := range cfg.Sources {
 		d := sourceDialer{addr: s, dialer: &net.Dialer{
@@ -264,7 +290,7 @@ func (r *Run) Stop() *Report {
 			w.conns = nil
 		}
 		slices.SortFunc(conns, func(a, b Conn) int { return a.ID - b.ID })
-		r.report = newReport(r.start, end, r.cfg.ReadTimeout, r.cfg.StallThreshold, conns)
+		r.report = newReport(r.start, end, r.settings(), conns)
 		if r.cpuErr == nil {
 			if now, err := readCPUTimes(procStat); err == nil {
 				r.report.CPUBusy = busy(r.cpu, now)
@@ -290,7 +316,15 @@ func (r *Run) Snapshot() Progress {
 	}
 	r.mu.Lock()
 	p.Seconds = slices.Clone(r.seconds)
+	lat := make([][]time.Duration, len(r.latencies))
+	for i, l := range r.latencies {
+		lat[i] = slices.Clone(l)
+	}
 	r.mu.Unlock()
+	for i, l := range lat {
+		st := latencyStats(l)
+		p.Seconds[i].P50, p.Seconds[i].P99 = st.P50, st.P99
+	}
 	return p
 }
 
@@ -334,6 +368,13 @@ func (r *Run) finish(c *Conn) {
 		r.ok.Add(1)
 		s.OK++
 	}
+	if r.cfg.Mode == ModeRequests && succeeded(c) {
+		i := max(int(c.End.Sub(r.start)/time.Second), 0)
+		for len(r.latencies) <= i {
+			r.latencies = append(r.latencies, nil)
+		}
+		r.latencies[i] = append(r.latencies[i], c.Latency)
+	}
 	r.mu.Unlock()
 	if c.Outcome.Broken() {
 		r.log.Debug("connection broken", "id", c.ID, "source", c.Source, "source_port", c.SourcePort,
@@ -342,15 +383,21 @@ func (r *Run) finish(c *Conn) {
 	}
 }
 
-// worker runs connections one after the other. Its buffers are reused for
-// every connection, so reading allocates nothing.
+// worker runs connections one after the other (downloads), or sends
+// requests on time (requests). Its buffers are reused for every download,
+// so reading allocates nothing.
 type worker struct {
 	run   *Run
 	rng   *rand.Rand
 	buf   []byte
 	br    *bufio.Reader
 	timer *time.Timer
+
+	// mu guards conns, which the requests of a request load append to
+	// concurrently, and idle, the kept connections waiting for a request.
+	mu    sync.Mutex
 	conns []Conn
+	idle  []*keptConn
 }
 
 // loop runs connections until ctx is done.
@@ -422,7 +469,7 @@ func (w *worker) connect(ctx context.Context) Conn {
 		return c
 	}
 	var conn net.Conn
-	for _, a := range w.order(addrs) {
+	for _, a := range order(addrs, len(r.dialers4) > 0, len(r.dialers6) > 0, w.rng.IntN(2) == 0) {
 		if conn, err = w.dial(ctx, &c, netip.AddrPortFrom(a, n.port)); err == nil || ctx.Err() != nil {
 			break
 		}
@@ -439,9 +486,10 @@ func (w *worker) connect(ctx context.Context) Conn {
 }
 
 // order is the order in which a client tries a name's addresses: one
-// family at random first (so that a load spreads over both), each family
-// in the order the name server gave.
-func (w *worker) order(addrs []netip.Addr) []netip.Addr {
+// family first (v6First, drawn at random so that a load spreads over both),
+// each family in the order the name server gave. A family the client has
+// no source address of (has4, has6) cannot be tried.
+func order(addrs []netip.Addr, has4, has6, v6First bool) []netip.Addr {
 	var v4, v6 []netip.Addr
 	for _, a := range addrs {
 		if a.Unmap().Is4() {
@@ -450,14 +498,13 @@ func (w *worker) order(addrs []netip.Addr) []netip.Addr {
 			v6 = append(v6, a)
 		}
 	}
-	// A family without a source address cannot be tried.
-	if len(w.run.dialers4) == 0 {
+	if !has4 {
 		v4 = nil
 	}
-	if len(w.run.dialers6) == 0 {
+	if !has6 {
 		v6 = nil
 	}
-	if len(v6) > 0 && (len(v4) == 0 || w.rng.IntN(2) == 0) {
+	if len(v6) > 0 && (len(v4) == 0 || v6First) {
 		return append(v6, v4...)
 	}
 	return append(v4, v6...)
@@ -471,7 +518,11 @@ func (w *worker) dial(ctx context.Context, c *Conn, addr netip.AddrPort) (net.Co
 	if !addr.Addr().Unmap().Is4() {
 		network, dialers = "tcp6", r.dialers6
 	}
-	d := &dialers[w.rng.IntN(len(dialers))]
+	return r.dialWith(ctx, c, &dialers[w.rng.IntN(len(dialers))], network, addr)
+}
+
+// dialWith connects to addr with d, recording the target and source in c.
+func (r *Run) dialWith(ctx context.Context, c *Conn, d *sourceDialer, network string, addr netip.AddrPort) (net.Conn, error) {
 	c.Source, c.Target = d.addr, addr
 	var conn net.Conn
 	dial := func() (err error) {
@@ -561,14 +612,17 @@ func (w *worker) exchange(ctx context.Context, c Conn, conn net.Conn, request []
 // the end of the run as stopped.
 func (w *worker) end(ctx context.Context, c Conn, err error) Conn {
 	c.End = time.Now()
+	var dnsErr dnsError
 	switch {
 	case err == nil:
 		c.Outcome = OutcomeOK
 	case ctx.Err() != nil:
 		c.Outcome, c.Stopped = OutcomeOK, true
+	case errors.As(err, &dnsErr):
+		c.Outcome, c.Err = OutcomeDNS, dnsErr.Error()
 	default:
 		c.Outcome, c.Err = classify(err), err.Error()
 	}
-	c.Interrupted = c.Outcome == OutcomeOK && c.LongestStall > w.run.cfg.StallThreshold
+	c.Interrupted = w.run.cfg.Mode != ModeRequests && c.Outcome == OutcomeOK && c.LongestStall > w.run.cfg.StallThreshold
 	return c
 }

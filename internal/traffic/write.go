@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -22,7 +23,22 @@ func (r *Report) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
+	if r.Requests != nil {
+		r.writeRequests(p)
+	} else {
+		r.writeDownloads(p)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write traffic report: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write traffic report: %w", err)
+	}
+	return nil
+}
 
+// writeDownloads writes the text report of a download load.
+func (r *Report) writeDownloads(p func(string, ...any)) {
 	p("traffic from %s to %s (%s)\n", stamp(r.Start), stamp(r.End), round(r.End.Sub(r.Start)))
 	p("read timeout %s, stall threshold %s\n", r.ReadTimeout, r.StallThreshold)
 	if r.CPUBusy > 0 {
@@ -83,7 +99,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		p("(none)\n")
 	}
 
-	p("\nbroken connections\n")
+	r.writeFailed(p, "broken connections")
+}
+
+// writeFailed lists the first failed connections (requests).
+func (r *Report) writeFailed(p func(string, ...any), title string) {
+	p("\n%s\n", title)
 	p("id\tsource\ttarget\tlb7\tserver\tstart\tduration\tbytes\toutcome\terror\n")
 	listed := 0
 	for i := range r.Conns {
@@ -104,13 +125,6 @@ func (r *Report) WriteText(w io.Writer) error {
 	case listed > maxListed:
 		p("(%d more)\n", listed-maxListed)
 	}
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("write traffic report: %w", err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write traffic report: %w", err)
-	}
-	return nil
 }
 
 // writeGroups writes the connections, broken and interrupted ones per name
@@ -198,4 +212,93 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// writeRequests writes the text report of a request load: totals, errors
+// by class, latency, and every second.
+func (r *Report) writeRequests(p func(string, ...any)) {
+	q := r.Requests
+	keep := "a new connection per request"
+	if q.KeepAlive {
+		keep = "keep-alive"
+	}
+	p("requests from %s to %s (%s)\n", stamp(r.Start), stamp(r.End), round(r.End.Sub(r.Start)))
+	p("%d workers x %g a second, %s, timeout %s\n", q.Workers, q.Rate, keep, r.ReadTimeout)
+	if r.CPUBusy > 0 {
+		p("machine CPU busy %.0f%% during the load (all CPUs, /proc/stat)\n", 100*r.CPUBusy)
+	}
+	p("\n")
+	p("requests\t%d\n", q.Requests)
+	p("ok\t%d\t(cut by stop %d)\n", r.OK, r.Stopped)
+	p("errors\t%d\t(%.2f%%)\n", q.Errors, 100*q.ErrorRatio)
+	for _, o := range Outcomes()[1:] {
+		p("  %s\t%d\n", o, r.ByOutcome[o])
+	}
+	p("\nlatency\tp50\tp90\tp99\tmax\tmean\tstddev\n")
+	p("%s\n", latencyRow(fmt.Sprintf("%d ok", q.Latency.Count), q.Latency))
+	r.writeGroups(p, "lb7", "(no lb7 header)", func(c *Conn) string { return c.LB7 }, r.ByLB7)
+	r.writeGroups(p, "server", "(no server header)", func(c *Conn) string { return c.Server }, r.ByServer)
+	p("\nsecond\trequests\terrors\tp50\tp90\tp99\tmax\n")
+	for _, s := range q.Seconds {
+		p("+%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Offset, s.Requests, errorsString(s), ms(s.P50), ms(s.P90), ms(s.P99), ms(s.Max))
+	}
+	r.writeFailed(p, "failed requests")
+}
+
+// WriteText writes how service fared after each injection: latency
+// against the steady state, errors and the time to repair.
+func (rs Repairs) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
+	p("latency\tp50\tp90\tp99\tmax\tmean\tstddev\n")
+	p("%s\n", latencyRow("steady", rs.Steady))
+	for _, a := range rs.After {
+		p("%s\n", latencyRow("after "+a.Label, a.Latency))
+	}
+	p("\ninjection\terrors\tp99\tp99 - steady\tstddev - steady\ttime to repair\n")
+	if len(rs.After) == 0 {
+		p("(none)\n")
+	}
+	for _, a := range rs.After {
+		repaired := round(a.Repaired).String()
+		if a.Unrepaired {
+			repaired = ">" + repaired + " (not repaired)"
+		}
+		p("%s\t%d\t%s\t%+dms\t%+dms\t%s\n", a.Label, a.Errors, ms(a.Latency.P99),
+			(a.Latency.P99 - rs.Steady.P99).Milliseconds(), (a.Latency.StdDev - rs.Steady.StdDev).Milliseconds(), repaired)
+	}
+	p("(repaired: the last request failed, or took over %s (twice the steady p99, %s above it at least) in a second whose p99 did)\n",
+		ms(rs.Bound), RepairSlack)
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write repairs: %w", err)
+	}
+	return nil
+}
+
+// latencyRow is one row of a latency table.
+func latencyRow(label string, s LatencyStats) string {
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", label, ms(s.P50), ms(s.P90), ms(s.P99), ms(s.Max), ms(s.Mean), ms(s.StdDev))
+}
+
+// ms formats d in milliseconds with a tenth, or "-" for none.
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+}
+
+// errorsString writes a second's errors by outcome: "3 (2 refused, 1
+// timeout)", or "0".
+func errorsString(s RequestSecond) string {
+	if s.ErrorCount() == 0 {
+		return "0"
+	}
+	var parts []string
+	for _, o := range Outcomes()[1:] {
+		if n := s.Errors[o]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, o))
+		}
+	}
+	return fmt.Sprintf("%d (%s)", s.ErrorCount(), strings.Join(parts, ", "))
 }
