@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/topology"
 	"github.com/lab-lb/lab/internal/traffic"
@@ -27,6 +28,16 @@ type LoadProgress = traffic.Progress
 // engine (200 workers downloading /10M, read timeout 3s, stall threshold
 // 1s, and so on).
 type LoadConfig struct {
+	// Mode is the kind of load: LoadDownloads (the default) counts the
+	// connections a change breaks; LoadRequests measures latency, errors
+	// per second and the time to repair.
+	Mode LoadMode
+	// Rate is a request load's requests a second, over every worker
+	// (each sends Rate/Workers a second); default 100.
+	Rate float64
+	// KeepAlive makes a request load reuse each connection for the
+	// worker's next request; without it every request opens a new one.
+	KeepAlive bool
 	// From is the node the load runs from; default: the first client.
 	From string
 	// VIPs names the targets: VIP names, addresses (every TCP VIP on the
@@ -42,7 +53,8 @@ type LoadConfig struct {
 	// Sources are the source addresses; empty means every loopback
 	// address of From in the topology (none: the kernel chooses).
 	Sources []netip.Addr
-	// Workers is the number of concurrent connections.
+	// Workers is the number of concurrent connections (downloads) or of
+	// request loops (requests).
 	Workers int
 	// Path is the path each connection downloads.
 	Path string
@@ -67,17 +79,48 @@ type LoadConfig struct {
 	Seed int64
 }
 
+// LoadMode is the kind of a load.
+type LoadMode string
+
+// Load modes.
+const (
+	// LoadDownloads runs many long downloads, read slowly, one connection
+	// each: it counts the connections a change breaks.
+	LoadDownloads LoadMode = "downloads"
+	// LoadRequests sends short requests at a fixed rate (open loop), a new
+	// connection each unless KeepAlive: it measures latency and errors per
+	// second and how long a change degraded the service.
+	LoadRequests LoadMode = "requests"
+)
+
 // WithDefaults returns c with its zero tunables set to the load engine's
-// defaults (From, VIPs and Sources are left as they are).
+// defaults for its mode (From, VIPs and Sources are left as they are).
 func (c LoadConfig) WithDefaults() LoadConfig {
-	d := traffic.Config{
-		Workers: c.Workers, Path: c.Path, ReadSize: c.ReadSize, Pause: c.Pause,
-		EarlyStop: c.EarlyStop, ReadTimeout: c.ReadTimeout, StallThreshold: c.StallThreshold,
-		ConnectTimeout: c.ConnectTimeout,
-	}.WithDefaults()
+	d := c.traffic(traffic.Config{}).WithDefaults()
+	c.Mode = LoadMode(d.Mode)
 	c.Workers, c.Path, c.ReadSize, c.Pause = d.Workers, d.Path, d.ReadSize, d.Pause
 	c.EarlyStop, c.ReadTimeout, c.StallThreshold, c.ConnectTimeout = d.EarlyStop, d.ReadTimeout, d.StallThreshold, d.ConnectTimeout
+	if c.Mode == LoadRequests {
+		c.Rate = d.Rate * float64(d.Workers)
+	}
 	return c
+}
+
+// traffic returns the load engine's configuration of c, into which it
+// copies the resolved targets and sources of tc.
+func (c LoadConfig) traffic(tc traffic.Config) traffic.Config {
+	tc.Mode, tc.KeepAlive = traffic.Mode(c.Mode), c.KeepAlive
+	tc.Workers, tc.Path, tc.ReadSize, tc.Pause = c.Workers, c.Path, c.ReadSize, c.Pause
+	tc.EarlyStop, tc.ReadTimeout, tc.StallThreshold, tc.ConnectTimeout = c.EarlyStop, c.ReadTimeout, c.StallThreshold, c.ConnectTimeout
+	tc.Seed = c.Seed
+	if c.Rate != 0 {
+		workers := c.Workers
+		if workers == 0 {
+			workers = traffic.DefaultRequestWorkers
+		}
+		tc.Rate = c.Rate / float64(workers)
+	}
+	return tc
 }
 
 // loadLease is how long a load runs on once its owner (this process) has
@@ -210,20 +253,7 @@ func loadConfig(t *topology.Topology, cfg LoadConfig) (traffic.Config, error) {
 	if err != nil {
 		return traffic.Config{}, err
 	}
-	return traffic.Config{
-		Targets:        targets,
-		Names:          names,
-		Sources:        sources,
-		Workers:        cfg.Workers,
-		Path:           cfg.Path,
-		ReadSize:       cfg.ReadSize,
-		Pause:          cfg.Pause,
-		EarlyStop:      cfg.EarlyStop,
-		ReadTimeout:    cfg.ReadTimeout,
-		StallThreshold: cfg.StallThreshold,
-		ConnectTimeout: cfg.ConnectTimeout,
-		Seed:           cfg.Seed,
-	}, nil
+	return cfg.traffic(traffic.Config{Targets: targets, Names: names, Sources: sources}), nil
 }
 
 // loadTargets resolves the VIPs named in names (names, addresses or
@@ -327,4 +357,40 @@ func vipNames(t *topology.Topology) string {
 		names[i] = v.Name
 	}
 	return strings.Join(names, ", ")
+}
+
+// Repairs is how a request load fared after each failure injected during
+// it: the latency of the steady part, and per injection the errors, the
+// latency and the time to repair.
+type Repairs = traffic.Repairs
+
+// LoadRepairs computes the repairs of a request load's report after the
+// failures injected into the lab during it (kill, freeze, revive, link,
+// impair, add, remove: the lab's event log).
+func (l *Lab) LoadRepairs(ctx context.Context, rep *Report) (*Repairs, error) {
+	evs, err := l.Events(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("injections during the load: %w", err)
+	}
+	rs := rep.Repairs(injections(evs, rep.Start, rep.End))
+	return &rs, nil
+}
+
+// injections returns the failures injected into the lab in [from, to), as
+// "kill lb4-2" or "link lb4-2 r1 down", from its event log.
+func injections(evs []control.Event, from, to time.Time) []traffic.Injection {
+	var out []traffic.Injection
+	for _, e := range evs {
+		if e.Kind != control.EventInject || e.Time.Before(from) || !e.Time.Before(to) {
+			continue
+		}
+		head, _, _ := strings.Cut(e.Msg, ":")
+		verb, rest, _ := strings.Cut(head, " ")
+		label := verb + " " + e.Node
+		if rest != "" {
+			label += " " + rest
+		}
+		out = append(out, traffic.Injection{Label: label, At: e.Time})
+	}
+	return out
 }

@@ -223,12 +223,22 @@ func TestLoadConfigMinimal(t *testing.T) {
 func TestLoadConfigWithDefaults(t *testing.T) {
 	got := LoadConfig{From: "c", Workers: 3, Pause: -1}.WithDefaults()
 	want := LoadConfig{
-		From: "c", Workers: 3, Path: traffic.DefaultPath, ReadSize: traffic.DefaultReadSize, Pause: -1,
+		Mode: LoadDownloads, From: "c", Workers: 3, Path: traffic.DefaultPath, ReadSize: traffic.DefaultReadSize, Pause: -1,
 		EarlyStop: traffic.DefaultEarlyStop, ReadTimeout: traffic.DefaultReadTimeout,
 		StallThreshold: traffic.DefaultStallThreshold, ConnectTimeout: traffic.DefaultConnectTimeout,
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("configuration (-got +want):\n%s", diff)
+	}
+	// A request load: 10 workers, 100 requests a second in all, a short
+	// path; the rate goes to the engine per worker.
+	got = LoadConfig{Mode: LoadRequests}.WithDefaults()
+	if got.Workers != 10 || got.Rate != 100 || got.Path != "/" {
+		t.Errorf("request load defaults: %d workers, rate %g, path %q; want 10, 100, /", got.Workers, got.Rate, got.Path)
+	}
+	tc := LoadConfig{Mode: LoadRequests, Rate: 50, Workers: 5, KeepAlive: true}.traffic(traffic.Config{})
+	if tc.Mode != traffic.ModeRequests || tc.Rate != 10 || !tc.KeepAlive || tc.Workers != 5 {
+		t.Errorf("engine configuration %+v: want requests, 10 a second per worker, keep-alive, 5 workers", tc)
 	}
 }
 
@@ -336,5 +346,27 @@ func TestLoadClient(t *testing.T) {
 	}
 	if req.Workers != 7 || len(req.Targets) != 2 || len(req.Sources) != 100 || req.Lease != loadLease.String() {
 		t.Errorf("start request %s: want 7 workers, 2 targets, 100 sources and a lease of %s", fake.bodies[0], loadLease)
+	}
+}
+
+func TestInjections(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	evs := []control.Event{
+		{Time: at(1), Node: "lb4-1", Kind: control.EventInject, Msg: "kill: every process of the node killed, links up"},
+		{Time: at(5), Node: "lb7-1", Kind: control.EventInject, Msg: "freeze: processes stopped, every packet to and from the node dropped"},
+		{Time: at(6), Node: "r1", Kind: control.EventRoute, Msg: "198.51.100.1/32 via 10.0.0.1"},
+		{Time: at(7), Node: "lb4-2", Kind: control.EventInject, Msg: "link r1 down"},
+		{Time: at(9), Node: "lb7-1", Kind: control.EventInject, Msg: "revive: processes continued, packets flow again"},
+		{Time: at(12), Node: "lb7-2", Kind: control.EventInject, Msg: "kill: every process of the node killed, links up"},
+	}
+	got := injections(evs, at(2), at(12))
+	want := []traffic.Injection{
+		{Label: "freeze lb7-1", At: at(5)},
+		{Label: "link lb4-2 r1 down", At: at(7)},
+		{Label: "revive lb7-1", At: at(9)},
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("injections (-got +want):\n%s", diff)
 	}
 }

@@ -297,3 +297,43 @@ func decodePNG(t *testing.T, write func(io.Writer, Format) error) *image.RGBA {
 	draw.Draw(rgba, rgba.Bounds(), img, img.Bounds().Min, draw.Src)
 	return rgba
 }
+
+// TestLatencyTimeline checks the timeline of a request load: a panel of
+// requests and one of latency, whose p50 and p99 lines are drawn, a dot
+// over the second with failures, and the texts.
+func TestLatencyTimeline(t *testing.T) {
+	var conns []traffic.Conn
+	for i := range 40 {
+		c := traffic.Conn{ID: i + 1, Start: at(i * 100), Outcome: traffic.OutcomeOK, Latency: time.Duration(5+i%5) * time.Millisecond}
+		if i >= 20 && i < 23 {
+			c.Outcome, c.Err = traffic.OutcomeRefused, "refused"
+		}
+		c.End = c.Start.Add(c.Latency)
+		conns = append(conns, c)
+	}
+	rep := &traffic.Report{Start: t0, End: at(4000), Conns: conns, Requests: &traffic.RequestReport{}}
+	tl := ReportTimeline("load 1 from users", rep)
+	tl.Marks = []Mark{{At: 2 * time.Second, Label: "kill lb7-1"}}
+	if len(tl.Panels) != 2 || !tl.Panels[1].Latency {
+		t.Fatalf("panels %+v, want requests and latency", tl.Panels)
+	}
+	img := decodePNG(t, tl.Write)
+	top := margin + titleRow + legendRow + labelRow // one row of mark labels
+	latency := img.SubImage(image.Rect(0, top+panelHeight, imageWidth, top+2*panelHeight))
+	for name, c := range map[string]color.RGBA{"p50": ColourP50, "p99": ColourP99, "failure dot": ColourBroken} {
+		if n := testenv.Pixels(latency, 0, c); n == 0 {
+			t.Errorf("no %s pixel in the latency panel", name)
+		}
+	}
+	var b bytes.Buffer
+	if err := tl.Write(&b, SVG); err != nil {
+		t.Fatal(err)
+	}
+	texts := testenv.SVGTexts(t, b.Bytes())
+	for _, s := range []string{"latency: 37 requests ok, 3 failed (dots: seconds with failures)", "p50", "p99",
+		"latency per second, ms", "kill lb7-1"} {
+		if !slices.Contains(texts, s) {
+			t.Errorf("no text %q in the SVG; it has %q", s, texts)
+		}
+	}
+}

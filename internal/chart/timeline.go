@@ -50,6 +50,11 @@ type Panel struct {
 	// and, unless it was cut by the end of the load (Conn.Stopped), in
 	// the bin where it ended, by its outcome.
 	Conns []traffic.Conn
+	// Latency draws the latency of the requests of Conns instead (a
+	// request load): per bin, the p50 and p99 of those that succeeded, on
+	// an axis of milliseconds of its own, and a dot over the bins with
+	// failed requests.
+	Latency bool
 }
 
 // Mark is a moment of the timeline, such as a scenario's step.
@@ -62,14 +67,20 @@ type Mark struct {
 }
 
 // ReportTimeline returns the timeline of every connection of rep, in one
-// panel, from its start to its end.
+// panel, from its start to its end; a request load gets a second panel,
+// of its latency.
 func ReportTimeline(title string, rep *traffic.Report) *Timeline {
-	return &Timeline{
+	t := &Timeline{
 		Title:  title,
 		Start:  rep.Start,
 		End:    rep.End,
 		Panels: []Panel{{Conns: rep.Conns}},
 	}
+	if rep.Requests != nil {
+		t.Panels[0].Title = "requests"
+		t.Panels = append(t.Panels, Panel{Title: "latency", Conns: rep.Conns, Latency: true})
+	}
+	return t
 }
 
 // Write draws the timeline as an image of the format f, 960 pixels wide
@@ -200,6 +211,9 @@ func (t *Timeline) layout() *timelineLayout {
 	peak := 1.0
 	for i, p := range t.Panels {
 		all[i] = count(p.Conns, t.Start, l.bin, n)
+		if p.Latency {
+			continue
+		}
 		peak = max(peak, all[i].peak())
 		for _, v := range all[i].dnsFailed {
 			l.hasDNS = l.hasDNS || v > 0
@@ -209,6 +223,10 @@ func (t *Timeline) layout() *timelineLayout {
 	// data lines up.
 	for i, p := range t.Panels {
 		last := i == len(t.Panels)-1
+		if p.Latency {
+			l.plots = append(l.plots, l.latencyPlot(p, t.Start, n, span, last))
+			continue
+		}
 		l.plots = append(l.plots, l.panelPlot(panelTitle(p, all[i]), all[i], span, peak, last))
 	}
 
@@ -428,6 +446,13 @@ func (l *timelineLayout) draw(c draw.Canvas) {
 		entries = append(entries, legendEntry{name: "DNS failed", colour: ColourDNSFailed})
 	}
 	entries = append(entries, legendEntry{name: "started", colour: ColourStarted, line: true})
+	for _, p := range l.t.Panels {
+		if p.Latency {
+			entries = append(entries, legendEntry{name: "p50", colour: ColourP50, line: true},
+				legendEntry{name: "p99", colour: ColourP99, line: true})
+			break
+		}
+	}
 	if len(l.t.Marks) > 0 {
 		entries = append(entries, legendEntry{name: "step", colour: ColourStep, line: true, dashed: true})
 	}

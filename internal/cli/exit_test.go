@@ -31,6 +31,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"status", "--no-such-flag"}, ExitUsage},
 		{[]string{"up"}, ExitUsage},
 		{[]string{"maint", "lb4-1"}, ExitUsage},
+		{[]string{"--name", "no-such-lab-here", "load", "--from", "users", "--rate", "50"}, ExitUsage},
+		{[]string{"--name", "no-such-lab-here", "load", "--from", "users", "--requests", "--rate", "50"}, ExitLab},
 		{[]string{"--name", "no-such-lab-here", "status"}, ExitLab},
 	} {
 		var out, errOut bytes.Buffer

@@ -23,9 +23,10 @@ func newLoadCmd(g *globals) *cobra.Command {
 	cfg := lab.LoadConfig{}.WithDefaults()
 	var duration time.Duration
 	var jsonl, pngFile, svgFile string
+	var requests bool
 	c := &cobra.Command{
-		Use:   "load --from NODE [--duration 30s] [--vip NAME]... [-o json] [--jsonl FILE] [--png FILE] [--svg FILE]",
-		Short: "Run the client load (many slow downloads through the VIPs) from a node and report what broke",
+		Use:   "load --from NODE [--requests [--rate N] [--keepalive]] [--duration 30s] [--vip NAME]... [-o json] [--jsonl FILE] [--png FILE] [--svg FILE]",
+		Short: "Run the client load (slow downloads, or requests at a rate) from a node and report what broke",
 		Long: `Run the client load from inside a node: many concurrent long HTTP
 downloads through the VIPs, one TCP connection per request from a random
 loopback address of the node, each read bounded by a timeout. The load runs
@@ -36,8 +37,21 @@ longer than --stall but recovered), per LB7, per backend and per second.
 Run it while injecting failures from another terminal (lab kill, lab link,
 lab maint) and read how many connections each failure cost. --png and --svg
 draw the run: per second, the connections started (a line) and those that
-ended ok, interrupted, broken or failed at the DNS lookup (stacked bars).`,
+ended ok, interrupted, broken or failed at the DNS lookup (stacked bars).
+
+With --requests the load sends short requests instead (GET / by default)
+at --rate requests a second over all --workers (default 100 over 10, the
+distributed IPVS load balancer's experiment), on time whatever the earlier
+ones did (open loop), each on a new connection unless --keepalive. The
+report gives, per second, the requests, the errors by class (refused,
+reset, timeout, bad status, exhausted: no free local port) and latency
+p50/p90/p99/max; and, for each failure injected into the lab meanwhile
+(lab kill, freeze, link...: the lab's event log), the latency against the
+steady part and the time to repair: until the last request failed or p99
+was back within twice the steady p99.`,
 		Args: cobra.NoArgs,
+		// The mode's flags are checked before any lab is opened.
+		PreRunE: func(cmd *cobra.Command, _ []string) error { return loadMode(cmd, &cfg, requests) },
 		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
 			if g.output != "text" && g.output != "json" {
 				return fmt.Errorf("-o %q: want text or json", g.output)
@@ -58,8 +72,7 @@ ended ok, interrupted, broken or failed at the DNS lookup (stacked bars).`,
 			var live io.Writer
 			if isTerminal(cmd.ErrOrStderr()) {
 				live = cmd.ErrOrStderr()
-				fmt.Fprintf(live, "load %s from %s: %d workers, %d target(s), %d source(s); Ctrl-C stops it\n",
-					ld.ID, ld.Node, cfg.Workers, len(ld.Targets), len(ld.Sources))
+				fmt.Fprintf(live, "load %s from %s: %s; Ctrl-C stops it\n", ld.ID, ld.Node, loadSummary(cfg, ld))
 			}
 			runCtx, cancel := cmd.Context(), context.CancelFunc(func() {})
 			if duration > 0 {
@@ -76,8 +89,23 @@ ended ok, interrupted, broken or failed at the DNS lookup (stacked bars).`,
 			if err != nil {
 				return err
 			}
+			var repairs *lab.Repairs
+			if rep.Requests != nil {
+				if repairs, err = l.LoadRepairs(stopCtx, rep); err != nil {
+					return err
+				}
+			}
+			out := struct {
+				*lab.Report
+				Repairs *lab.Repairs `json:"repairs,omitempty"`
+			}{rep, repairs}
 			var werr error
-			if err := g.print(cmd.OutOrStdout(), rep, func(w io.Writer) { werr = rep.WriteText(w) }); err != nil {
+			if err := g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+				if werr = rep.WriteText(w); werr == nil && repairs != nil {
+					fmt.Fprintf(w, "\nafter each injection into the lab (its event log)\n")
+					werr = repairs.WriteText(w)
+				}
+			}); err != nil {
 				return err
 			}
 			if werr != nil {
@@ -91,7 +119,7 @@ ended ok, interrupted, broken or failed at the DNS lookup (stacked bars).`,
 					return fmt.Errorf("close %s: %w", jsonl, err)
 				}
 			}
-			tl := chart.ReportTimeline(fmt.Sprintf("load %s from %s: %d workers", ld.ID, ld.Node, cfg.Workers), rep)
+			tl := chart.ReportTimeline(fmt.Sprintf("load %s from %s: %s", ld.ID, ld.Node, loadSummary(cfg, ld)), rep)
 			if pngFile != "" {
 				if err := writeFile(pngFile, func(w io.Writer) error { return tl.Write(w, chart.PNG) }); err != nil {
 					return err
@@ -110,8 +138,11 @@ ended ok, interrupted, broken or failed at the DNS lookup (stacked bars).`,
 	f.DurationVar(&duration, "duration", 30*time.Second, "run this long (0: until Ctrl-C)")
 	f.StringArrayVar(&cfg.VIPs, "vip", nil, "VIP to load, by name, address or address:port; repeat for several (default: every TCP VIP)")
 	f.StringArrayVar(&cfg.Names, "service", nil, "service `NAME` to load, looked up through the lab's DNS before every connection (www, or www.example.org); repeat for several")
-	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent connections")
-	f.StringVar(&cfg.Path, "path", cfg.Path, "path each connection downloads (the backends serve /<N>K, /<N>M, /<N>G)")
+	f.BoolVar(&requests, "requests", false, "send short requests at --rate instead of slow downloads: latency, errors per second, time to repair")
+	f.Float64Var(&cfg.Rate, "rate", 0, "requests a second over all workers, with --requests (default 100)")
+	f.BoolVar(&cfg.KeepAlive, "keepalive", false, "with --requests, reuse each worker's connections (default: a new connection per request)")
+	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent connections (downloads) or request loops (--requests: default 10)")
+	f.StringVar(&cfg.Path, "path", cfg.Path, "path each connection downloads (the backends serve /<N>K, /<N>M, /<N>G; --requests: default /)")
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "a read that waits longer breaks the connection (timeout)")
 	f.DurationVar(&cfg.StallThreshold, "stall", cfg.StallThreshold, "a wait for data longer than this makes an ok connection interrupted (below --read-timeout)")
 	f.DurationVar(&cfg.Pause, "pause", cfg.Pause, "longest random pause between two reads (negative: none)")
@@ -123,6 +154,42 @@ ended ok, interrupted, broken or failed at the DNS lookup (stacked bars).`,
 	_ = c.MarkFlagRequired("from")
 	g.addOutputFlag(c)
 	return c
+}
+
+// loadMode sets the mode of cfg from --requests: a request load takes its
+// own defaults for the flags left alone, and the request flags need it.
+func loadMode(cmd *cobra.Command, cfg *lab.LoadConfig, requests bool) error {
+	f := cmd.Flags()
+	if !requests {
+		for _, name := range []string{"rate", "keepalive"} {
+			if f.Changed(name) {
+				return usageError{fmt.Errorf("--%s applies to a request load: add --requests", name)}
+			}
+		}
+		return nil
+	}
+	cfg.Mode = lab.LoadRequests
+	if !f.Changed("workers") {
+		cfg.Workers = 0
+	}
+	if !f.Changed("path") {
+		cfg.Path = ""
+	}
+	*cfg = cfg.WithDefaults()
+	return nil
+}
+
+// loadSummary says what a load runs, in a few words.
+func loadSummary(cfg lab.LoadConfig, ld *lab.Load) string {
+	if cfg.Mode == lab.LoadRequests {
+		keep := "a new connection each"
+		if cfg.KeepAlive {
+			keep = "keep-alive"
+		}
+		return fmt.Sprintf("%d workers, %g requests/s, %s, %d target(s), %d source(s)",
+			cfg.Workers, cfg.Rate, keep, len(ld.Targets), len(ld.Sources))
+	}
+	return fmt.Sprintf("%d workers, %d target(s), %d source(s)", cfg.Workers, len(ld.Targets), len(ld.Sources))
 }
 
 // waitLoad waits until ctx is done; with live set, it prints the load's
@@ -163,6 +230,9 @@ func progressLine(p *lab.LoadProgress) string {
 		line += fmt.Sprintf("  | last second: ok %d  broken %d", s.OK, s.Broken)
 		if s.DNSFailed > 0 {
 			line += fmt.Sprintf("  dns failed %d", s.DNSFailed)
+		}
+		if s.P50 > 0 {
+			line += fmt.Sprintf("  p50 %s  p99 %s", s.P50.Round(10*time.Microsecond), s.P99.Round(10*time.Microsecond))
 		}
 	}
 	return line

@@ -295,3 +295,6 @@ func later(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// Summarize returns the statistics of ds, which it sorts.
+func Summarize(ds []time.Duration) LatencyStats { return latencyStats(ds) }
