@@ -134,10 +134,23 @@ func (s scenarioLab) VIPs(context.Context) ([]scenario.VIP, error) {
 
 func (s scenarioLab) StartLoad(ctx context.Context, ld scenario.Load) (scenario.LoadRun, error) {
 	return s.l.StartLoad(ctx, LoadConfig{
+		Mode: LoadMode(ld.Mode), Rate: ld.Rate, KeepAlive: ld.KeepAlive,
 		From: ld.From, VIPs: ld.VIPs, Names: ld.Names, Workers: ld.Workers, Path: ld.Path, ReadSize: ld.ReadSize,
 		Pause: ld.Pause, ReadTimeout: ld.ReadTimeout, StallThreshold: ld.StallThreshold,
 		EarlyStop: ld.EarlyStop, Seed: ld.Seed,
 	})
+}
+
+func (s scenarioLab) Nodes(_ context.Context, role string) ([]string, error) {
+	t, err := s.l.Topology()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, n := range t.NodesByRole(topology.Role(role)) {
+		names = append(names, n.Name)
+	}
+	return names, nil
 }
 
 func (s scenarioLab) Do(ctx context.Context, a scenario.Action) error {

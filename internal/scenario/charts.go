@@ -49,6 +49,9 @@ func (r *Result) timeline() *chart.Timeline {
 	case len(other) > 0:
 		t.Panels = append(t.Panels, chart.Panel{Title: "other", Conns: other})
 	}
+	if r.Report != nil && r.Report.Requests != nil {
+		t.Panels = append(t.Panels, chart.Panel{Title: "latency, every VIP", Conns: r.conns(), Latency: true})
+	}
 	for _, s := range r.Steps {
 		if s.Ran {
 			t.Marks = append(t.Marks, chart.Mark{At: s.At, Label: s.Step.Label, Alert: s.Err != nil})

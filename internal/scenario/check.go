@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -78,6 +79,12 @@ func checkTopology(c *collector, s *Scenario, t Topology) {
 		switch st.Kind {
 		case KindKill, KindFreeze, KindRevive, KindRemove:
 			node(path, a.Node)
+			for j, n := range a.Nodes {
+				node(fmt.Sprintf("%s.nodes[%d]", path, j), n)
+			}
+			if a.Role != "" && !slices.Contains(slices.Collect(maps.Values(nodes)), a.Role) {
+				c.field(path+".role", "no node of role %s in the topology", a.Role)
+			}
 		case KindMaint:
 			if a.VIP != "" {
 				vip(path+".vip", a.VIP)

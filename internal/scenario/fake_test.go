@@ -103,9 +103,20 @@ type fakeLab struct {
 	startErr error
 	stopErr  error
 
+	// roles lists the nodes of each role, for Nodes.
+	roles map[string][]string
+
+	mu        sync.Mutex // guards calls: a step into several nodes calls Do at once
 	calls     []string
 	stopCtxOK bool // the context given to Stop was live
 	loads     []Load
+}
+
+func (l *fakeLab) Nodes(_ context.Context, role string) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls = append(l.calls, "nodes "+role)
+	return l.roles[role], nil
 }
 
 func (l *fakeLab) VIPs(context.Context) ([]VIP, error) {
@@ -115,6 +126,8 @@ func (l *fakeLab) VIPs(context.Context) ([]VIP, error) {
 
 func (l *fakeLab) Do(ctx context.Context, a Action) error {
 	label := Step{Kind: a.Kind, Action: a}.DefaultLabel()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.calls = append(l.calls, "do "+label)
 	if l.onDo != nil {
 		l.onDo(a)
@@ -146,13 +159,14 @@ func (l *fakeLab) StartLoad(ctx context.Context, ld Load) (LoadRun, error) {
 	if l.startErr != nil {
 		return nil, l.startErr
 	}
-	return &fakeLoad{lab: l, start: l.clk.Now()}, nil
+	return &fakeLoad{lab: l, start: l.clk.Now(), mode: traffic.Mode(ld.Mode)}, nil
 }
 
 // fakeLoad is the load of a fakeLab.
 type fakeLoad struct {
 	lab     *fakeLab
 	start   time.Time
+	mode    traffic.Mode
 	stopped bool
 }
 
@@ -166,10 +180,21 @@ func (f *fakeLoad) Stop(ctx context.Context) (*traffic.Report, error) {
 	if f.lab.stopErr != nil {
 		return nil, f.lab.stopErr
 	}
-	return &traffic.Report{
-		Start: f.start, End: f.lab.clk.Now(), ReadTimeout: 3 * time.Second, StallThreshold: time.Second,
+	rep := &traffic.Report{
+		Mode: f.mode, Start: f.start, End: f.lab.clk.Now(), ReadTimeout: 3 * time.Second, StallThreshold: time.Second,
 		Conns: f.lab.conns,
-	}, nil
+	}
+	if f.mode == traffic.ModeRequests {
+		q := &traffic.RequestReport{Workers: 10, Rate: 10, Requests: len(rep.Conns)}
+		for _, c := range rep.Conns {
+			if c.Outcome != traffic.OutcomeOK {
+				q.Errors++
+			}
+		}
+		q.ErrorRatio = float64(q.Errors) / float64(max(q.Requests, 1))
+		rep.Requests = q
+	}
+	return rep, nil
 }
 
 // stepLine summarises a StepResult for comparisons.

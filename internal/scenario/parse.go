@@ -26,11 +26,14 @@ import (
 // Keys of each mapping, in the order messages list them.
 var (
 	topKeys    = []string{"name", "description", "claim", "topology", "load", "steps", "assert"}
-	loadKeys   = []string{"from", "vips", "names", "workers", "path", "pause", "read-size", "read-timeout", "stall-threshold", "early-stop", "seed"}
+	loadKeys   = []string{"mode", "rate", "keepalive", "from", "vips", "names", "workers", "path", "pause", "read-size", "read-timeout", "stall-threshold", "early-stop", "seed"}
 	stepKinds  = []string{"load", "sleep", "wait", "kill", "freeze", "revive", "maint", "agent", "link", "impair", "add", "remove", "exec"}
 	waitKeys   = []string{"converged", "vip", "next-hops", "lb7", "weight", "timeout"}
-	metricKeys = []string{"broken", "broken-ratio", "interrupted", "failover", "reroute", "dns-failures", "fallbacks"}
+	metricKeys = []string{"broken", "broken-ratio", "interrupted", "failover", "reroute", "dns-failures", "fallbacks", "error-ratio", "p99", "repair"}
 	scopeKeys  = []string{"vip", "scheduler", "after", "settled", "before", "except-lb7"}
+	// nodesKeys are those of a kill, freeze, revive or remove step given
+	// as a mapping.
+	nodesKeys  = []string{"nodes", "role", "share", "seed"}
 	actionKeys = map[string][]string{
 		"maint":  {"node", "vip", "state"},
 		"agent":  {"node", "state"},
@@ -109,6 +112,23 @@ func (p *parser) load(n *yaml.Node, path string) Load {
 	if !ok {
 		return l
 	}
+	l.Mode = p.text(f, "mode")
+	if f.has("rate") {
+		s, _ := p.scalar(f.vals["rate"], f.at("rate"))
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			p.errorAt(f.vals["rate"], f.at("rate"), "%q is not a number of requests a second", s)
+		}
+		l.Rate = v
+	}
+	if f.has("keepalive") {
+		s, _ := p.scalar(f.vals["keepalive"], f.at("keepalive"))
+		v, err := strconv.ParseBool(s)
+		if err != nil {
+			p.errorAt(f.vals["keepalive"], f.at("keepalive"), "%q: want true or false", s)
+		}
+		l.KeepAlive = v
+	}
 	l.From = p.text(f, "from")
 	for i, v := range p.list(f, "vips") {
 		if s, ok := p.scalar(v, fmt.Sprintf("%s.vips[%d]", path, i)); ok {
@@ -137,15 +157,50 @@ func (p *parser) load(n *yaml.Node, path string) Load {
 			l.EarlyStop = -1
 		}
 	}
-	if f.has("seed") {
-		s, _ := p.scalar(f.vals["seed"], f.at("seed"))
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			p.errorAt(f.vals["seed"], f.at("seed"), "%q is not a whole number", s)
-		}
-		l.Seed = v
-	}
+	l.Seed = p.seed(f)
 	return l
+}
+
+// seed reads the seed of f, a whole number.
+func (p *parser) seed(f fields) int64 {
+	if !f.has("seed") {
+		return 0
+	}
+	s, _ := p.scalar(f.vals["seed"], f.at("seed"))
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		p.errorAt(f.vals["seed"], f.at("seed"), "%q is not a whole number", s)
+	}
+	return v
+}
+
+// nodes reads the target of a kill, freeze, revive or remove step: a node,
+// a list of nodes, or a mapping {nodes: [...]} or {role, share, seed}.
+func (p *parser) nodes(n *yaml.Node, path string, a *Action) {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		for i, v := range n.Content {
+			if s, ok := p.scalar(v, fmt.Sprintf("%s[%d]", path, i)); ok {
+				a.Nodes = append(a.Nodes, s)
+			}
+		}
+		return
+	case yaml.MappingNode:
+		f, ok := p.mapping(n, path, nodesKeys)
+		if !ok {
+			return
+		}
+		for i, v := range p.list(f, "nodes") {
+			if s, ok := p.scalar(v, fmt.Sprintf("%s.nodes[%d]", path, i)); ok {
+				a.Nodes = append(a.Nodes, s)
+			}
+		}
+		a.Role = p.text(f, "role")
+		a.Share, _ = p.percent(f, "share")
+		a.Seed = p.seed(f)
+		return
+	}
+	a.Node, _ = p.scalar(n, path)
 }
 
 func (p *parser) step(n *yaml.Node, path string) Step {
@@ -201,7 +256,7 @@ func (p *parser) step(n *yaml.Node, path string) Step {
 		st.Wait = p.condition(v, vpath)
 		st.Action = Action{}
 	case "kill", "freeze", "revive", "remove":
-		st.Action.Node, _ = p.scalar(v, vpath)
+		p.nodes(v, vpath, &st.Action)
 	default:
 		p.action(v, vpath, &st.Action)
 	}
@@ -292,10 +347,10 @@ func (p *parser) assertion(n *yaml.Node, path string) Assertion {
 		switch a.Metric {
 		case MetricBroken, MetricInterrupted, MetricDNSFailures, MetricFallbacks:
 			a.Limit = float64(p.integerAt(v, vpath))
-		case MetricBrokenRatio:
+		case MetricBrokenRatio, MetricErrorRatio:
 			r, _ := p.percentAt(v, vpath)
 			a.Limit = r
-		case MetricFailover, MetricReroute:
+		case MetricFailover, MetricReroute, MetricP99, MetricRepair:
 			d, _ := p.durationAt(v, vpath)
 			a.Limit = float64(d)
 		}

@@ -14,42 +14,44 @@ import (
 	"github.com/lab-lb/lab/internal/testenv"
 )
 
-// TestExample parses testdata/example.yaml, checks that it uses every step
-// kind and every metric, and compares the parsed scenario with its golden
-// file.
+// TestExample parses testdata/example.yaml and example-requests.yaml,
+// checks that together they use every step kind and every metric, and
+// compares each parsed scenario with its golden file.
 func TestExample(t *testing.T) {
-	const in = "testdata/example.yaml"
-	s, err := LoadFile(in)
-	if err != nil {
-		t.Fatalf("LoadFile(%q):\n%v", in, err)
-	}
 	kinds := map[Kind]bool{}
-	for _, st := range s.Steps {
-		kinds[st.Kind] = true
+	metrics := map[Metric]bool{}
+	for _, name := range []string{"example", "example-requests"} {
+		in := "testdata/" + name + ".yaml"
+		s, err := LoadFile(in)
+		if err != nil {
+			t.Fatalf("LoadFile(%q):\n%v", in, err)
+		}
+		for _, st := range s.Steps {
+			kinds[st.Kind] = true
+		}
+		for _, a := range s.Assert {
+			metrics[a.Metric] = true
+		}
+		if _, err := os.Stat(s.Topology); err != nil {
+			t.Errorf("topology %q of %s: %v", s.Topology, in, err)
+		}
+		b, err := json.MarshalIndent(s, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.Golden(t, "testdata/"+name+".golden.json", append(b, '\n'))
 	}
 	for _, k := range []Kind{KindLoadStart, KindLoadStop, KindSleep, KindWait, KindKill, KindFreeze,
 		KindRevive, KindMaint, KindAgent, KindLink, KindImpair, KindAdd, KindRemove, KindExec} {
 		if !kinds[k] {
-			t.Errorf("%s has no %s step", in, k)
+			t.Errorf("the examples have no %s step", k)
 		}
-	}
-	metrics := map[Metric]bool{}
-	for _, a := range s.Assert {
-		metrics[a.Metric] = true
 	}
 	for _, m := range Metrics() {
 		if !metrics[m] {
-			t.Errorf("%s has no %s assertion", in, m)
+			t.Errorf("the examples have no %s assertion", m)
 		}
 	}
-	if _, err := os.Stat(s.Topology); err != nil {
-		t.Errorf("topology %q of %s: %v", s.Topology, in, err)
-	}
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.Golden(t, "testdata/example.golden.json", append(b, '\n'))
 }
 
 // TestInvalid parses every file under testdata/invalid and compares the

@@ -26,6 +26,9 @@ type Result struct {
 	Report *traffic.Report
 	// Failovers holds one entry per injection step that ran.
 	Failovers []Failover
+	// Repairs is, for a request load, the latency of its steady part and
+	// after each injection step, and the time to repair; nil otherwise.
+	Repairs *traffic.Repairs `json:",omitempty"`
 	// Assertions holds every assertion, checked.
 	Assertions []AssertionResult
 	// Err is why the run failed before its end (a step error, a VIP the
@@ -46,6 +49,9 @@ type StepResult struct {
 	// Reroute is how long after the step every router had dropped its
 	// node (see Rerouter); nil when the lab did not tell.
 	Reroute *time.Duration `json:",omitempty"`
+	// Nodes are the nodes a step into several acted on (a list, or those
+	// picked from a role).
+	Nodes []string `json:",omitempty"`
 }
 
 // Failover is how long failures went on after an injection step: the
@@ -258,6 +264,11 @@ func (r *Result) evaluate(asserts []Assertion) {
 		}
 		r.Failovers = append(r.Failovers, f)
 	}
+	r.Repairs = nil
+	if r.Report != nil && r.Report.Requests != nil {
+		rs := r.Report.Repairs(r.injections())
+		r.Repairs = &rs
+	}
 	r.Assertions = nil
 	for _, a := range asserts {
 		r.Assertions = append(r.Assertions, r.check(a, readTimeout))
@@ -279,8 +290,12 @@ func (r *Result) check(a Assertion, readTimeout time.Duration) AssertionResult {
 	}
 	var broken, interrupted, dnsFailed, fallbacks int
 	var failover time.Duration
+	var latencies []time.Duration
 	for _, c := range conns {
 		fallbacks += c.Fallbacks
+		if c.Outcome == traffic.OutcomeOK && !c.Stopped {
+			latencies = append(latencies, c.Latency)
+		}
 		switch {
 		case c.Outcome == traffic.OutcomeDNS:
 			dnsFailed++
@@ -302,6 +317,21 @@ func (r *Result) check(a Assertion, readTimeout time.Duration) AssertionResult {
 		res.Measured = float64(fallbacks)
 	case MetricBrokenRatio:
 		res.Measured = float64(broken) / float64(len(conns))
+	case MetricErrorRatio:
+		res.Measured = float64(broken+dnsFailed) / float64(len(conns))
+	case MetricP99:
+		if len(latencies) == 0 {
+			res.Note = "no request in scope succeeded"
+			return res
+		}
+		res.Measured = float64(traffic.Summarize(latencies).P99)
+	case MetricRepair:
+		w, note := r.repair(a.Scope)
+		if note != "" {
+			res.Note = note
+			return res
+		}
+		res.Measured = float64(w.Repaired)
 	case MetricFailover:
 		res.Measured = float64(failover)
 	case MetricReroute:
@@ -314,6 +344,39 @@ func (r *Result) check(a Assertion, readTimeout time.Duration) AssertionResult {
 	}
 	res.Passed = res.Measured <= a.Limit
 	return res
+}
+
+// injections returns the injection steps that ran, in order.
+func (r *Result) injections() []traffic.Injection {
+	var out []traffic.Injection
+	for _, s := range r.Steps {
+		if s.Ran && !s.Implied && s.Step.Kind.Inject() {
+			out = append(out, traffic.Injection{Label: s.Step.Label, At: r.Start.Add(s.At)})
+		}
+	}
+	return out
+}
+
+// repair returns the repair window of the After step of sc over the
+// requests of sc's VIPs and scheduler, or a note saying why there is none.
+func (r *Result) repair(sc Scope) (traffic.RepairWindow, string) {
+	conns, _, note := r.scope(Scope{VIP: sc.VIP, Scheduler: sc.Scheduler, ExceptLB7: sc.ExceptLB7})
+	if note != "" {
+		return traffic.RepairWindow{}, note
+	}
+	sub := *r.Report
+	sub.Conns = conns
+	for _, w := range sub.Repairs(r.injections()).After {
+		if w.Label != sc.After {
+			continue
+		}
+		if w.Unrepaired {
+			return w, fmt.Sprintf("not repaired %s after %q: still degraded at the next injection or the end",
+				formatDuration(w.Repaired), sc.After)
+		}
+		return w, ""
+	}
+	return traffic.RepairWindow{}, fmt.Sprintf("step %q is not an injection that ran", sc.After)
 }
 
 // scope returns the connections in sc and the time of its After step (the

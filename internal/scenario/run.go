@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lab-lb/lab/internal/traffic"
@@ -17,8 +20,12 @@ import (
 type Lab interface {
 	// VIPs lists the lab's VIPs; Run calls it once, first.
 	VIPs(ctx context.Context) ([]VIP, error)
-	// Do performs an injection step.
+	// Do performs an injection step into one node (or none: a VIP's
+	// maintenance).
 	Do(ctx context.Context, a Action) error
+	// Nodes lists the lab's nodes of role, for the steps that pick a share
+	// of them.
+	Nodes(ctx context.Context, role string) ([]string, error)
 	// Check tells whether c holds now, and why not when it does not. Run
 	// polls it until it holds or c.Timeout has passed; an error ends the
 	// wait at once.
@@ -191,7 +198,7 @@ func (r *runner) do(ctx context.Context, sr *StepResult) {
 	st := sr.Step
 	sr.Ran = true
 	sr.At = r.clk.Now().Sub(r.res.Start)
-	err := r.exec(ctx, st)
+	err := r.exec(ctx, sr)
 	sr.Took = r.clk.Now().Sub(r.res.Start) - sr.At
 	if err != nil {
 		sr.Err = err
@@ -204,7 +211,8 @@ func (r *runner) do(ctx context.Context, sr *StepResult) {
 	r.log.Info("step", "step", st.Label, "at", sr.At, "took", sr.Took)
 }
 
-func (r *runner) exec(ctx context.Context, st Step) error {
+func (r *runner) exec(ctx context.Context, sr *StepResult) error {
+	st := sr.Step
 	switch st.Kind {
 	case KindLoadStart:
 		l, err := r.lab.StartLoad(ctx, r.s.Load)
@@ -230,9 +238,54 @@ func (r *runner) exec(ctx context.Context, st Step) error {
 		return r.clk.Sleep(ctx, st.Sleep)
 	case KindWait:
 		return r.wait(ctx, st.Wait)
-	default:
-		return r.lab.Do(ctx, st.Action)
 	}
+	a := st.Action
+	if a.Role == "" && len(a.Nodes) == 0 {
+		return r.lab.Do(ctx, a)
+	}
+	nodes := a.Nodes
+	if a.Role != "" {
+		all, err := r.lab.Nodes(ctx, a.Role)
+		if err != nil {
+			return fmt.Errorf("nodes of role %s: %w", a.Role, err)
+		}
+		if len(all) == 0 {
+			return fmt.Errorf("the lab has no node of role %s", a.Role)
+		}
+		nodes = Pick(all, a.Share, a.Seed)
+	}
+	sr.Nodes = nodes
+	return r.doEach(ctx, a, nodes)
+}
+
+// doEach performs a on every node at once, as one action each.
+func (r *runner) doEach(ctx context.Context, a Action, nodes []string) error {
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		one := a
+		one.Node, one.Nodes, one.Role, one.Share, one.Seed = n, nil, "", 0, 0
+		wg.Go(func() {
+			if err := r.lab.Do(ctx, one); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", n, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Pick returns share (a fraction) of nodes, at least one, chosen at random
+// with seed: the same nodes for the same seed and nodes, whatever their
+// order. They come sorted.
+func Pick(nodes []string, share float64, seed int64) []string {
+	sorted := slices.Sorted(slices.Values(nodes))
+	n := min(max(int(math.Ceil(share*float64(len(sorted))-1e-9)), 1), len(sorted))
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x5ce9a10))
+	rng.Shuffle(len(sorted), func(i, j int) { sorted[i], sorted[j] = sorted[j], sorted[i] })
+	picked := sorted[:n]
+	slices.Sort(picked)
+	return picked
 }
 
 // wait polls c until it holds or its timeout has passed.

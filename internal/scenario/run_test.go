@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/traffic"
 )
 
@@ -405,4 +406,143 @@ assert:
 			}
 		})
 	}
+}
+
+func TestPick(t *testing.T) {
+	lb7s := []string{"lb7-1", "lb7-2", "lb7-3", "lb7-4", "lb7-5", "lb7-6", "lb7-7", "lb7-8"}
+	for _, tt := range []struct {
+		share float64
+		n     int
+		of    []string
+	}{
+		{0.125, 1, lb7s}, {0.25, 2, lb7s}, {0.13, 2, lb7s}, {1, 8, lb7s},
+		{0.125, 1, lb7s[:2]}, // at least one
+		{0.5, 1, lb7s[:2]},
+	} {
+		got := Pick(tt.of, tt.share, 7)
+		if len(got) != tt.n || !slices.IsSorted(got) {
+			t.Errorf("Pick(%d nodes, %g) = %v, want %d sorted", len(tt.of), tt.share, got, tt.n)
+		}
+		for _, n := range got {
+			if !slices.Contains(tt.of, n) {
+				t.Errorf("Pick picked %s, not one of %v", n, tt.of)
+			}
+		}
+	}
+	// The same seed picks the same nodes whatever their order; seeds
+	// differ in what they pick.
+	reversed := slices.Clone(lb7s)
+	slices.Reverse(reversed)
+	if a, b := Pick(lb7s, 0.25, 3), Pick(reversed, 0.25, 3); !slices.Equal(a, b) {
+		t.Errorf("seed 3 picked %v, then %v from the same nodes in another order", a, b)
+	}
+	picks := map[string]bool{}
+	for seed := range int64(20) {
+		picks[strings.Join(Pick(lb7s, 0.25, seed), ",")] = true
+	}
+	if len(picks) < 5 {
+		t.Errorf("20 seeds picked only %d different pairs: %v", len(picks), picks)
+	}
+}
+
+// TestRunSeveralNodes checks steps into several nodes: a list, and a share
+// of a role picked with a seed, each node getting its own action, and the
+// result naming them.
+func TestRunSeveralNodes(t *testing.T) {
+	clk := newFakeClock()
+	lb7s := []string{"lb7-1", "lb7-2", "lb7-3", "lb7-4", "lb7-5", "lb7-6", "lb7-7", "lb7-8"}
+	lab := &fakeLab{clk: clk, vips: []VIP{vipWWW}, roles: map[string][]string{"lb7": lb7s},
+		doErr: map[string]error{"kill lb4-9": errors.New("no node lb4-9")}}
+	s := mustParse(t, `
+name: several
+steps:
+  - kill: {role: lb7, share: 25%, seed: 4}
+  - freeze: [lb4-1, lb4-2]
+  - kill: [lb4-3, lb4-9]
+`)
+	res, err := run(t.Context(), lab, s, nil, clk)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	picked := Pick(lb7s, 0.25, 4)
+	if got := res.Steps[0].Nodes; !slices.Equal(got, picked) || res.Steps[0].Step.Label != "kill 25% of lb7" {
+		t.Errorf("step %q acted on %v, want %v", res.Steps[0].Step.Label, got, picked)
+	}
+	calls := slices.Clone(lab.calls)
+	slices.Sort(calls)
+	want := []string{"do freeze lb4-1", "do freeze lb4-2", "do kill " + picked[0], "do kill " + picked[1],
+		"do kill lb4-3", "do kill lb4-9", "nodes lb7", "vips"}
+	slices.Sort(want)
+	if diff := cmp.Diff(calls, want); diff != "" {
+		t.Errorf("calls (-got +want):\n%s", diff)
+	}
+	if res.Passed() || res.Steps[2].Err == nil || !strings.Contains(res.Steps[2].Err.Error(), "lb4-9: no node lb4-9") {
+		t.Errorf("step 3 error %v, want lb4-9's, failing the run", res.Steps[2].Err)
+	}
+}
+
+// TestRequestMetrics checks error-ratio, p99 and repair on a request load
+// whose requests fail and slow down after a kill.
+func TestRequestMetrics(t *testing.T) {
+	clk := newFakeClock()
+	var conns []traffic.Conn
+	for i := range 200 { // 20 a second for 10 s; the kill is at 4 s
+		c := conn(i+1, vipWWW, i*50, i*50+10, "lb7-1", traffic.OutcomeOK)
+		c.Latency = ms(10)
+		switch {
+		case i >= 80 && i < 84: // 4.0-4.2 s: refused
+			c.Outcome, c.LB7, c.Latency = traffic.OutcomeRefused, "", ms(1)
+		case i >= 84 && i < 100: // until 5 s: slow
+			c.Latency = ms(400)
+		}
+		c.End = c.Start.Add(c.Latency)
+		conns = append(conns, c)
+	}
+	lab := &fakeLab{clk: clk, vips: []VIP{vipWWW}, conns: conns}
+	s := mustParse(t, `
+name: requests
+load: {mode: requests, rate: 20, workers: 2}
+steps:
+  - load: start
+  - sleep: 4s
+  - kill: lb7-1
+  - sleep: 6s
+assert:
+  - {error-ratio: 1%, before: kill lb7-1}
+  - error-ratio: 1%
+  - {p99: 20ms, before: kill lb7-1}
+  - p99: 20ms
+  - {repair: 2s, after: kill lb7-1}
+  - {repair: 500ms, after: kill lb7-1}
+`)
+	res, err := run(t.Context(), lab, s, nil, clk)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if diff := cmp.Diff(lab.loads[0], Load{Mode: "requests", Rate: 20, Workers: 2}); diff != "" {
+		t.Errorf("load (-got +want):\n%s", diff)
+	}
+	var got []string
+	for _, a := range res.Assertions {
+		got = append(got, fmt.Sprintf("%v %s", a.Passed, a.Message()))
+	}
+	want := []string{
+		"true error-ratio 0% <= 1% of 80 connections [before kill lb7-1]",
+		"false error-ratio 2% > 1% of 200 connections [all connections]",
+		"true p99 10ms <= 20ms of 80 connections [before kill lb7-1]",
+		"false p99 400ms > 20ms of 200 connections [all connections]",
+		"true repair 1.35s <= 2s of 120 connections [after kill lb7-1]", // request 99: 4.95 s + 400 ms
+		"false repair 1.35s > 500ms of 120 connections [after kill lb7-1]",
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("assertions (-got +want):\n%s", diff)
+	}
+	if res.Repairs == nil || len(res.Repairs.After) != 1 || res.Repairs.After[0].Errors != 4 {
+		t.Errorf("repairs %+v, want one window with 4 errors", res.Repairs)
+	}
+	var b strings.Builder
+	if err := res.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Golden(t, "testdata/requests-result.txt", []byte(b.String()))
 }

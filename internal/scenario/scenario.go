@@ -24,10 +24,13 @@
 //	load: {from: client1, vips: [www], names: [www.example.org], workers: 40, path: /10M, pause: 200ms,
 //	       read-size: 16384, read-timeout: 3s, stall-threshold: 1s,
 //	       early-stop: 5%, seed: 1}   # every field optional
+//	load: {mode: requests, rate: 100, workers: 10, keepalive: false}  # requests at a rate
 //	steps:                           # one action each, plus an optional label
 //	  - load: start                  # or stop; stop is implied at the end
 //	  - sleep: 5s
 //	  - kill: lb4-2                  # also freeze and revive
+//	  - kill: [lb7-1, lb7-2]         # several nodes at once
+//	  - kill: {role: lb7, share: 12.5%, seed: 1}  # a share of a role's nodes (at least one)
 //	  - remove: lb7-2
 //	  - {maint: {node: lb4-1, state: on}, label: disable}
 //	  - maint: {vip: www, state: on}  # every LB4 withdraws that VIP alone
@@ -47,6 +50,9 @@
 //	  - interrupted: 10
 //	  - dns-failures: 0              # lookups of load.names that failed
 //	  - {fallbacks: 0, after: maint vip www1 on, settled: 9s}
+//	  - {error-ratio: 1%, vip: www}  # requests (and connections) that failed
+//	  - p99: 50ms                    # latency of the requests that succeeded
+//	  - {repair: 2s, after: kill 12.5% of lb7}  # time to repair (request load)
 //
 // A step's default label is its action and arguments ("kill lb4-2", "sleep
 // 5s"); after and before name a step by label, which must then be unique.
@@ -91,6 +97,13 @@ type Scenario struct {
 // traffic.Config; negative Pause and EarlyStop disable them (a file that
 // writes "pause: 0s" or "early-stop: 0%" gets -1).
 type Load struct {
+	// Mode is "requests" for a request load (see traffic.ModeRequests);
+	// empty means downloads.
+	Mode string `json:",omitzero"`
+	// Rate is a request load's requests a second over all workers;
+	// KeepAlive reuses connections.
+	Rate      float64 `json:",omitzero"`
+	KeepAlive bool    `json:",omitzero"`
 	// From is the client node; empty lets the lab choose.
 	From string `json:",omitzero"`
 	// VIPs names the VIPs to load; empty means all of them, unless Names
@@ -160,7 +173,9 @@ type Step struct {
 
 // Action is an injection, for Lab.Do. Which fields are set depends on Kind:
 //
-//   - kill, freeze, revive, remove: Node;
+//   - kill, freeze, revive, remove: Node; or several nodes at once, Nodes,
+//     or Share of the nodes of Role picked with Seed (Run hands Lab.Do one
+//     action per node, with Node set);
 //   - maint: Node or VIP (every LB4 withdraws that VIP alone), State (on
 //     or off);
 //   - agent: Node, State (an agent-check line, such as drain or "up 50%");
@@ -169,8 +184,13 @@ type Step struct {
 //   - add: Node, Like (optional: the node to copy);
 //   - exec: Node, Argv.
 type Action struct {
-	Kind          Kind          `json:",omitzero"`
-	Node          string        `json:",omitzero"`
+	Kind  Kind     `json:",omitzero"`
+	Node  string   `json:",omitzero"`
+	Nodes []string `json:",omitzero"`
+	Role  string   `json:",omitzero"`
+	// Share is a fraction (0.125 for 12.5%) of Role's nodes.
+	Share         float64       `json:",omitzero"`
+	Seed          int64         `json:",omitzero"`
 	VIP           string        `json:",omitzero"`
 	Peer          string        `json:",omitzero"`
 	State         string        `json:",omitzero"`
@@ -224,12 +244,33 @@ const (
 	// connect, before another address did or the client gave up: clients
 	// that still had a withdrawn VIP in their cached answer.
 	MetricFallbacks Metric = "fallbacks"
+	// MetricErrorRatio is the fraction of the requests (connections) in
+	// scope that failed, failed lookups included: the user got no page.
+	MetricErrorRatio Metric = "error-ratio"
+	// MetricP99 is the 99th percentile of the latency of the requests in
+	// scope that succeeded (a request load).
+	MetricP99 Metric = "p99"
+	// MetricRepair is the time to repair after the scope's After step (a
+	// request load): until the last request failed, or was slower than
+	// twice the steady p99 in a second whose p99 was (see
+	// traffic.Report.Repairs). It fails when service was not repaired
+	// before the next injection or the end.
+	MetricRepair Metric = "repair"
 )
 
 // Metrics returns every metric, in the order of the documentation.
 func Metrics() []Metric {
-	return []Metric{MetricBroken, MetricBrokenRatio, MetricInterrupted, MetricFailover, MetricReroute, MetricDNSFailures, MetricFallbacks}
+	return []Metric{MetricBroken, MetricBrokenRatio, MetricInterrupted, MetricFailover, MetricReroute, MetricDNSFailures,
+		MetricFallbacks, MetricErrorRatio, MetricP99, MetricRepair}
 }
+
+// duration reports whether the metric is a time.
+func (m Metric) duration() bool {
+	return m == MetricFailover || m == MetricReroute || m == MetricP99 || m == MetricRepair
+}
+
+// requests reports whether the metric needs a request load.
+func (m Metric) requests() bool { return m == MetricP99 || m == MetricRepair }
 
 // Assertion is a limit on a metric over the connections in a scope.
 type Assertion struct {
@@ -251,10 +292,10 @@ func (a Assertion) String() string {
 
 // format writes a value of the metric in its unit.
 func (m Metric) format(v float64) string {
-	switch m {
-	case MetricBrokenRatio:
+	switch {
+	case m == MetricBrokenRatio || m == MetricErrorRatio:
 		return formatPercent(v)
-	case MetricFailover, MetricReroute:
+	case m.duration():
 		return formatDuration(time.Duration(v))
 	default:
 		return fmt.Sprintf("%d", int64(v))
@@ -371,6 +412,7 @@ func (s *Scenario) clone() *Scenario {
 	cp.Steps = make([]Step, len(s.Steps))
 	for i, st := range s.Steps {
 		st.Action.Argv = append([]string(nil), st.Action.Argv...)
+		st.Action.Nodes = append([]string(nil), st.Action.Nodes...)
 		cp.Steps[i] = st
 	}
 	cp.Assert = append([]Assertion(nil), s.Assert...)
@@ -425,6 +467,12 @@ func (st Step) DefaultLabel() string {
 		return join("add", a.Node)
 	case KindExec:
 		return join(append([]string{"exec", a.Node}, a.Argv...)...)
+	}
+	switch {
+	case a.Role != "":
+		return join(string(st.Kind), formatPercent(a.Share), "of", a.Role)
+	case len(a.Nodes) > 0:
+		return join(append([]string{string(st.Kind)}, a.Nodes...)...)
 	}
 	return join(string(st.Kind), a.Node)
 }

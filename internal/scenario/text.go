@@ -40,6 +40,8 @@ func (r *Result) WriteText(w io.Writer) error {
 			p("  -\t-\t%s\tnot run\n", label)
 		case s.Err != nil:
 			p("  %s\t%s\t%s\tFAILED: %s\n", offset(s.At), formatDuration(s.Took), label, s.Err)
+		case len(s.Nodes) > 0:
+			p("  %s\t%s\t%s\tok: %s\n", offset(s.At), formatDuration(s.Took), label, strings.Join(s.Nodes, ", "))
 		default:
 			p("  %s\t%s\t%s\tok\n", offset(s.At), formatDuration(s.Took), label)
 		}
@@ -71,6 +73,21 @@ func (r *Result) WriteText(w io.Writer) error {
 				p("\t%s/%d", formatDuration(v.Failover), v.Broken)
 			}
 			p("\n")
+		}
+	}
+
+	if q := r.Report; q != nil && q.Requests != nil && r.Repairs != nil {
+		keep := "a new connection per request"
+		if q.Requests.KeepAlive {
+			keep = "keep-alive"
+		}
+		p("\nrequests: %d workers x %g a second, %s; %d requests, %d failed (%s)\n", q.Requests.Workers, q.Requests.Rate,
+			keep, q.Requests.Requests, q.Requests.Errors, formatPercent(q.Requests.ErrorRatio))
+		if err := tw.Flush(); err != nil {
+			return fmt.Errorf("write scenario report: %w", err)
+		}
+		if err := r.Repairs.WriteText(bw); err != nil {
+			return err
 		}
 	}
 

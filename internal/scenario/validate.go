@@ -86,6 +86,18 @@ func validate(c *collector, s *Scenario) {
 
 func (v *validator) load() {
 	l := v.s.Load
+	switch l.Mode {
+	case "", string(traffic.ModeDownloads):
+		if l.Rate != 0 || l.KeepAlive {
+			v.c.field("load.rate", "rate and keepalive apply to a request load: set mode: requests")
+		}
+	case string(traffic.ModeRequests):
+		if l.Rate < 0 {
+			v.c.field("load.rate", "%g must not be negative", l.Rate)
+		}
+	default:
+		v.c.field("load.mode", "%q: want %s or %s", l.Mode, traffic.ModeDownloads, traffic.ModeRequests)
+	}
 	if l.From != "" {
 		v.name("load.from", l.From)
 	}
@@ -135,7 +147,7 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // isZero reports whether the load sets nothing.
 func (l Load) isZero() bool {
-	return l.From == "" && len(l.VIPs) == 0 && l.Workers == 0 && l.Path == "" && l.Pause == 0 &&
+	return l.Mode == "" && l.Rate == 0 && !l.KeepAlive && l.From == "" && len(l.VIPs) == 0 && len(l.Names) == 0 && l.Workers == 0 && l.Path == "" && l.Pause == 0 &&
 		l.ReadSize == 0 && l.ReadTimeout == 0 && l.StallThreshold == 0 && l.EarlyStop == 0 && l.Seed == 0
 }
 
@@ -153,7 +165,7 @@ func (v *validator) step(path string, st Step) {
 		v.wait(kpath, st.Wait)
 		return
 	case KindKill, KindFreeze, KindRevive, KindRemove:
-		v.node(kpath, a.Node)
+		v.nodes(kpath, a)
 		return
 	case KindMaint, KindAgent, KindLink, KindImpair, KindAdd, KindExec:
 	case "":
@@ -276,10 +288,12 @@ func (v *validator) assertion(path string, a Assertion, loaded bool) {
 		v.c.field(path, "unknown metric %q", a.Metric)
 	case a.Limit < 0:
 		v.c.field(path+"."+string(a.Metric), "must not be negative")
-	case a.Metric == MetricBrokenRatio && a.Limit > 1:
+	case (a.Metric == MetricBrokenRatio || a.Metric == MetricErrorRatio) && a.Limit > 1:
 		v.c.field(path+"."+string(a.Metric), "%s is not a percentage", formatPercent(a.Limit))
-	case (a.Metric == MetricFailover || a.Metric == MetricReroute) && a.Scope.After == "":
+	case (a.Metric == MetricFailover || a.Metric == MetricReroute || a.Metric == MetricRepair) && a.Scope.After == "":
 		v.c.field(path+".after", "missing: %s is measured from a step", a.Metric)
+	case a.Metric.requests() && v.s.Load.Mode != string(traffic.ModeRequests):
+		v.c.field(path+"."+string(a.Metric), "%s is measured on a request load: set load.mode: requests", a.Metric)
 	}
 	sc := a.Scope
 	if sc.VIP != "" {
@@ -337,6 +351,35 @@ func (v *validator) node(path, name string) {
 		return
 	}
 	v.name(path, name)
+}
+
+// nodes checks the target of a kill, freeze, revive or remove step: one
+// node, a list, or a share of a role.
+func (v *validator) nodes(path string, a Action) {
+	switch {
+	case a.Role != "":
+		if a.Node != "" || len(a.Nodes) > 0 {
+			v.c.field(path, "role and nodes: want one of them")
+		}
+		v.name(path+".role", a.Role)
+		if a.Share <= 0 || a.Share > 1 {
+			v.c.field(path+".share", "want a share of the role's nodes, above 0%% and at most 100%%, such as 12.5%%")
+		}
+	case len(a.Nodes) > 0:
+		seen := map[string]bool{}
+		for i, n := range a.Nodes {
+			p := fmt.Sprintf("%s.nodes[%d]", path, i)
+			v.node(p, n)
+			if seen[n] {
+				v.c.field(p, "%s is listed twice", n)
+			}
+			seen[n] = true
+		}
+	case a.Share != 0 || a.Seed != 0:
+		v.c.field(path+".role", "missing: share and seed pick among the nodes of a role")
+	default:
+		v.node(path, a.Node)
+	}
 }
 
 // peer checks the other end of a link, which is required.
