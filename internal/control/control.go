@@ -145,3 +145,28 @@ const PathCPU = "/v1/cpu"
 // long to measure (a Go duration); without it the report covers the time
 // since boot.
 const CPUIntervalParam = "interval"
+
+// PathLoads lists the loads running in the lab (GET, `lab loads`): a
+// []LoadInfo, oldest first. An agent lists its own at GET /load.
+const PathLoads = "/v1/loads"
+
+// LoadInfo is a load running from a node.
+type LoadInfo struct {
+	// Node is the node it runs from (set by the supervisor) and ID its id
+	// there: its progress is at /v1/nodes/NODE/load/ID.
+	Node string `json:"node,omitempty"`
+	ID   string `json:"id"`
+	// Targets are the VIP:port pairs it connects to, Names the service
+	// names it looks up.
+	Targets []string `json:"targets,omitempty"`
+	Names   []string `json:"names,omitempty"`
+	Workers int      `json:"workers"`
+	// Started is when it started, by the lab's clock.
+	Started time.Time `json:"started"`
+}
+
+// LoadWatchParam is the query parameter of GET /v1/nodes/NODE/load/ID
+// that reads a load's progress without renewing its lease: a page that
+// watches a load started by `lab load` must not keep it running once
+// `lab load` is gone.
+const LoadWatchParam = "watch"
