@@ -13,8 +13,19 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/lab"
 )
+
+// controlClient returns a client of l's control API, for what package
+// lab does not offer (yet): events after a number, the loads running.
+func controlClient(l *lab.Lab) (*control.Client, error) {
+	c, err := control.NewClient(l.Endpoint, l.Token)
+	if err != nil {
+		return nil, fmt.Errorf("control API of lab %s: %w", l.Name, err)
+	}
+	return c, nil
+}
 
 func newCurlCmd(g *globals) *cobra.Command {
 	var from, source string
@@ -129,27 +140,29 @@ func newEventsCmd(g *globals) *cobra.Command {
 		Short: "Print the lab's event log: routes, health, IPVS and BGP changes, maintenance, injections",
 		Args:  cobra.NoArgs,
 		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
-			var last time.Time
+			c, err := controlClient(l)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			// Following, each read asks for the events after the last
+			// one printed (an event of a node that answered late comes
+			// then, though older).
+			var since uint64
 			for {
-				evs, err := l.Events(cmd.Context())
+				evs, err := c.Events(cmd.Context(), since)
 				if err != nil {
 					if cmd.Context().Err() != nil {
 						return nil
 					}
 					return err
 				}
-				var fresh = evs[:0]
 				for _, e := range evs {
-					if e.Time.After(last) {
-						fresh = append(fresh, e)
-					}
+					since = max(since, e.Seq)
 				}
-				if len(fresh) > 0 {
-					last = fresh[len(fresh)-1].Time
-				}
-				if err := g.print(cmd.OutOrStdout(), fresh, func(w io.Writer) {
+				if err := g.print(cmd.OutOrStdout(), evs, func(w io.Writer) {
 					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-					for _, e := range fresh {
+					for _, e := range evs {
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format("15:04:05.000"), e.Node, e.Kind, e.Msg)
 					}
 					tw.Flush()
