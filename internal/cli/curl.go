@@ -17,14 +17,18 @@ import (
 	"github.com/lab-lb/lab/lab"
 )
 
-// controlClient returns a client of l's control API, for what package
-// lab does not offer (yet): events after a number, the loads running.
-func controlClient(l *lab.Lab) (*control.Client, error) {
-	c, err := control.NewClient(l.Endpoint, l.Token)
-	if err != nil {
-		return nil, fmt.Errorf("control API of lab %s: %w", l.Name, err)
-	}
-	return c, nil
+// withControl is withLab with a client of the lab's control API, for
+// what package lab does not offer (yet): events after a number, the loads
+// running.
+func (g *globals) withControl(fn func(cmd *cobra.Command, c *control.Client) error) func(*cobra.Command, []string) error {
+	return g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
+		c, err := control.NewClient(l.Endpoint, l.Token)
+		if err != nil {
+			return fmt.Errorf("control API of lab %s: %w", l.Name, err)
+		}
+		defer c.Close()
+		return fn(cmd, c)
+	})
 }
 
 func newCurlCmd(g *globals) *cobra.Command {
@@ -139,12 +143,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 		Use:   "events",
 		Short: "Print the lab's event log: routes, health, IPVS and BGP changes, maintenance, injections",
 		Args:  cobra.NoArgs,
-		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
-			c, err := controlClient(l)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: g.withControl(func(cmd *cobra.Command, c *control.Client) error {
 			// Following, each read asks for the events after the last
 			// one printed (an event of a node that answered late comes
 			// then, though older).

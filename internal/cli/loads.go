@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lab-lb/lab/lab"
+	"github.com/lab-lb/lab/internal/control"
 )
 
 func newLoadsCmd(g *globals) *cobra.Command {
@@ -21,12 +21,7 @@ another terminal, the page of lab web, a scenario. Each is a node, an id
 there, its targets (VIP:port pairs, or service names), its workers and how
 long it has run. lab web charts each of them, per VIP.`,
 		Args: cobra.NoArgs,
-		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
-			c, err := controlClient(l)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: g.withControl(func(cmd *cobra.Command, c *control.Client) error {
 			lds, err := c.Loads(cmd.Context())
 			if err != nil {
 				return err
