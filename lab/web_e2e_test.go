@@ -20,12 +20,15 @@ import (
 
 	"github.com/lab-lb/lab/internal/dashboard"
 	"github.com/lab-lb/lab/internal/testenv"
+	"github.com/lab-lb/lab/lab"
 )
 
 // TestE2EWeb looks at `lab web` as a person would: the page of a minimal
 // lab, open in headless Chromium, must show every node ready, run a load
 // started with its button, show lb4-2 killed and the kill in its event log
-// within a second of the kill, and chart the load with the kill marked. A
+// within a second of the kill, and chart the load, one chart per VIP, with
+// the kill marked. A load started through the lab's API (as `lab load`
+// does) is charted too, and a link set down shows from the lab's state. A
 // screenshot of it is saved (and copied to $LAB_WEB_SCREENSHOT when set).
 func TestE2EWeb(t *testing.T) {
 	requireE2E(t)
@@ -123,10 +126,21 @@ func TestE2EWeb(t *testing.T) {
 
 	// A load, started as a person would: with the button.
 	do("start the load", chromedp.Click(chromedp.ID("load-start")))
+	// points is how many seconds the first VIP's chart draws.
 	points := func() (int, error) {
-		return evalOn[int](bctx, `document.querySelectorAll('#chart circle.point.ok').length`)
+		return evalOn[int](bctx, `Number((document.querySelector('#charts svg.vip-chart') || {dataset: {}}).dataset.points || 0)`)
 	}
-	testenv.EventuallyEvery(t, 30*time.Second, 100*time.Millisecond, "the chart draws the load", func() error {
+	// charts returns the target of each VIP's chart.
+	charts := func() ([]string, error) {
+		return evalOn[[]string](bctx, `[...document.querySelectorAll('#charts svg.vip-chart')].map(s => s.dataset.target)`)
+	}
+	var tcpVIPs []string
+	for _, v := range st.VIPs {
+		if v.Protocol == "" || v.Protocol == "tcp" {
+			tcpVIPs = append(tcpVIPs, v.Address)
+		}
+	}
+	testenv.EventuallyEvery(t, 30*time.Second, 100*time.Millisecond, "the charts draw the load, one per VIP", func() error {
 		state, err := evalOn[string](bctx, `document.querySelector('#load').dataset.state || ''`)
 		if err != nil {
 			return err
@@ -135,8 +149,12 @@ func TestE2EWeb(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if state != "running" || n < 3 {
-			return fmt.Errorf("load %q, %d seconds charted", state, n)
+		targets, err := charts()
+		if err != nil {
+			return err
+		}
+		if state != "running" || n < 3 || !slices.Equal(targets, tcpVIPs) {
+			return fmt.Errorf("load %q, %d seconds charted, charts of %v (want %v)", state, n, targets, tcpVIPs)
 		}
 		return nil
 	})
@@ -186,7 +204,7 @@ func TestE2EWeb(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.EventuallyEvery(t, 20*time.Second, 100*time.Millisecond, "the chart marks the kill and goes on", func() error {
-		marks, err := evalOn[int](bctx, `document.querySelectorAll('#chart .inject-mark').length`)
+		marks, err := evalOn[int](bctx, `document.querySelectorAll('#charts svg.vip-chart:first-child .inject-mark').length`)
 		if err != nil {
 			return err
 		}
@@ -241,12 +259,66 @@ func TestE2EWeb(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if !strings.HasPrefix(text, "idle: ") || !strings.Contains(text, "Last load:") {
+		if !strings.HasPrefix(text, "idle: ") || !strings.Contains(text, "Last load from this page:") {
 			return fmt.Errorf("%s", text)
 		}
 		t.Logf("load from the page: %s", text)
 		return nil
 	})
+
+	// A load started elsewhere, through the lab's API as `lab load` does,
+	// to one VIP: the page finds it and charts it, one chart.
+	lctx, lcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer lcancel()
+	ld, err := l.StartLoad(lctx, lab.LoadConfig{VIPs: []string{tcpVIPs[0]}, Workers: 5})
+	if err != nil {
+		t.Fatalf("start a load through the API: %v", err)
+	}
+	outside := time.Now()
+	testenv.EventuallyEvery(t, 30*time.Second, 100*time.Millisecond, "the load started outside the page charted", func() error {
+		key, err := evalOn[string](bctx, `document.querySelector('#charts').dataset.load || ''`)
+		if err != nil {
+			return err
+		}
+		targets, err := charts()
+		if err != nil {
+			return err
+		}
+		n, err := points()
+		if err != nil {
+			return err
+		}
+		if key != ld.Node+"/"+ld.ID || !slices.Equal(targets, tcpVIPs[:1]) || n < 2 {
+			return fmt.Errorf("charts of load %q: %v, %d seconds", key, targets, n)
+		}
+		return nil
+	})
+	t.Logf("load %s on %s, started through the API, charted with 2 seconds %s after it started", ld.ID, ld.Node, time.Since(outside).Round(time.Millisecond))
+	if _, err := ld.Stop(lctx); err != nil {
+		t.Errorf("stop the load: %v", err)
+	}
+
+	// A link set down from Go shows down, from the lab's state; then up.
+	linkDown := func(want int) func() error {
+		return func() error {
+			n, err := evalOn[int](bctx, `document.querySelectorAll('#lab line.edge.down').length`)
+			if err != nil {
+				return err
+			}
+			if (n > 0) != (want > 0) {
+				return fmt.Errorf("%d links drawn down", n)
+			}
+			return nil
+		}
+	}
+	if err := l.SetLink(lctx, "lb4-2", "infra", false); err != nil {
+		t.Fatalf("link lb4-2 infra down: %v", err)
+	}
+	testenv.EventuallyEvery(t, 10*time.Second, 50*time.Millisecond, "lb4-2's infra link drawn down", linkDown(1))
+	if err := l.SetLink(lctx, "lb4-2", "infra", true); err != nil {
+		t.Fatalf("link lb4-2 infra up: %v", err)
+	}
+	testenv.EventuallyEvery(t, 10*time.Second, 50*time.Millisecond, "lb4-2's infra link drawn up", linkDown(0))
 }
 
 // testLogWriter writes lines to a test's log.

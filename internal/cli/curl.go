@@ -13,8 +13,23 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/lab"
 )
+
+// withControl is withLab with a client of the lab's control API, for
+// what package lab does not offer (yet): events after a number, the loads
+// running.
+func (g *globals) withControl(fn func(cmd *cobra.Command, c *control.Client) error) func(*cobra.Command, []string) error {
+	return g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
+		c, err := control.NewClient(l.Endpoint, l.Token)
+		if err != nil {
+			return fmt.Errorf("control API of lab %s: %w", l.Name, err)
+		}
+		defer c.Close()
+		return fn(cmd, c)
+	})
+}
 
 func newCurlCmd(g *globals) *cobra.Command {
 	var from, source string
@@ -128,28 +143,25 @@ func newEventsCmd(g *globals) *cobra.Command {
 		Use:   "events",
 		Short: "Print the lab's event log: routes, health, IPVS and BGP changes, maintenance, injections",
 		Args:  cobra.NoArgs,
-		RunE: g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
-			var last time.Time
+		RunE: g.withControl(func(cmd *cobra.Command, c *control.Client) error {
+			// Following, each read asks for the events after the last
+			// one printed (an event of a node that answered late comes
+			// then, though older).
+			var since uint64
 			for {
-				evs, err := l.Events(cmd.Context())
+				evs, err := c.Events(cmd.Context(), since)
 				if err != nil {
 					if cmd.Context().Err() != nil {
 						return nil
 					}
 					return err
 				}
-				var fresh = evs[:0]
 				for _, e := range evs {
-					if e.Time.After(last) {
-						fresh = append(fresh, e)
-					}
+					since = max(since, e.Seq)
 				}
-				if len(fresh) > 0 {
-					last = fresh[len(fresh)-1].Time
-				}
-				if err := g.print(cmd.OutOrStdout(), fresh, func(w io.Writer) {
+				if err := g.print(cmd.OutOrStdout(), evs, func(w io.Writer) {
 					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-					for _, e := range fresh {
+					for _, e := range evs {
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format("15:04:05.000"), e.Node, e.Kind, e.Msg)
 					}
 					tw.Flush()

@@ -37,7 +37,7 @@ up, or did not do what was asked). lab exec passes its command's through.`,
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log what lab does")
 	root.AddCommand(
 		newUpCmd(g), newDownCmd(g), newStatusCmd(g), newListCmd(g),
-		newExecCmd(g), newLogsCmd(g), newCurlCmd(g), newCaptureCmd(g), newEventsCmd(g),
+		newExecCmd(g), newLogsCmd(g), newCurlCmd(g), newCaptureCmd(g), newEventsCmd(g), newLoadsCmd(g),
 		newMaintCmd(g), newAgentCmd(g), newKillCmd(g), newReviveCmd(g), newLinkCmd(g), newImpairCmd(g),
 		newAddCmd(g), newRemoveCmd(g),
 		newLoadCmd(g), newTestCmd(g), newDoctorCmd(g), newCPUCmd(g), newVersionCmd(g), newGraphCmd(g), newWebCmd(g),

@@ -19,7 +19,7 @@ func newWebCmd(g *globals) *cobra.Command {
 	var listen string
 	c := &cobra.Command{
 		Use:   "web [--listen 127.0.0.1:8080]",
-		Short: "Serve a live page of the lab: its nodes by state, its events, a load's chart, and buttons to break and mend it",
+		Short: "Serve a live page of the lab: its nodes by state, its events, per-VIP charts of its loads, and buttons to break and mend it",
 		Long: `Serve a live web page of the running lab, until Ctrl-C:
 
   - the nodes by tier (clients, hosts, routers, LB4s, LB7s, servers),
@@ -27,16 +27,18 @@ func newWebCmd(g *globals) *cobra.Command {
     unreachable, maintenance (an LB4 disabled, an LB7 whose agent-check
     says down), withdrawn (an LB4 that announces nothing);
   - the event log as it happens (lab events), injections highlighted;
-  - a load started from the page (from the first client, 20 workers by
-    default): ok, broken and interrupted connections per second, with the
-    injections marked;
+  - every load running in the lab (started from the page, from the first
+    client with 20 workers by default; by lab load; by a scenario): ok,
+    broken and interrupted connections per second, one chart per VIP,
+    with the injections marked;
   - buttons: kill, freeze, revive, maint on/off, link down/up.
 
 The page updates itself (server-sent events). While a page is open, the
 server polls the lab's readiness every 500 ms, the LB4s' and LB7s' state
 every 5 s and when the event log says it changed (both less often when
-the lab is slow to answer) and its event log every 250 ms; a kill or
-freeze shows as soon as the log has it. In a
+the lab is slow to answer), the events after the last one it has every
+250 ms, the loads running every 2 s and their progress every second; a
+kill or freeze shows as soon as the log has it. In a
 VM that a load keeps busy, that polling costs the load a few interrupted
 connections: close the page for figures to compare with other runs.
 

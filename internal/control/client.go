@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -147,6 +148,26 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	return &st, nil
+}
+
+// Events returns the lab's events numbered after since (Event.Seq),
+// oldest first; since 0 returns the whole log.
+func (c *Client) Events(ctx context.Context, since uint64) ([]Event, error) {
+	var evs []Event
+	q := url.Values{EventsSinceParam: {strconv.FormatUint(since, 10)}}
+	if err := c.GetJSON(ctx, "/v1/events?"+q.Encode(), &evs); err != nil {
+		return nil, fmt.Errorf("read the event log: %w", err)
+	}
+	return evs, nil
+}
+
+// Loads lists the loads running in the lab, oldest first.
+func (c *Client) Loads(ctx context.Context) ([]LoadInfo, error) {
+	var lds []LoadInfo
+	if err := c.GetJSON(ctx, PathLoads, &lds); err != nil {
+		return nil, fmt.Errorf("list the loads: %w", err)
+	}
+	return lds, nil
 }
 
 // Exec runs argv on node, streaming stdin to it and its output back, and

@@ -40,6 +40,17 @@ type Status struct {
 	// addresses allocated from the VIP pool.
 	VIPs   []VIPStatus   `json:"vips,omitempty"`
 	UpTime time.Duration `json:"up_time_ns"` // how long `up` took
+	// DownLinks are the links `lab link ... down` set down and nothing set
+	// up again, in order.
+	DownLinks []LinkStatus `json:"down_links,omitempty"`
+}
+
+// LinkStatus names a link as `lab link` does: a node's leg of a segment
+// (Link is the segment), or the link between two nodes (Link is the
+// other node; Node is then the first of the two by name).
+type LinkStatus struct {
+	Node string `json:"node"`
+	Link string `json:"link"`
 }
 
 // VIPStatus is one VIP: one address, port and protocol.
@@ -91,6 +102,11 @@ type AgentStatus struct {
 
 // Event is one entry of a lab's event log.
 type Event struct {
+	// Seq numbers the events in the order the supervisor first saw them
+	// (from 1): GET /v1/events?since=N answers those after N, whatever
+	// their time (an event of a node that answered late has an older time
+	// than some before it, and a higher number).
+	Seq  uint64    `json:"seq,omitempty"`
 	Time time.Time `json:"time"`
 	Node string    `json:"node"`
 	Kind string    `json:"kind"` // route, health, ipvs, bgp, bfd, maintenance, inject...
@@ -110,6 +126,11 @@ const (
 	// EventBFD: a BFD session went up, or down after it was up.
 	EventBFD = "bfd"
 )
+
+// EventsSinceParam is the query parameter of GET /v1/events that asks
+// for the events numbered after it only (Event.Seq); since=0 asks for the
+// whole log, numbered.
+const EventsSinceParam = "since"
 
 // Route is a route in a router's FIB: no next hop means no route.
 type Route struct {
@@ -145,3 +166,28 @@ const PathCPU = "/v1/cpu"
 // long to measure (a Go duration); without it the report covers the time
 // since boot.
 const CPUIntervalParam = "interval"
+
+// PathLoads lists the loads running in the lab (GET, `lab loads`): a
+// []LoadInfo, oldest first. An agent lists its own at GET /load.
+const PathLoads = "/v1/loads"
+
+// LoadInfo is a load running from a node.
+type LoadInfo struct {
+	// Node is the node it runs from (set by the supervisor) and ID its id
+	// there: its progress is at /v1/nodes/NODE/load/ID.
+	Node string `json:"node,omitempty"`
+	ID   string `json:"id"`
+	// Targets are the VIP:port pairs it connects to, Names the service
+	// names it looks up.
+	Targets []string `json:"targets,omitempty"`
+	Names   []string `json:"names,omitempty"`
+	Workers int      `json:"workers"`
+	// Started is when it started, by the lab's clock.
+	Started time.Time `json:"started"`
+}
+
+// LoadWatchParam is the query parameter of GET /v1/nodes/NODE/load/ID
+// that reads a load's progress without renewing its lease: a page that
+// watches a load started by `lab load` must not keep it running once
+// `lab load` is gone.
+const LoadWatchParam = "watch"

@@ -1,16 +1,19 @@
 // Package dashboard is the live web page of a running lab (`lab web`): the
-// lab drawn as a picture, its event log as it happens, a chart of a load
-// started from the page, and buttons that break and mend nodes and links.
+// lab drawn as a picture, its event log as it happens, charts of every
+// load that runs in the lab (one per VIP, whoever started the load), and
+// buttons that break and mend nodes and links.
 //
 // The page is plain HTML, CSS and JavaScript embedded in the binary. Its
-// server goes through the lab's public API only (the Lab interface, which
-// *lab.Lab provides): one goroutine polls the lab while a page is open
-// (readiness every 500 ms, the LB4 and LB7 tiers every 5 s and whenever
-// the event log says they changed, the event log every 250 ms, a load's
-// progress every second; the first two wait longer when the lab is slow to
-// answer, so as not to starve it) and pushes what changed to every open
-// page as server-sent events; the buttons are POST endpoints that call the
-// same methods as the command line.
+// server goes through the lab's API only (the Lab interface, which
+// *lab.Lab and its control API client provide): one goroutine polls the
+// lab while a page is open (readiness every 500 ms, the LB4 and LB7 tiers
+// every 5 s and whenever the event log says they changed, the events
+// after the last one seen every 250 ms, the list of loads every 2 s and
+// each running load's progress every second; the readiness, tier and
+// load list polls wait longer when the lab is slow to answer, so as not to
+// starve it) and pushes what changed to every open page as server-sent
+// events; the buttons are POST endpoints that call the same methods as
+// the command line.
 package dashboard
 
 import (
@@ -20,23 +23,31 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/lab-lb/lab/internal/control"
+	nodepkg "github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/topology"
 	"github.com/lab-lb/lab/lab"
 )
 
 // Lab is what the page needs of a running lab. *lab.Lab is one, through
-// FromLab, which adapts StartLoad.
+// FromLab, which adds what it reads through the control API.
 type Lab interface {
 	// Readiness returns every node with its agent's state and whether its
 	// tier has converged, without the tiers' own state.
 	Readiness(ctx context.Context) (*control.Status, error)
 	// StatusOf returns the full status of the nodes of roles.
 	StatusOf(ctx context.Context, roles ...topology.Role) (*control.Status, error)
-	// Events returns the lab's event log, oldest first.
-	Events(ctx context.Context) ([]control.Event, error)
+	// Events returns the lab's events numbered after since (0: all of
+	// them), oldest first.
+	Events(ctx context.Context, since uint64) ([]control.Event, error)
+	// Loads lists the loads running in the lab, whoever started them.
+	Loads(ctx context.Context) ([]control.LoadInfo, error)
+	// WatchLoad returns the progress of load id running from node,
+	// without renewing its lease (its owner keeps it running).
+	WatchLoad(ctx context.Context, node, id string) (*lab.LoadProgress, error)
 	Kill(ctx context.Context, node string) error
 	Freeze(ctx context.Context, node string) error
 	Revive(ctx context.Context, node string) error
@@ -45,23 +56,61 @@ type Lab interface {
 	StartLoad(ctx context.Context, cfg lab.LoadConfig) (Load, error)
 }
 
-// Load is a load running in a node's agent.
+// Load is a load started from the page, running in a node's agent.
 type Load interface {
-	Progress(ctx context.Context) (*lab.LoadProgress, error)
+	// Info says where it runs, its id there and its targets.
+	Info() control.LoadInfo
 	Stop(ctx context.Context) (*lab.Report, error)
 }
 
-// FromLab adapts l to Lab.
-func FromLab(l *lab.Lab) Lab { return labAPI{l} }
+// FromLab adapts l to Lab; close the client it returns when done.
+func FromLab(l *lab.Lab) (Lab, *control.Client, error) {
+	c, err := control.NewClient(l.Endpoint, l.Token)
+	if err != nil {
+		return nil, nil, fmt.Errorf("control API of lab %s: %w", l.Name, err)
+	}
+	return labAPI{l, c}, c, nil
+}
 
-type labAPI struct{ *lab.Lab }
+// labAPI is *lab.Lab, with what it lacks read through the control API.
+type labAPI struct {
+	*lab.Lab
+	c *control.Client
+}
+
+func (a labAPI) Events(ctx context.Context, since uint64) ([]control.Event, error) {
+	return a.c.Events(ctx, since)
+}
+
+func (a labAPI) Loads(ctx context.Context) ([]control.LoadInfo, error) { return a.c.Loads(ctx) }
+
+func (a labAPI) WatchLoad(ctx context.Context, node, id string) (*lab.LoadProgress, error) {
+	var lp nodepkg.LoadProgress
+	path := "/v1/nodes/" + url.PathEscape(node) + "/load/" + url.PathEscape(id) + "?" + control.LoadWatchParam + "=1"
+	if err := a.c.GetJSON(ctx, path, &lp); err != nil {
+		return nil, fmt.Errorf("progress of load %s on %s: %w", id, node, err)
+	}
+	p := lp.Progress()
+	return &p, nil
+}
 
 func (a labAPI) StartLoad(ctx context.Context, cfg lab.LoadConfig) (Load, error) {
 	ld, err := a.Lab.StartLoad(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return ld, nil
+	return labLoad{ld}, nil
+}
+
+// labLoad is a *lab.Load with its Info.
+type labLoad struct{ *lab.Load }
+
+func (l labLoad) Info() control.LoadInfo {
+	li := control.LoadInfo{Node: l.Node, ID: l.ID}
+	for _, t := range l.Targets {
+		li.Targets = append(li.Targets, t.String())
+	}
+	return li
 }
 
 // Options tunes the server; zero values take the defaults.
@@ -81,6 +130,9 @@ type Options struct {
 	EventInterval time.Duration
 	// LoadInterval is how often a running load's progress is polled (1 s).
 	LoadInterval time.Duration
+	// LoadListInterval is how often the lab is asked which loads run
+	// (2 s): it asks every node's agent.
+	LoadListInterval time.Duration
 	// Workers is the default number of workers of a load started from the
 	// page (20).
 	Workers int
@@ -100,6 +152,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.LoadInterval <= 0 {
 		o.LoadInterval = time.Second
+	}
+	if o.LoadListInterval <= 0 {
+		o.LoadListInterval = 2 * time.Second
 	}
 	if o.Workers <= 0 {
 		o.Workers = 20
@@ -136,7 +191,12 @@ func (s *Server) Run(ctx context.Context) { s.hub.run(ctx) }
 
 // Serve serves the page of l on ln until ctx is done.
 func Serve(ctx context.Context, l *lab.Lab, ln net.Listener, opts Options) error {
-	s := New(FromLab(l), opts)
+	api, c, err := FromLab(l)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	s := New(api, opts)
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
 		s.listenIP = a.IP
 	}

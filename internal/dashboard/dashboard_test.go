@@ -33,9 +33,14 @@ type fakeLab struct {
 	status control.Status
 	tiers  map[string]json.RawMessage // full status of LB4s and LB7s
 	events []control.Event
+	seq    uint64   // the last event's number
+	sinces []uint64 // the since of every events poll
 	calls  []string
 	load   *fakeLoad
-	err    error // what the next action returns
+	// running are the loads the lab lists, progress what each reports.
+	running  []control.LoadInfo
+	progress map[string]*lab.LoadProgress // by node/id
+	err      error                        // what the next action returns
 	// hold, when set, holds every readiness answer until it is closed;
 	// held then gets a value when a poll is held.
 	hold, held chan struct{}
@@ -70,10 +75,15 @@ func (f *fakeLab) setAgent(name string, as control.AgentStatus) {
 	}
 }
 
+// addEvents adds evs to the log, numbered as they come, as the lab does.
 func (f *fakeLab) addEvents(evs ...control.Event) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.events = append(f.events, evs...)
+	for _, e := range evs {
+		f.seq++
+		e.Seq = f.seq
+		f.events = append(f.events, e)
+	}
 	slices.SortStableFunc(f.events, func(a, b control.Event) int { return a.Time.Compare(b.Time) })
 }
 
@@ -111,10 +121,47 @@ func (f *fakeLab) StatusOf(_ context.Context, roles ...topology.Role) (*control.
 	return &st, nil
 }
 
-func (f *fakeLab) Events(context.Context) ([]control.Event, error) {
+func (f *fakeLab) Events(_ context.Context, since uint64) ([]control.Event, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return slices.Clone(f.events), nil
+	f.sinces = append(f.sinces, since)
+	var out []control.Event
+	for _, e := range f.events {
+		if e.Seq > since {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeLab) Loads(context.Context) ([]control.LoadInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.running), nil
+}
+
+func (f *fakeLab) WatchLoad(_ context.Context, node, id string) (*lab.LoadProgress, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.progress[node+"/"+id]
+	if p == nil {
+		return nil, &control.APIError{Method: "GET", Path: "/v1/nodes/" + node + "/load/" + id, Code: 404, Message: fmt.Sprintf("no load %q", id)}
+	}
+	return p, nil
+}
+
+// setLoad makes load node/id run with progress p; nil p stops it.
+func (f *fakeLab) setLoad(li control.LoadInfo, p *lab.LoadProgress) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.running = slices.DeleteFunc(f.running, func(o control.LoadInfo) bool { return o.Node == li.Node && o.ID == li.ID })
+	if f.progress == nil {
+		f.progress = map[string]*lab.LoadProgress{}
+	}
+	f.progress[li.Node+"/"+li.ID] = p
+	if p != nil {
+		f.running = append(f.running, li)
+	}
 }
 
 func (f *fakeLab) Kill(_ context.Context, n string) error   { return f.record("kill %s", n) }
@@ -131,27 +178,37 @@ func (f *fakeLab) StartLoad(_ context.Context, cfg lab.LoadConfig) (Load, error)
 	if err := f.record("load from=%s workers=%d", cfg.From, cfg.Workers); err != nil {
 		return nil, err
 	}
+	li := control.LoadInfo{Node: cfg.From, ID: "1", Targets: []string{"198.51.100.1:80", "198.51.100.2:80"}}
+	f.setLoad(li, ownProgress)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.load = &fakeLoad{lab: f}
+	f.load = &fakeLoad{lab: f, info: li}
 	return f.load, nil
 }
 
-type fakeLoad struct {
-	lab *fakeLab
+// ownProgress is what the load started from the page reports: two VIPs,
+// the second with a broken connection in its second second.
+var ownProgress = &lab.LoadProgress{
+	Elapsed: 3500 * time.Millisecond, Started: 30, Active: 20, OK: 9, Broken: 1,
+	Seconds: []traffic.Second{{Started: 20, OK: 3}, {Started: 5, OK: 4, Broken: 1}},
+	ByTarget: map[string][]traffic.Second{
+		"198.51.100.1:80": {{OK: 2}, {OK: 2}},
+		"198.51.100.2:80": {{OK: 1}, {OK: 2, Broken: 1}},
+	},
 }
 
-func (l *fakeLoad) Progress(context.Context) (*lab.LoadProgress, error) {
-	return &lab.LoadProgress{
-		Elapsed: 3500 * time.Millisecond, Started: 30, Active: 20, OK: 9, Broken: 1,
-		Seconds: []traffic.Second{{Started: 20, OK: 3}, {Started: 5, OK: 4, Broken: 1}},
-	}, nil
+type fakeLoad struct {
+	lab  *fakeLab
+	info control.LoadInfo
 }
+
+func (l *fakeLoad) Info() control.LoadInfo { return l.info }
 
 func (l *fakeLoad) Stop(context.Context) (*lab.Report, error) {
 	if err := l.lab.record("stop load"); err != nil {
 		return nil, err
 	}
+	l.lab.setLoad(l.info, nil)
 	return &lab.Report{Total: 40, OK: 39, Broken: 1, Interrupted: 2}, nil
 }
 
@@ -179,22 +236,26 @@ func newFake(t *testing.T) *fakeLab {
 	for i := range nodes {
 		nodes[i].Agent = running
 	}
-	return &fakeLab{
-		status: control.Status{Name: "minimal", Mode: control.ModeVM, Phase: "ready", Nodes: nodes},
+	f := &fakeLab{
+		status: control.Status{Name: "minimal", Mode: control.ModeVM, Phase: "ready", Nodes: nodes, VIPs: []control.VIPStatus{
+			{Name: "vip-1", Address: "198.51.100.1:80", Protocol: "tcp", Scheduler: "mh"},
+			{Name: "vip-2", Address: "198.51.100.2:80", Protocol: "tcp", Scheduler: "sh"},
+		}},
 		tiers: map[string]json.RawMessage{
 			"lb4-1": mustRaw(t, node.LB4Status{Announced: true}),
 			"lb4-2": mustRaw(t, node.LB4Status{Announced: true}),
 			"lb7-1": mustRaw(t, node.LB7Status{Enabler: []haproxy.ServerState{{Name: "enabler", Operational: "UP", Admin: "READY"}}}),
 		},
-		events: []control.Event{
-			{Time: t0, Node: "r1", Kind: "bgp", Msg: "session with 192.0.2.130 established"},
-			{Time: t0.Add(time.Second), Node: "lb4-1", Kind: "health", Msg: "lb7-1 healthy"},
-		},
 	}
+	f.addEvents(
+		control.Event{Time: t0, Node: "r1", Kind: "bgp", Msg: "session with 192.0.2.130 established"},
+		control.Event{Time: t0.Add(time.Second), Node: "lb4-1", Kind: "health", Msg: "lb7-1 healthy"},
+	)
+	return f
 }
 
 // fast polls every 10 ms.
-var fast = Options{StatusInterval: 10 * time.Millisecond, TierInterval: 10 * time.Millisecond, EventInterval: 10 * time.Millisecond, LoadInterval: 10 * time.Millisecond}
+var fast = Options{StatusInterval: 10 * time.Millisecond, TierInterval: 10 * time.Millisecond, EventInterval: 10 * time.Millisecond, LoadInterval: 10 * time.Millisecond, LoadListInterval: 10 * time.Millisecond}
 
 // start serves a page of f with fast polling until the test ends.
 func start(t *testing.T, f *fakeLab) (*httptest.Server, context.CancelFunc) {
@@ -243,7 +304,7 @@ func subscribe(t *testing.T, srv *httptest.Server) stream {
 		t.Fatalf("stream Content-Type %q, want text/event-stream", ct)
 	}
 	ch := stream{}
-	for _, k := range []string{msgStatus, msgEvents, msgLoad} {
+	for _, k := range []string{msgStatus, msgEvents, msgLoad, msgLoads} {
 		ch[k] = make(chan sse, 1000)
 	}
 	go func() {
@@ -588,6 +649,31 @@ func TestHostChecked(t *testing.T) {
 	}
 }
 
+// ownView finds the page's own load in a loads message.
+func ownView(m loadsMsg) (loadView, bool) {
+	for _, v := range m.Loads {
+		if v.Own {
+			return v, true
+		}
+	}
+	return loadView{}, false
+}
+
+// goldenLoads compares a loads message with a golden file, its loads'
+// start times (this host's clock) left out.
+func goldenLoads(t *testing.T, path string, m loadsMsg) {
+	t.Helper()
+	for i := range m.Loads {
+		m.Loads[i].Start = time.Time{}
+	}
+	slices.SortFunc(m.Loads, func(a, b loadView) int { return strings.Compare(a.Node+"/"+a.ID, b.Node+"/"+b.ID) })
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Golden(t, path, append(b, '\n'))
+}
+
 func TestLoadFromThePage(t *testing.T) {
 	f := newFake(t)
 	srv, cancel := start(t, f)
@@ -601,24 +687,35 @@ func TestLoadFromThePage(t *testing.T) {
 	if diff := cmp.Diff([]string{"load from=client1 workers=20"}, f.takeCalls()); diff != "" {
 		t.Errorf("start load: calls (-want +got):\n%s", diff)
 	}
-	m := waitFor(t, ch, msgLoad, func(m loadMsg) bool { return m.State == LoadRunning && len(m.Seconds) > 0 })
-	want := []secondView{{Started: 20, OK: 3}, {Started: 5, OK: 4, Broken: 1}, {}}
-	if diff := cmp.Diff(want, m.Seconds); diff != "" {
-		t.Errorf("seconds of the load (-want +got):\n%s", diff)
+	lm := waitFor(t, ch, msgLoad, func(m loadMsg) bool { return m.State == LoadRunning })
+	if lm.From != "client1" || lm.Node != "client1" || lm.ID != "1" {
+		t.Errorf("load message %+v, want the load 1 of client1", lm)
 	}
-	if m.From != "client1" || m.OK != 9 || m.Broken != 1 || m.Start.IsZero() {
-		t.Errorf("load message %+v", m)
+	// One series per VIP, named after the lab's VIPs, 3 complete seconds.
+	m := waitFor(t, ch, msgLoads, func(m loadsMsg) bool {
+		v, ok := ownView(m)
+		return ok && v.Elapsed > 0
+	})
+	if v, _ := ownView(m); v.Start.IsZero() || len(m.Loads) != 1 {
+		t.Errorf("loads %+v, want the page's own alone, with its start", m)
 	}
+	goldenLoads(t, "testdata/own-load.json", m)
+
 	if code, body := post(t, srv, "/api/load/start", true); code != http.StatusConflict {
 		t.Errorf("second start: %d %q, want 409", code, body)
 	}
 	if code, body := post(t, srv, "/api/load/stop", true); code != 204 {
 		t.Fatalf("stop load: %d %q", code, body)
 	}
-	m = waitFor(t, ch, msgLoad, func(m loadMsg) bool { return m.State == LoadIdle && m.Report != nil })
-	if *m.Report != (reportView{Total: 40, OK: 39, Broken: 1, Interrupted: 2}) || len(m.Seconds) != 3 {
-		t.Errorf("stopped load: %+v", m)
+	lm = waitFor(t, ch, msgLoad, func(m loadMsg) bool { return m.State == LoadIdle && m.Report != nil })
+	if *lm.Report != (reportView{Total: 40, OK: 39, Broken: 1, Interrupted: 2}) {
+		t.Errorf("stopped load: %+v", lm)
 	}
+	// Its charts stay, marked ended.
+	waitFor(t, ch, msgLoads, func(m loadsMsg) bool {
+		v, ok := ownView(m)
+		return ok && !v.Running && len(v.VIPs) == 2 && len(v.VIPs[0].Seconds) == 3
+	})
 	if code, _ := post(t, srv, "/api/load/stop", true); code != http.StatusConflict {
 		t.Errorf("second stop: %d, want 409", code)
 	}
@@ -631,21 +728,98 @@ func TestLoadFromThePage(t *testing.T) {
 		t.Fatalf("start load: %d %q", code, body)
 	}
 	cancel()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.EventuallyEvery(t, 5*time.Second, 10*time.Millisecond, "the load stopped with the server", func() error {
 		f.mu.Lock()
 		calls := slices.Clone(f.calls)
 		f.mu.Unlock()
-		if slices.Contains(calls, "stop load") {
-			if diff := cmp.Diff([]string{"load from=client1 workers=7", "stop load"}, calls); diff != "" {
-				t.Errorf("calls as the server stops (-want +got):\n%s", diff)
+		if !slices.Contains(calls, "stop load") {
+			return fmt.Errorf("calls %v", calls)
+		}
+		if diff := cmp.Diff([]string{"load from=client1 workers=7", "stop load"}, calls); diff != "" {
+			t.Errorf("calls as the server stops (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+}
+
+// TestLoadsStartedElsewhere: loads that `lab load` or a scenario started
+// are charted too, one series per VIP (a failed lookup's name has its
+// own), and stay charted, ended, once they stop.
+func TestLoadsStartedElsewhere(t *testing.T) {
+	f := newFake(t)
+	srv, _ := start(t, f)
+	ch := subscribe(t, srv)
+	waitFor(t, ch, msgLoads, func(m loadsMsg) bool { return len(m.Loads) == 0 })
+
+	byName := control.LoadInfo{Node: "client1", ID: "3", Names: []string{"www.lab.example.:80"}, Workers: 200}
+	f.setLoad(byName, &lab.LoadProgress{
+		Elapsed: 2200 * time.Millisecond, Started: 12, Active: 8, OK: 3, DNSFailed: 1,
+		ByTarget: map[string][]traffic.Second{
+			"198.51.100.2:80":     {{OK: 1}, {OK: 1}},
+			"198.51.100.1:80":     {{OK: 1}},
+			"www.lab.example.:80": {{}, {DNSFailed: 1}},
+		},
+	})
+	byVIP := control.LoadInfo{Node: "r1", ID: "1", Targets: []string{"198.51.100.2:80"}, Workers: 5}
+	f.setLoad(byVIP, &lab.LoadProgress{
+		Elapsed: 1100 * time.Millisecond, Started: 6, Active: 5, OK: 1, Interrupted: 1,
+		ByTarget: map[string][]traffic.Second{"198.51.100.2:80": {{OK: 1, Interrupted: 1}}},
+	})
+	m := waitFor(t, ch, msgLoads, func(m loadsMsg) bool {
+		return len(m.Loads) == 2 && m.Loads[0].Elapsed > 0 && m.Loads[1].Elapsed > 0
+	})
+	goldenLoads(t, "testdata/loads.json", m)
+
+	f.setLoad(byVIP, nil)
+	waitFor(t, ch, msgLoads, func(m loadsMsg) bool {
+		for _, v := range m.Loads {
+			if v.Node == "r1" {
+				return !v.Running && v.OK == 1
 			}
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("load not stopped with the server: calls %v", calls)
+		return false
+	})
+}
+
+// TestLinksFromStatus: the links shown down are those the lab's state
+// says, not those the event log told of.
+func TestLinksFromStatus(t *testing.T) {
+	f := newFake(t)
+	srv, _ := start(t, f)
+	ch := subscribe(t, srv)
+	waitFor(t, ch, msgStatus, func(m statusMsg) bool { return len(m.Nodes) == 6 && len(m.DownLinks) == 0 })
+	f.mu.Lock()
+	f.status.DownLinks = []control.LinkStatus{{Node: "lb4-1", Link: "infra"}}
+	f.mu.Unlock()
+	// An event that says otherwise changes nothing.
+	f.addEvents(control.Event{Time: t0.Add(time.Minute), Node: "lb4-2", Kind: control.EventInject, Msg: "link infra down"})
+	m := waitFor(t, ch, msgStatus, func(m statusMsg) bool { return len(m.DownLinks) > 0 })
+	if diff := cmp.Diff([]control.LinkStatus{{Node: "lb4-1", Link: "infra"}}, m.DownLinks); diff != "" {
+		t.Errorf("links down (-want +got):\n%s", diff)
+	}
+}
+
+// TestEventsSince: after the first read, the page's server asks only for
+// the events after the last one it has.
+func TestEventsSince(t *testing.T) {
+	f := newFake(t)
+	srv, _ := start(t, f)
+	ch := subscribe(t, srv)
+	waitFor(t, ch, msgEvents, func(m eventsMsg) bool { return len(m.Events) == 2 })
+	f.addEvents(control.Event{Time: t0.Add(time.Minute), Node: "lb4-2", Kind: "health", Msg: "third"})
+	waitFor(t, ch, msgEvents, func(m eventsMsg) bool { return len(m.Events) == 1 && m.Events[0].Msg == "third" })
+	testenv.EventuallyEvery(t, 5*time.Second, 5*time.Millisecond, "a poll after the third event", func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.sinces[len(f.sinces)-1] != 3 {
+			return fmt.Errorf("polls asked since %v", f.sinces)
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sinces[0] != 0 || !slices.IsSorted(f.sinces) {
+		t.Errorf("polls asked since %v, want 0 first, then never back", f.sinces)
 	}
 }
 

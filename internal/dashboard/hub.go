@@ -2,11 +2,14 @@ package dashboard
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -36,7 +39,11 @@ const (
 	msgStatus = "status"
 	msgEvents = "events"
 	msgLoad   = "load"
+	msgLoads  = "loads"
 )
+
+// maxEnded is how many loads that ended the page keeps charting.
+const maxEnded = 3
 
 // errStopped answers what comes after the server has stopped.
 var errStopped = errors.New("the page's server is stopping")
@@ -84,11 +91,27 @@ type loadStopped struct {
 	err error
 }
 
+type loadsResult struct {
+	lds  []control.LoadInfo
+	err  error
+	took time.Duration
+}
+
 type progressResult struct {
-	ld  Load
+	key loadKey
 	p   *lab.LoadProgress
 	err error
 	at  time.Time
+}
+
+// loadKey names a load in the lab.
+type loadKey struct{ node, id string }
+
+// charted is a load the page charts, and its polling.
+type charted struct {
+	view  loadView
+	busy  bool      // a progress poll is under way
+	ended time.Time // when it left the lab's list; zero while it runs
 }
 
 // hub is the goroutine that owns the polling state: it polls the lab,
@@ -111,6 +134,7 @@ type hub struct {
 	readiness chan statusResult
 	tiers     chan statusResult
 	events    chan eventsResult
+	loads     chan loadsResult
 	progress  chan progressResult
 	started   chan loadStarted
 	stopped   chan loadStopped
@@ -131,7 +155,8 @@ func newHub(l Lab, opts Options) *hub {
 		readiness:   make(chan statusResult, 1),
 		tiers:       make(chan statusResult, 1),
 		events:      make(chan eventsResult, 1),
-		progress:    make(chan progressResult, 1),
+		loads:       make(chan loadsResult, 1),
+		progress:    make(chan progressResult, 16),
 		started:     make(chan loadStarted, 1),
 		stopped:     make(chan loadStopped, 1),
 	}
@@ -202,8 +227,7 @@ func (h *hub) roleOf(node string) (role string, known, ok bool) {
 type state struct {
 	subs map[*subscriber]struct{}
 
-	readinessPoll, tiersPoll, eventsPoll *poller
-	progressBusy                         bool
+	readinessPoll, tiersPoll, eventsPoll, loadsPoll *poller
 	// idle is set while no page is open: nothing is polled then.
 	idle bool
 	// readinessPolls counts the readiness polls started, eventPolls the
@@ -221,12 +245,15 @@ type state struct {
 	tiers     map[string]tierInfo
 	statusMsg []byte // the last status message sent
 
-	seen    map[eventKey]struct{}
+	// since is the number of the last event seen.
+	since   uint64
 	backlog []control.Event
 
 	load        loadMsg
 	ld          Load
 	pendingLoad chan error // the reply to the start or stop under way
+	// loads are the loads charted: running in the lab, or ended lately.
+	loads map[loadKey]*charted
 }
 
 // poller paces one kind of poll: one at a time, every interval. A paced
@@ -290,31 +317,23 @@ type injected struct {
 	gen           int // readiness polls started when it was seen
 }
 
-// eventKey tells events apart: the log is read whole at every poll.
-type eventKey struct {
-	t               int64
-	node, kind, msg string
-}
-
-func keyOf(e control.Event) eventKey {
-	return eventKey{e.Time.UnixNano(), e.Node, e.Kind, e.Msg}
-}
-
 func (h *hub) run(ctx context.Context) {
 	defer close(h.done)
 	st := &state{
 		subs:          map[*subscriber]struct{}{},
 		tiers:         map[string]tierInfo{},
-		seen:          map[eventKey]struct{}{},
 		injected:      map[string]injected{},
 		load:          loadMsg{State: LoadIdle},
+		loads:         map[loadKey]*charted{},
 		readinessPoll: newPoller(h.opts.StatusInterval, true),
 		tiersPoll:     newPoller(h.opts.TierInterval, true),
 		eventsPoll:    newPoller(h.opts.EventInterval, false),
+		loadsPoll:     newPoller(h.opts.LoadListInterval, true),
 	}
 	defer st.readinessPoll.timer.Stop()
 	defer st.tiersPoll.timer.Stop()
 	defer st.eventsPoll.timer.Stop()
+	defer st.loadsPoll.timer.Stop()
 	loadTick := time.NewTicker(h.opts.LoadInterval)
 	defer loadTick.Stop()
 
@@ -333,6 +352,7 @@ func (h *hub) run(ctx context.Context) {
 				h.pollReadiness(ctx, st)
 				h.pollTiers(ctx, st)
 				h.pollEvents(ctx, st)
+				h.pollLoads(ctx, st)
 			}
 		case sub := <-h.unsubscribe:
 			if _, ok := st.subs[sub]; ok {
@@ -371,10 +391,16 @@ func (h *hub) run(ctx context.Context) {
 			h.applyStarted(st, r)
 		case r := <-h.stopped:
 			h.applyStopped(st, r)
+		case <-st.loadsPoll.timer.C:
+			h.pollLoads(ctx, st)
+		case r := <-h.loads:
+			h.applyLoads(st, r)
+			if st.loadsPoll.end(r.took) {
+				h.pollLoads(ctx, st)
+			}
 		case <-loadTick.C:
 			h.pollProgress(ctx, st)
 		case r := <-h.progress:
-			st.progressBusy = false
 			h.applyProgress(st, r)
 		}
 	}
@@ -387,6 +413,7 @@ func (h *hub) greet(st *state, sub *subscriber) {
 	}
 	sub.ch <- message{msgEvents, mustJSON(eventsMsg{Replace: true, Events: nonNil(st.backlog)})}
 	sub.ch <- message{msgLoad, mustJSON(st.load)}
+	sub.ch <- message{msgLoads, mustJSON(loadsOf(st))}
 }
 
 // broadcast sends v to every page.
@@ -447,11 +474,12 @@ func (h *hub) pollEvents(ctx context.Context, st *state) {
 	if !h.polling(st) || !st.eventsPoll.begin() {
 		return
 	}
+	since := st.since
 	go func() {
 		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
 		defer cancel()
 		start := time.Now()
-		evs, err := h.lab.Events(pctx)
+		evs, err := h.lab.Events(pctx, since)
 		h.events <- eventsResult{evs, err, time.Since(start)}
 	}()
 }
@@ -506,9 +534,10 @@ func (h *hub) applyTiers(st *state, r statusResult) {
 
 // sendStatus sends the lab's picture to every page, when it changed.
 func (h *hub) sendStatus(st *state) {
-	m := statusMsg{Nodes: []nodeView{}, Error: st.lastErr}
+	m := statusMsg{Nodes: []nodeView{}, DownLinks: []control.LinkStatus{}, Error: st.lastErr}
 	if s := st.last; s != nil {
 		m.Name, m.Mode, m.Phase, m.VIPs = s.Name, s.Mode, s.Phase, s.VIPs
+		m.DownLinks = nonNil(s.DownLinks)
 		for _, n := range s.Nodes {
 			v := viewOf(n, st.tiers[n.Name])
 			if in, ok := st.injected[n.Name]; ok {
@@ -525,10 +554,10 @@ func (h *hub) sendStatus(st *state) {
 	h.send(st, message{msgStatus, b})
 }
 
-// applyEvents sends the events not sent before. The lab's log is merged
-// from every node at each read, so an event can show up late (a node
-// that did not answer in time, a frozen node revived): events are told
-// apart by their content, not their position.
+// applyEvents sends the events after the last one seen. The lab numbers
+// its events as it first sees them, so one that shows up late (a node
+// that did not answer in time, a frozen node revived) has a higher number
+// than those before it, though an older time.
 func (h *hub) applyEvents(ctx context.Context, st *state, r eventsResult) {
 	h.logPoll("events", r.took)
 	if r.err != nil {
@@ -537,21 +566,12 @@ func (h *hub) applyEvents(ctx context.Context, st *state, r eventsResult) {
 	}
 	var fresh []control.Event
 	for _, e := range r.evs {
-		k := keyOf(e)
-		if _, ok := st.seen[k]; ok {
-			continue
+		if e.Seq > st.since {
+			fresh = append(fresh, e)
 		}
-		st.seen[k] = struct{}{}
-		fresh = append(fresh, e)
 	}
-	// The lab forgets its oldest events: so does the hub.
-	if len(r.evs) > 0 {
-		oldest := r.evs[0].Time.UnixNano()
-		for k := range st.seen {
-			if k.t < oldest {
-				delete(st.seen, k)
-			}
-		}
+	for _, e := range fresh {
+		st.since = max(st.since, e.Seq)
 	}
 	st.eventPolls++
 	if len(fresh) == 0 {
@@ -643,7 +663,7 @@ func (h *hub) handleLoadReq(ctx context.Context, st *state, req loadReq) {
 			return
 		}
 		cfg := lab.LoadConfig{From: firstClient(st.last), Workers: req.workers}
-		st.load = loadMsg{State: LoadStarting, From: cfg.From, Workers: cfg.Workers, Seconds: []secondView{}}
+		st.load = loadMsg{State: LoadStarting, From: cfg.From, Workers: cfg.Workers}
 		st.pendingLoad = req.reply
 		h.log.Info("starting a load", "from", cfg.From, "workers", cfg.Workers)
 		go func() {
@@ -665,7 +685,7 @@ func (h *hub) handleLoadReq(ctx context.Context, st *state, req loadReq) {
 	h.broadcast(st, msgLoad, st.load)
 }
 
-// stopLoad stops the running load in the background.
+// stopLoad stops the page's running load in the background.
 func (h *hub) stopLoad(ctx context.Context, st *state) {
 	ld := st.ld
 	st.ld = nil
@@ -688,10 +708,16 @@ func (h *hub) reply(st *state, err error) {
 func (h *hub) applyStarted(st *state, r loadStarted) {
 	if r.err != nil {
 		h.log.Warn("start a load", "err", r.err)
-		st.load = loadMsg{State: LoadIdle, Error: r.err.Error(), Seconds: []secondView{}}
+		st.load = loadMsg{State: LoadIdle, Error: r.err.Error()}
 	} else {
 		st.ld = r.ld
-		st.load.State, st.load.Start = LoadRunning, r.at
+		li := r.ld.Info()
+		st.load.State, st.load.Node, st.load.ID = LoadRunning, li.Node, li.ID
+		li.Workers = st.load.Workers
+		// Charted at once, not at the next look at the lab's loads.
+		c := h.chart(st, li)
+		c.view.Own = true
+		h.broadcast(st, msgLoads, loadsOf(st))
 	}
 	h.reply(st, r.err)
 	h.broadcast(st, msgLoad, st.load)
@@ -706,40 +732,149 @@ func (h *hub) applyStopped(st *state, r loadStopped) {
 		st.load.Error = ""
 		st.load.Report = &reportView{Total: r.rep.Total, OK: r.rep.OK, Broken: r.rep.Broken, Interrupted: r.rep.Interrupted}
 	}
+	if c := st.loads[loadKey{st.load.Node, st.load.ID}]; c != nil {
+		h.end(st, c)
+		h.broadcast(st, msgLoads, loadsOf(st))
+	}
 	h.reply(st, r.err)
 	h.broadcast(st, msgLoad, st.load)
 }
 
-func (h *hub) pollProgress(ctx context.Context, st *state) {
-	if st.progressBusy || st.ld == nil || st.load.State != LoadRunning {
+// chart returns the charted load li, charting it when it is new.
+func (h *hub) chart(st *state, li control.LoadInfo) *charted {
+	k := loadKey{li.Node, li.ID}
+	c := st.loads[k]
+	if c == nil || !c.ended.IsZero() {
+		// A load id is used again after the node's agent restarted.
+		c = &charted{view: loadView{
+			Node: li.Node, ID: li.ID, Running: true, Workers: li.Workers, Targets: li.Targets, Names: li.Names,
+		}}
+		c.view.setProgress(&lab.LoadProgress{}, h.vips(st))
+		st.loads[k] = c
+		h.log.Info("charting a load", "node", li.Node, "id", li.ID, "targets", len(li.Targets), "names", len(li.Names))
+	}
+	return c
+}
+
+// end marks c ended, and forgets the oldest loads that ended beyond
+// maxEnded.
+func (h *hub) end(st *state, c *charted) {
+	if !c.ended.IsZero() {
 		return
 	}
-	st.progressBusy = true
-	ld := st.ld
+	c.ended, c.view.Running = time.Now(), false
+	var ended []*charted
+	for _, o := range st.loads {
+		if !o.ended.IsZero() {
+			ended = append(ended, o)
+		}
+	}
+	slices.SortFunc(ended, func(a, b *charted) int { return b.ended.Compare(a.ended) })
+	for _, o := range ended[min(len(ended), maxEnded):] {
+		delete(st.loads, loadKey{o.view.Node, o.view.ID})
+	}
+}
+
+// vips returns the lab's VIPs, as the last status had them.
+func (h *hub) vips(st *state) []control.VIPStatus {
+	if st.last == nil {
+		return nil
+	}
+	return st.last.VIPs
+}
+
+// loadsOf returns the loads charted, oldest first.
+func loadsOf(st *state) loadsMsg {
+	m := loadsMsg{Loads: []loadView{}}
+	for _, c := range st.loads {
+		m.Loads = append(m.Loads, c.view)
+	}
+	slices.SortFunc(m.Loads, func(a, b loadView) int {
+		return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.Node, b.Node), cmp.Compare(a.ID, b.ID))
+	})
+	return m
+}
+
+// pollLoads asks the lab which loads run.
+func (h *hub) pollLoads(ctx context.Context, st *state) {
+	if !h.polling(st) || !st.loadsPoll.begin() {
+		return
+	}
 	go func() {
 		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
 		defer cancel()
-		p, err := ld.Progress(pctx)
-		h.progress <- progressResult{ld, p, err, time.Now()}
+		start := time.Now()
+		lds, err := h.lab.Loads(pctx)
+		h.loads <- loadsResult{lds, err, time.Since(start)}
 	}()
 }
 
-func (h *hub) applyProgress(st *state, r progressResult) {
-	if r.ld != st.ld || st.load.State != LoadRunning {
-		return // stopped meanwhile
-	}
+// applyLoads charts the loads that started, and marks ended those that
+// left the list (the page's own ends when it stops).
+func (h *hub) applyLoads(st *state, r loadsResult) {
+	h.logPoll("loads", r.took)
 	if r.err != nil {
-		st.load.Error = r.err.Error()
+		h.log.Debug("lab loads", "err", r.err)
+		return
+	}
+	running := map[loadKey]bool{}
+	for _, li := range r.lds {
+		running[loadKey{li.Node, li.ID}] = true
+		h.chart(st, li)
+	}
+	for k, c := range st.loads {
+		if !running[k] && !c.view.Own {
+			h.end(st, c)
+		}
+	}
+	h.broadcast(st, msgLoads, loadsOf(st))
+}
+
+// pollProgress asks for the progress of every running load charted.
+func (h *hub) pollProgress(ctx context.Context, st *state) {
+	if !h.polling(st) {
+		return
+	}
+	for k, c := range st.loads {
+		if c.busy || !c.ended.IsZero() {
+			continue
+		}
+		c.busy = true
+		go func() {
+			pctx, cancel := context.WithTimeout(ctx, pollTimeout)
+			defer cancel()
+			p, err := h.lab.WatchLoad(pctx, k.node, k.id)
+			h.progress <- progressResult{k, p, err, time.Now()}
+		}()
+	}
+}
+
+func (h *hub) applyProgress(st *state, r progressResult) {
+	c := st.loads[r.key]
+	if c == nil || !c.busy {
+		return // forgotten meanwhile
+	}
+	c.busy = false
+	if !c.ended.IsZero() {
+		return
+	}
+	v := &c.view
+	if r.err != nil {
+		if ae, ok := errors.AsType[*control.APIError](r.err); ok && ae.Code == http.StatusNotFound && !v.Own {
+			h.end(st, c) // it stopped between two looks at the list
+		} else {
+			v.Error = r.err.Error()
+		}
 	} else {
-		st.load.Error = ""
-		if st.load.Elapsed == 0 {
+		v.Error = ""
+		if v.Start.IsZero() {
 			// The load's own clock started in the node; place it on ours
 			// once, so that the chart does not jitter.
-			st.load.Start = r.at.Add(-r.p.Elapsed)
+			v.Start = r.at.Add(-r.p.Elapsed)
 		}
-		st.load.setProgress(r.p)
+		v.setProgress(r.p, h.vips(st))
 	}
-	h.broadcast(st, msgLoad, st.load)
+	h.broadcast(st, msgLoads, loadsOf(st))
 }
 
 // shutdown ends every page's stream and stops the load started from the

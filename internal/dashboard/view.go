@@ -1,7 +1,9 @@
 package dashboard
 
 import (
+	"cmp"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/lab-lb/lab/internal/control"
@@ -43,6 +45,8 @@ type statusMsg struct {
 	Phase string              `json:"phase"`
 	Nodes []nodeView          `json:"nodes"`
 	VIPs  []control.VIPStatus `json:"vips,omitempty"`
+	// DownLinks are the links set down, from the lab's own state.
+	DownLinks []control.LinkStatus `json:"down_links"`
 	// Error is why the last poll failed; the nodes are those of the last
 	// poll that worked.
 	Error string `json:"error,omitempty"`
@@ -136,35 +140,72 @@ const (
 	LoadStopping = "stopping"
 )
 
-// loadMsg is the load started from the page: its state and, once it has
-// run, its figures per second, which stay after it stops until the next
-// load starts.
+// loadMsg is the load started from the page: its state, for the buttons,
+// and its report once stopped, which stays until the next load starts.
+// Its figures come with the other loads' (loadsMsg).
 type loadMsg struct {
 	State   string `json:"state"`
 	From    string `json:"from,omitempty"`
 	Workers int    `json:"workers,omitempty"`
-	// Start is when the load started, by this host's clock; the page
-	// places the lab's injections on the chart from it.
-	Start       time.Time    `json:"start,omitzero"`
-	Elapsed     float64      `json:"elapsed"` // seconds
-	Started     int          `json:"started"`
-	Active      int          `json:"active"`
-	OK          int          `json:"ok"`
-	Broken      int          `json:"broken"`
-	Interrupted int          `json:"interrupted"`
-	Seconds     []secondView `json:"seconds"`
+	// Node and ID name it among the loads, once started.
+	Node string `json:"node,omitempty"`
+	ID   string `json:"id,omitempty"`
 	// Report sums up the load once stopped.
 	Report *reportView `json:"report,omitempty"`
 	Error  string      `json:"error,omitempty"`
 }
 
+// loadsMsg is every load the page charts: those running in the lab,
+// whoever started them, and the last ones that ended, oldest first.
+type loadsMsg struct {
+	Loads []loadView `json:"loads"`
+}
+
+// loadView is one load as the page charts it.
+type loadView struct {
+	Node string `json:"node"`
+	ID   string `json:"id"`
+	// Own is set on the load started from the page.
+	Own bool `json:"own,omitempty"`
+	// Running is false once the load has left the lab's list: its figures
+	// are the last ones read.
+	Running bool     `json:"running"`
+	Workers int      `json:"workers,omitempty"`
+	Targets []string `json:"targets,omitempty"`
+	Names   []string `json:"names,omitempty"`
+	// Start is when the load started, by this host's clock; the page
+	// places the lab's injections on the charts from it.
+	Start       time.Time `json:"start,omitzero"`
+	Elapsed     float64   `json:"elapsed"` // seconds
+	Started     int       `json:"started"`
+	Active      int       `json:"active"`
+	OK          int       `json:"ok"`
+	Broken      int       `json:"broken"`
+	Interrupted int       `json:"interrupted"`
+	// VIPs holds one series per VIP the load targets, in the lab's VIP
+	// order, then those the lab does not know (a service name whose
+	// lookup failed).
+	VIPs  []vipSeries `json:"vips"`
+	Error string      `json:"error,omitempty"`
+}
+
+// vipSeries is one VIP's complete seconds of a load.
+type vipSeries struct {
+	// Name is the VIP's name; Target its address and port, or the
+	// service name of failed lookups.
+	Name    string       `json:"name"`
+	Target  string       `json:"target"`
+	Seconds []secondView `json:"seconds"`
+}
+
 // secondView is one complete second of a load: the connections that
-// finished in it, ok (interrupted ones included), broken, interrupted.
+// finished in it, ok (interrupted ones included), broken, interrupted,
+// and the failed lookups of a service name.
 type secondView struct {
-	Started     int `json:"started"`
 	OK          int `json:"ok"`
 	Broken      int `json:"broken"`
 	Interrupted int `json:"interrupted"`
+	DNSFailed   int `json:"dns_failed,omitempty"`
 }
 
 // reportView is the summary of a stopped load.
@@ -175,15 +216,38 @@ type reportView struct {
 	Interrupted int `json:"interrupted"`
 }
 
-// setProgress copies p into m: the totals, and one entry per complete
-// second (a quiet second has no entry in p.Seconds: it counts zero).
-func (m *loadMsg) setProgress(p *lab.LoadProgress) {
-	m.Elapsed = p.Elapsed.Seconds()
-	m.Started, m.Active, m.OK, m.Broken, m.Interrupted = p.Started, p.Active, p.OK, p.Broken, p.Interrupted
+// setProgress copies p into v: the totals, and per VIP one entry per
+// complete second (a quiet second has no entry in p's series: it counts
+// zero). vips are the lab's, which name the targets.
+func (v *loadView) setProgress(p *lab.LoadProgress, vips []control.VIPStatus) {
+	v.Elapsed = p.Elapsed.Seconds()
+	v.Started, v.Active, v.OK, v.Broken, v.Interrupted = p.Started, p.Active, p.OK, p.Broken, p.Interrupted
 	n := int(p.Elapsed / time.Second)
-	m.Seconds = make([]secondView, n)
-	for i := range min(n, len(p.Seconds)) {
-		s := p.Seconds[i]
-		m.Seconds[i] = secondView{Started: s.Started, OK: s.OK, Broken: s.Broken, Interrupted: s.Interrupted}
+	targets := slices.Clone(v.Targets)
+	for t := range p.ByTarget {
+		if !slices.Contains(targets, t) {
+			targets = append(targets, t)
+		}
+	}
+	order := func(t string) int {
+		if i := slices.IndexFunc(vips, func(v control.VIPStatus) bool { return v.Address == t }); i >= 0 {
+			return i
+		}
+		return len(vips)
+	}
+	slices.SortStableFunc(targets, func(a, b string) int {
+		return cmp.Or(cmp.Compare(order(a), order(b)), cmp.Compare(a, b))
+	})
+	v.VIPs = make([]vipSeries, len(targets))
+	for i, t := range targets {
+		vs := vipSeries{Name: t, Target: t, Seconds: make([]secondView, n)}
+		if j := order(t); j < len(vips) {
+			vs.Name = vips[j].Name
+		}
+		ss := p.ByTarget[t]
+		for k := range min(n, len(ss)) {
+			vs.Seconds[k] = secondView{OK: ss[k].OK, Broken: ss[k].Broken, Interrupted: ss[k].Interrupted, DNSFailed: ss[k].DNSFailed}
+		}
+		v.VIPs[i] = vs
 	}
 }

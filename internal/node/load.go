@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,10 +9,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/traffic"
 )
 
@@ -136,6 +139,9 @@ type LoadProgress struct {
 	Interrupted int           `json:"interrupted"`
 	DNSFailed   int           `json:"dns_failed,omitempty"`
 	Seconds     []LoadSecond  `json:"seconds"`
+	// ByTarget is traffic.Progress.ByTarget: the seconds per VIP:port (or
+	// per service name, for failed lookups).
+	ByTarget map[string][]LoadSecond `json:"by_target,omitempty"`
 }
 
 // LoadSecond is traffic.Second in JSON.
@@ -161,6 +167,15 @@ func NewLoadProgress(p traffic.Progress) LoadProgress {
 	for i, s := range p.Seconds {
 		lp.Seconds[i] = LoadSecond(s)
 	}
+	if len(p.ByTarget) > 0 {
+		lp.ByTarget = make(map[string][]LoadSecond, len(p.ByTarget))
+		for k, ss := range p.ByTarget {
+			lp.ByTarget[k] = make([]LoadSecond, len(ss))
+			for i, s := range ss {
+				lp.ByTarget[k][i] = LoadSecond(s)
+			}
+		}
+	}
 	return lp
 }
 
@@ -173,6 +188,15 @@ func (p LoadProgress) Progress() traffic.Progress {
 	}
 	for i, s := range p.Seconds {
 		tp.Seconds[i] = traffic.Second(s)
+	}
+	if len(p.ByTarget) > 0 {
+		tp.ByTarget = make(map[string][]traffic.Second, len(p.ByTarget))
+		for k, ss := range p.ByTarget {
+			tp.ByTarget[k] = make([]traffic.Second, len(ss))
+			for i, s := range ss {
+				tp.ByTarget[k][i] = traffic.Second(s)
+			}
+		}
 	}
 	return tp
 }
@@ -203,7 +227,8 @@ type loadRegistry struct {
 // loadEntry is a running load and its lease.
 type loadEntry struct {
 	run   *traffic.Run
-	lease time.Duration // 0: none
+	info  control.LoadInfo // what GET /load says of it
+	lease time.Duration    // 0: none
 	timer *time.Timer
 	seen  time.Time // last request for the load
 }
@@ -219,6 +244,7 @@ func newLoadRegistry(ctx context.Context, log *slog.Logger, within func(func() e
 // routes registers the load API on mux.
 func (g *loadRegistry) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /load", g.start)
+	mux.HandleFunc("GET /load", g.list)
 	mux.HandleFunc("GET /load/{id}", g.progress)
 	mux.HandleFunc("POST /load/{id}/stop", g.stop)
 }
@@ -268,7 +294,7 @@ func (g *loadRegistry) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.next++
-	e := &loadEntry{run: run, lease: lease, seen: time.Now()}
+	e := &loadEntry{run: run, info: loadInfo(id, cfg), lease: lease, seen: time.Now()}
 	if lease > 0 {
 		e.timer = time.AfterFunc(lease, func() { g.expire(id, e) })
 	}
@@ -297,9 +323,38 @@ func (g *loadRegistry) expire(id string, e *loadEntry) {
 		"load", id, "lease", e.lease, "connections", rep.Total)
 }
 
-// entry returns the load id and marks it seen, or answers why there is
-// none.
-func (g *loadRegistry) entry(w http.ResponseWriter, id string, forget bool) *loadEntry {
+// loadInfo describes the load id of configuration cfg, starting now.
+func loadInfo(id string, cfg traffic.Config) control.LoadInfo {
+	li := control.LoadInfo{ID: id, Workers: cfg.WithDefaults().Workers, Started: time.Now()}
+	for _, t := range cfg.Targets {
+		li.Targets = append(li.Targets, t.String())
+	}
+	for _, n := range cfg.Names {
+		li.Names = append(li.Names, n.String())
+	}
+	return li
+}
+
+// list answers the loads running, oldest first.
+func (g *loadRegistry) list(w http.ResponseWriter, _ *http.Request) {
+	g.mu.Lock()
+	out := make([]control.LoadInfo, 0, len(g.runs))
+	for _, e := range g.runs {
+		out = append(out, e.info)
+	}
+	g.mu.Unlock()
+	slices.SortFunc(out, func(a, b control.LoadInfo) int {
+		if c := a.Started.Compare(b.Started); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	writeLoadJSON(w, out)
+}
+
+// entry returns the load id and, unless watch, marks it seen (which
+// renews its lease); or it answers why there is none.
+func (g *loadRegistry) entry(w http.ResponseWriter, id string, forget, watch bool) *loadEntry {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	e := g.runs[id]
@@ -311,7 +366,9 @@ func (g *loadRegistry) entry(w http.ResponseWriter, id string, forget bool) *loa
 		http.Error(w, msg, http.StatusNotFound)
 		return nil
 	}
-	e.seen = time.Now()
+	if !watch {
+		e.seen = time.Now()
+	}
 	if forget {
 		delete(g.runs, id)
 		if e.timer != nil {
@@ -323,14 +380,14 @@ func (g *loadRegistry) entry(w http.ResponseWriter, id string, forget bool) *loa
 
 // progress answers the live figures of a load.
 func (g *loadRegistry) progress(w http.ResponseWriter, r *http.Request) {
-	if e := g.entry(w, r.PathValue("id"), false); e != nil {
+	if e := g.entry(w, r.PathValue("id"), false, r.URL.Query().Has(control.LoadWatchParam)); e != nil {
 		writeLoadJSON(w, NewLoadProgress(e.run.Snapshot()))
 	}
 }
 
 // stop stops a load, forgets it and answers its report.
 func (g *loadRegistry) stop(w http.ResponseWriter, r *http.Request) {
-	if e := g.entry(w, r.PathValue("id"), true); e != nil {
+	if e := g.entry(w, r.PathValue("id"), true, false); e != nil {
 		writeLoadJSON(w, e.run.Stop())
 	}
 }

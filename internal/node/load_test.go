@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/lab-lb/lab/internal/backend"
+	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/traffic"
 )
@@ -221,7 +222,7 @@ func TestLoadAPIErrors(t *testing.T) {
 			wantCode: http.StatusNotFound, wantMsg: `no load "42"`},
 		{name: "stop unknown load", method: http.MethodPost, path: "/load/42/stop",
 			wantCode: http.StatusNotFound, wantMsg: `no load "42"`},
-		{name: "wrong method", method: http.MethodGet, path: "/load",
+		{name: "wrong method", method: http.MethodDelete, path: "/load",
 			wantCode: http.StatusMethodNotAllowed},
 	}
 	for _, tc := range cases {
@@ -367,14 +368,16 @@ func TestLoadRequestRoundTrip(t *testing.T) {
 func TestLoadProgressJSON(t *testing.T) {
 	p := traffic.Progress{
 		Elapsed: 2500 * time.Millisecond, Started: 9, Active: 2, OK: 6, Broken: 1, Interrupted: 1,
-		Seconds: []traffic.Second{{Started: 5, OK: 2}, {Started: 4, OK: 4, Broken: 1, Interrupted: 1}},
+		Seconds:  []traffic.Second{{Started: 5, OK: 2}, {Started: 4, OK: 4, Broken: 1, Interrupted: 1}},
+		ByTarget: map[string][]traffic.Second{"198.51.100.1:80": {{OK: 2}, {OK: 4, Broken: 1, Interrupted: 1}}},
 	}
 	b, err := json.Marshal(NewLoadProgress(p))
 	if err != nil {
 		t.Fatalf("encode: %v", err)
 	}
 	want := `{"elapsed_ns":2500000000,"started":9,"active":2,"ok":6,"broken":1,"interrupted":1,` +
-		`"seconds":[{"started":5,"ok":2,"broken":0,"interrupted":0},{"started":4,"ok":4,"broken":1,"interrupted":1}]}`
+		`"seconds":[{"started":5,"ok":2,"broken":0,"interrupted":0},{"started":4,"ok":4,"broken":1,"interrupted":1}],` +
+		`"by_target":{"198.51.100.1:80":[{"started":0,"ok":2,"broken":0,"interrupted":0},{"started":0,"ok":4,"broken":1,"interrupted":1}]}}`
 	if diff := cmp.Diff(string(b), want); diff != "" {
 		t.Errorf("json (-got +want):\n%s", diff)
 	}
@@ -385,4 +388,67 @@ func TestLoadProgressJSON(t *testing.T) {
 	if diff := cmp.Diff(lp.Progress(), p); diff != "" {
 		t.Errorf("progress after the round trip (-got +want):\n%s", diff)
 	}
+}
+
+// TestLoadList lists the loads running: each with its id, targets,
+// workers and start, oldest first; a stopped load leaves the list.
+func TestLoadList(t *testing.T) {
+	target := loadBackend(t)
+	srv, _, _ := loadAgent(t)
+	var empty []control.LoadInfo
+	callJSON(t, srv, http.MethodGet, "/load", nil, &empty)
+	if empty == nil || len(empty) != 0 {
+		t.Errorf("loads of an idle agent: %#v, want an empty list", empty)
+	}
+	before := time.Now()
+	var ids []string
+	for _, workers := range []int{2, 3} {
+		var started LoadStarted
+		req := NewLoadRequest(traffic.Config{Targets: []netip.AddrPort{target}, Workers: workers, Path: "/1M"})
+		callJSON(t, srv, http.MethodPost, "/load", req, &started)
+		ids = append(ids, started.ID)
+	}
+	var got []control.LoadInfo
+	callJSON(t, srv, http.MethodGet, "/load", nil, &got)
+	for _, li := range got {
+		if li.Started.Before(before) || time.Since(li.Started) > time.Minute {
+			t.Errorf("load %s started at %s, want just now", li.ID, li.Started)
+		}
+	}
+	want := []control.LoadInfo{
+		{ID: ids[0], Targets: []string{target.String()}, Workers: 2},
+		{ID: ids[1], Targets: []string{target.String()}, Workers: 3},
+	}
+	if diff := cmp.Diff(got, want, cmpopts.IgnoreFields(control.LoadInfo{}, "Started")); diff != "" {
+		t.Errorf("loads (-got +want):\n%s", diff)
+	}
+	var rep traffic.Report
+	callJSON(t, srv, http.MethodPost, "/load/"+ids[0]+"/stop", nil, &rep)
+	callJSON(t, srv, http.MethodGet, "/load", nil, &got)
+	if len(got) != 1 || got[0].ID != ids[1] {
+		t.Errorf("loads after %s stopped: %+v, want %s alone", ids[0], got, ids[1])
+	}
+}
+
+// TestLoadWatchKeepsNoLease: a watcher (a page that charts the load)
+// reads the progress of a load without renewing its lease, so the load
+// stops once its owner is gone, watched or not.
+func TestLoadWatchKeepsNoLease(t *testing.T) {
+	target := loadBackend(t)
+	srv, reg, _ := loadAgent(t)
+	req := NewLoadRequest(traffic.Config{Targets: []netip.AddrPort{target}, Workers: 2, Path: "/1G", EarlyStop: -1})
+	req.Lease = (300 * time.Millisecond).String()
+	var started LoadStarted
+	callJSON(t, srv, http.MethodPost, "/load", req, &started)
+	testenv.EventuallyEvery(t, 10*time.Second, 50*time.Millisecond, "load expired while watched", func() error {
+		if code, b := call(t, srv, http.MethodGet, "/load/"+started.ID+"?"+control.LoadWatchParam+"=1", nil); code == http.StatusOK {
+			return fmt.Errorf("still running: %.80s", b)
+		}
+		reg.mu.Lock()
+		defer reg.mu.Unlock()
+		if reg.runs[started.ID] != nil {
+			return fmt.Errorf("still registered")
+		}
+		return nil
+	})
 }

@@ -15,7 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -36,6 +36,7 @@ func (s *Supervisor) routes() http.Handler {
 	mux.HandleFunc("POST /v1/nodes/{node}/load", s.proxyLoad)
 	mux.HandleFunc("/v1/nodes/{node}/load/{rest...}", s.proxyLoad)
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
+	mux.HandleFunc("GET "+control.PathLoads, s.handleLoads)
 	mux.HandleFunc("GET /v1/nodes/{node}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/nodes/{node}/kill", s.handleKill)
 	mux.HandleFunc("POST /v1/nodes/{node}/revive", s.handleRevive)
@@ -71,7 +72,7 @@ func (s *Supervisor) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := control.Status{
 		Name: s.cfg.Name, Mode: s.cfg.Mode, Topology: s.cfg.Topology,
 		Kernel: kernelRelease(), Started: s.started, Phase: string(s.phase), UpTime: s.upTime,
-		SupervisorPID: os.Getpid(),
+		SupervisorPID: os.Getpid(), DownLinks: s.downLinkList(),
 	}
 	s.mu.Unlock()
 	topo, _ := s.current()
@@ -218,7 +219,8 @@ func (s *Supervisor) proxy(path string) http.HandlerFunc {
 	}
 }
 
-// handleEvents merges every node's event log, oldest first.
+// handleEvents merges every node's event log, oldest first, and numbers
+// the events; with ?since=N it answers those numbered after N only.
 func (s *Supervisor) handleEvents(w http.ResponseWriter, r *http.Request) {
 	var all []control.Event
 	var mu sync.Mutex
@@ -245,8 +247,25 @@ func (s *Supervisor) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	all = append(all, s.removed...)
 	s.mu.Unlock()
-	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
-	writeJSON(w, all)
+	slices.SortStableFunc(all, byTime)
+	s.numbered.add(all)
+	if v := r.URL.Query().Get(control.EventsSinceParam); v != "" {
+		since, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			http.Error(w, fmt.Sprintf("%s %q: want an event number", control.EventsSinceParam, v), http.StatusBadRequest)
+			return
+		}
+		all = s.numbered.since(since)
+	}
+	writeJSON(w, nonNil(all))
+}
+
+// nonNil answers an empty list as [], not null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 // agentEvents returns a node agent's event log, nil when it does not

@@ -1,9 +1,11 @@
 package supervisor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -191,7 +193,43 @@ func (s *Supervisor) handleLink(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	s.setLinkState(a, b, up)
 	writeJSON(w, map[string]any{"link": a + " " + b, "up": up})
+}
+
+// linkOf names node a's link b as status does: between two nodes, the
+// first by name comes first, whichever end lab link named.
+func (s *Supervisor) linkOf(a, b string) control.LinkStatus {
+	if t, _ := s.current(); t != nil {
+		if _, ok := t.Node(b); ok && b < a {
+			a, b = b, a
+		}
+	}
+	return control.LinkStatus{Node: a, Link: b}
+}
+
+// setLinkState records that node a's link b is up or down.
+func (s *Supervisor) setLinkState(a, b string, up bool) {
+	l := s.linkOf(a, b)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if up {
+		delete(s.downLinks, l)
+	} else {
+		s.downLinks[l] = struct{}{}
+	}
+}
+
+// downLinkList returns the links set down, in order. s.mu must be held.
+func (s *Supervisor) downLinkList() []control.LinkStatus {
+	out := make([]control.LinkStatus, 0, len(s.downLinks))
+	for l := range s.downLinks {
+		out = append(out, l)
+	}
+	slices.SortFunc(out, func(x, y control.LinkStatus) int {
+		return cmp.Or(cmp.Compare(x.Node, y.Node), cmp.Compare(x.Link, y.Link))
+	})
+	return out
 }
 
 // handleImpair puts delay, jitter and loss on both ends of a link; all zero

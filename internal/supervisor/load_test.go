@@ -21,6 +21,16 @@ import (
 // request: its method, path and body.
 func fakeAgent(t *testing.T, dir, name string) {
 	t.Helper()
+	serveAgent(t, dir, name, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = io.WriteString(w, r.Method+" "+r.URL.Path+" "+string(b))
+	}))
+}
+
+// serveAgent serves h on the agent socket of node name in dir until the
+// test ends.
+func serveAgent(t *testing.T, dir, name string, h http.Handler) {
+	t.Helper()
 	nodeDir := filepath.Join(dir, "nodes", name)
 	if err := os.MkdirAll(nodeDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -29,10 +39,7 @@ func fakeAgent(t *testing.T, dir, name string) {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		_, _ = io.WriteString(w, r.Method+" "+r.URL.Path+" "+string(b))
-	})}
+	srv := &http.Server{Handler: h}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

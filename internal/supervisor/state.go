@@ -153,4 +153,10 @@ func (s *Supervisor) forget(name string) {
 		s.removed = append(s.removed, n.saved...)
 		delete(s.nodes, name)
 	}
+	// Its links went with it.
+	for l := range s.downLinks {
+		if l.Node == name || l.Link == name {
+			delete(s.downLinks, l)
+		}
+	}
 }

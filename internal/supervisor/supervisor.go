@@ -78,6 +78,8 @@ type Supervisor struct {
 	nodes   map[string]*nodeState
 	events  []control.Event // the supervisor's own: injections, lifecycle
 	removed []control.Event // event logs of the agents of nodes lab remove took out
+	// downLinks are the links lab link set down, as LinkStatus names them.
+	downLinks map[control.LinkStatus]struct{}
 	// topoFile is the resolved topology agents start with, saved by
 	// commit at build and after lab add or lab remove.
 	topoFile string
@@ -92,6 +94,8 @@ type Supervisor struct {
 	downErr   error
 	stopOnce  sync.Once
 	done      chan struct{} // closed when a client asked for down
+
+	numbered numberedLog // the event log as GET /v1/events?since= reads it
 
 }
 
@@ -136,7 +140,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 }
 
 func newSupervisor(cfg Config, log *slog.Logger) *Supervisor {
-	return &Supervisor{cfg: cfg, log: log, started: time.Now(), phase: phaseBuilding, nodes: map[string]*nodeState{}, done: make(chan struct{})}
+	return &Supervisor{cfg: cfg, log: log, started: time.Now(), phase: phaseBuilding, nodes: map[string]*nodeState{},
+		downLinks: map[control.LinkStatus]struct{}{}, done: make(chan struct{})}
 }
 
 // stop ends Run's wait.

@@ -113,6 +113,11 @@ type Progress struct {
 	// connections started, and finished ok, broken or interrupted, in that
 	// second.
 	Seconds []Second
+	// ByTarget splits the finished connections of Seconds by target: the
+	// address and port connected to ("192.0.2.10:80"), or the service name
+	// for a lookup that failed. Started is not split (a connection has no
+	// target when it starts).
+	ByTarget map[string][]Second
 }
 
 // Second is one second of Progress.Seconds.
@@ -148,7 +153,8 @@ type Run struct {
 	nextID                                              atomic.Int64
 	started, active, ok, broken, interrupted, dnsFailed atomic.Int64
 	mu                                                  sync.Mutex
-	seconds                                             []Second // guarded by mu
+	seconds                                             []Second            // guarded by mu
+	byTarget                                            map[string][]Second // guarded by mu
 	// latencies holds, per second, the latencies of a request load's
 	// successful requests, for the live percentiles; guarded by mu.
 	latencies [][]time.Duration
@@ -316,6 +322,10 @@ func (r *Run) Snapshot() Progress {
 	}
 	r.mu.Lock()
 	p.Seconds = slices.Clone(r.seconds)
+	p.ByTarget = make(map[string][]Second, len(r.byTarget))
+	for k, v := range r.byTarget {
+		p.ByTarget[k] = slices.Clone(v)
+	}
 	lat := make([][]time.Duration, len(r.latencies))
 	for i, l := range r.latencies {
 		lat[i] = slices.Clone(l)
@@ -331,11 +341,25 @@ func (r *Run) Snapshot() Progress {
 // second returns the live series entry of t, growing the series; r.mu must
 // be held.
 func (r *Run) second(t time.Time) *Second {
-	i := max(int(t.Sub(r.start)/time.Second), 0)
-	for len(r.seconds) <= i {
-		r.seconds = append(r.seconds, Second{})
+	return secondOf(&r.seconds, r.start, t)
+}
+
+// secondOf returns the entry of t in the series s of a run started at
+// start, growing the series.
+func secondOf(s *[]Second, start, t time.Time) *Second {
+	i := max(int(t.Sub(start)/time.Second), 0)
+	for len(*s) <= i {
+		*s = append(*s, Second{})
 	}
-	return &r.seconds[i]
+	return &(*s)[i]
+}
+
+// targetKey names the target of c in Progress.ByTarget.
+func targetKey(c *Conn) string {
+	if c.Target.IsValid() {
+		return c.Target.String()
+	}
+	return c.Name
 }
 
 // begin counts a connection started at t.
@@ -352,22 +376,34 @@ func (r *Run) finish(c *Conn) {
 	r.active.Add(-1)
 	r.mu.Lock()
 	s := r.second(c.End)
+	if r.byTarget == nil {
+		r.byTarget = map[string][]Second{}
+	}
+	k := targetKey(c)
+	ts := r.byTarget[k]
+	st := secondOf(&ts, r.start, c.End)
 	switch {
 	case c.Outcome == OutcomeDNS:
 		r.dnsFailed.Add(1)
 		s.DNSFailed++
+		st.DNSFailed++
 	case c.Outcome.Broken():
 		r.broken.Add(1)
 		s.Broken++
+		st.Broken++
 	case c.Interrupted:
 		r.ok.Add(1)
 		r.interrupted.Add(1)
 		s.OK++
 		s.Interrupted++
+		st.OK++
+		st.Interrupted++
 	default:
 		r.ok.Add(1)
 		s.OK++
+		st.OK++
 	}
+	r.byTarget[k] = ts
 	if r.cfg.Mode == ModeRequests && succeeded(c) {
 		i := max(int(c.End.Sub(r.start)/time.Second), 0)
 		for len(r.latencies) <= i {

@@ -3,9 +3,11 @@ package traffic
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,9 +151,28 @@ func TestRunOK(t *testing.T) {
 			t.Fatalf("connection %d has id %d, want ids in order from 1", i, c.ID)
 		}
 	}
-	if p := r.Snapshot(); p.Active != 0 || p.Started != rep.Total || p.OK != rep.OK {
+	p := r.Snapshot()
+	if p.Active != 0 || p.Started != rep.Total || p.OK != rep.OK {
 		t.Errorf("snapshot after stop %+v, want 0 active, %d started, %d ok", p, rep.Total, rep.OK)
 	}
+	// One target: its series is the run's, less the connections started.
+	diff(t, "targets of the series", slices.Collect(maps.Keys(p.ByTarget)), []string{addr.String()})
+	total := sumSeconds(p.Seconds)
+	total.Started = 0
+	diff(t, "series of the target", sumSeconds(p.ByTarget[addr.String()]), total)
+}
+
+// sumSeconds adds up a series.
+func sumSeconds(ss []Second) Second {
+	var sum Second
+	for _, s := range ss {
+		sum.Started += s.Started
+		sum.OK += s.OK
+		sum.Broken += s.Broken
+		sum.Interrupted += s.Interrupted
+		sum.DNSFailed += s.DNSFailed
+	}
+	return sum
 }
 
 // writeHead writes a 200 response header announcing size bytes and
@@ -424,6 +445,15 @@ func TestNames(t *testing.T) {
 	rep := r.Stop()
 	if rep.Broken != 0 {
 		t.Errorf("%d broken, want none: %v", rep.Broken, rep.ByOutcome)
+	}
+	// Per target: the name's address for the connections, the name that
+	// did not resolve for the failed lookups.
+	p := r.Snapshot()
+	if got := sumSeconds(p.ByTarget["gone.example."]).DNSFailed; got != p.DNSFailed {
+		t.Errorf("%d failed lookups of gone.example. in its series, want all %d", got, p.DNSFailed)
+	}
+	if got := sumSeconds(p.ByTarget[addr.String()]).OK; got == 0 || got > p.OK {
+		t.Errorf("%d ok connections to %s in its series, want 1 to %d", got, addr, p.OK)
 	}
 	for _, c := range rep.Conns {
 		switch c.Name {

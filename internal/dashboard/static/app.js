@@ -19,11 +19,15 @@ const MAX_ROWS = 2000; // event log rows kept
 
 const page = {
   status: null, // the last status message
-  load: null, // the last load message
-  injects: [], // inject events: {t (ms), node, msg}
-  linkDown: new Set(), // "node|other" set down by an inject event
+  load: null, // the last load message: the page's own load
+  loads: [], // the loads charted (the last loads message)
+  chosen: '', // "node/id" of the load the user chose to chart ('' : the page picks)
+  injects: [], // injections and maintenance: {t (ms), node, msg}
+  linkDown: new Set(), // "node|link" set down, from the lab's state
   selected: null, // the node whose panel shows
 };
+
+const MARKED = ['inject', 'maintenance']; // event kinds marked on the charts
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -199,7 +203,7 @@ function drawPanel() {
   }
   const links = el('table', { class: 'links' });
   for (const l of n.links) {
-    const down = page.linkDown.has(n.name + '|' + l);
+    const down = page.linkDown.has(n.name + '|' + l) || page.linkDown.has(l + '|' + n.name);
     const lp = '/links/' + encodeURIComponent(l);
     links.append(el('tr', {},
       el('td', {}, l), el('td', { class: down ? 'down' : '' }, down ? 'down' : 'up'),
@@ -219,6 +223,7 @@ function drawPanel() {
 
 function applyStatus(st) {
   page.status = st;
+  page.linkDown = new Set((st.down_links || []).map((l) => l.node + '|' + l.link));
   $('#lab-name').textContent = 'lab ' + (st.name || '?');
   document.title = 'lab ' + (st.name || '');
   $('#lab-mode').textContent = st.mode ? 'mode ' + st.mode : '';
@@ -238,21 +243,11 @@ function applyEvents(msg) {
   if (msg.replace) {
     body.replaceChildren();
     page.injects = [];
-    page.linkDown.clear();
   }
-  let linksChanged = false;
   for (const e of msg.events) {
     const t = parseTime(e.time);
     const inject = e.kind === 'inject';
-    if (inject) {
-      page.injects.push({ t, node: e.node, msg: e.msg });
-      const m = /^link (\S+) (up|down)$/.exec(e.msg);
-      if (m) {
-        linksChanged = true;
-        if (m[2] === 'down') page.linkDown.add(e.node + '|' + m[1]);
-        else page.linkDown.delete(e.node + '|' + m[1]);
-      }
-    }
+    if (MARKED.includes(e.kind)) page.injects.push({ t, node: e.node, msg: e.kind === 'maintenance' ? 'maint: ' + e.msg : e.msg });
     const row = el('tr', { class: (inject ? 'inject' : '') + (msg.replace ? '' : ' fresh'), 'data-kind': e.kind, 'data-ev-node': e.node, 'data-time': t },
       el('td', {}, clock(t)), el('td', {}, e.node), el('td', {}, e.kind), el('td', { class: 'msg' }, e.msg));
     // Newest first; an event that comes late goes where its time says.
@@ -261,11 +256,10 @@ function applyEvents(msg) {
     body.insertBefore(row, before);
   }
   while (body.childElementCount > MAX_ROWS) body.lastChild.remove();
-  if (linksChanged) { drawLab(); drawPanel(); }
-  drawChart();
+  drawCharts();
 }
 
-// ---- The load and its chart.
+// ---- The loads and their charts.
 
 function applyLoad(ld) {
   page.load = ld;
@@ -275,39 +269,73 @@ function applyLoad(ld) {
   $('#load').dataset.state = ld.state;
   const f = $('#load-figures');
   const parts = [];
-  if (ld.state !== 'idle') parts.push(`${ld.state} from ${ld.from || 'the first client'}, ${ld.workers} workers`);
-  if (ld.elapsed) {
-    parts.push(`${Math.floor(ld.elapsed)} s: started ${ld.started}, active ${ld.active}, ok ${ld.ok}`);
-  }
-  f.replaceChildren(parts.join(' — '));
-  if (ld.elapsed) {
-    f.append(', ', el('span', { class: ld.broken ? 'broken' : '' }, `broken ${ld.broken}`), `, interrupted ${ld.interrupted}`);
-  }
+  if (ld.state !== 'idle') parts.push(`This page's load: ${ld.state} from ${ld.from || 'the first client'}, ${ld.workers} workers`);
+  f.replaceChildren(parts.join(''));
   if (ld.report) {
     const r = ld.report;
-    f.append(el('br'), `Last load: ${r.total} connections, ok ${r.ok}, broken ${r.broken}, interrupted ${r.interrupted}.`);
+    if (parts.length) f.append(el('br'));
+    f.append(`Last load from this page: ${r.total} connections, ok ${r.ok}, broken ${r.broken}, interrupted ${r.interrupted}.`);
   }
   if (ld.error) f.append(el('br'), el('span', { class: 'broken' }, ld.error));
-  drawChart();
+  if (!f.textContent) f.textContent = 'No load from this page yet.';
 }
 
-function drawChart() {
-  const svg = $('#chart');
-  const ld = page.load;
-  svg.replaceChildren();
-  const W = 560, H = 220, L = 34, R = 8, T = 10, B = 22;
-  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  const secs = (ld && ld.seconds) || [];
-  svg.dataset.points = secs.length;
-  if (!ld || (!secs.length && ld.state === 'idle')) {
-    svg.append(el('svg:text', { x: W / 2, y: H / 2, 'text-anchor': 'middle' }, 'Start a load to see connections per second.'));
+const loadKey = (l) => l.node + '/' + l.id;
+
+function applyLoads(msg) {
+  page.loads = msg.loads || [];
+  const sel = $('#load-select');
+  const keys = page.loads.map(loadKey);
+  if (page.chosen && !keys.includes(page.chosen)) page.chosen = '';
+  const label = (l) => `${l.own ? "this page's load" : 'load ' + l.id} from ${l.node}` +
+    (l.targets ? `, ${l.targets.length} VIPs` : '') + (l.running ? '' : ' (ended)');
+  const options = page.loads.length
+    ? [el('option', { value: '' }, 'the latest running'), ...page.loads.map((l) => el('option', { value: loadKey(l) }, label(l)))]
+    : [el('option', { value: '' }, 'no load runs')];
+  sel.replaceChildren(...options);
+  sel.value = page.chosen;
+  drawCharts();
+}
+
+// chartedLoad is the load the charts show: the one chosen, else the
+// page's own while it runs, else the latest running, else the latest.
+function chartedLoad() {
+  const ls = page.loads;
+  if (page.chosen) return ls.find((l) => loadKey(l) === page.chosen);
+  return ls.find((l) => l.own && l.running) || [...ls].reverse().find((l) => l.running) || ls[ls.length - 1];
+}
+
+function drawCharts() {
+  const box = $('#charts');
+  const ld = chartedLoad();
+  box.dataset.load = ld ? loadKey(ld) : '';
+  const fig = $('#chart-figures');
+  if (!ld) {
+    fig.textContent = 'Start a load (here, with lab load or a scenario) to see connections per second, per VIP.';
+    box.replaceChildren();
     return;
   }
-  const n = Math.max(10, secs.length);
+  fig.replaceChildren(`${ld.running ? 'running' : 'ended'}, from ${ld.node}, ${ld.workers || '?'} workers, ` +
+    `${Math.floor(ld.elapsed)} s: started ${ld.started}, active ${ld.active}, ok ${ld.ok}, `,
+  el('span', { class: ld.broken ? 'broken' : '' }, `broken ${ld.broken}`), `, interrupted ${ld.interrupted}`);
+  if (ld.error) fig.append(el('br'), el('span', { class: 'broken' }, ld.error));
+  const vips = ld.vips || [];
+  // One scale for every VIP's chart, so that they compare at a glance.
   let ymax = 1;
-  for (const s of secs) ymax = Math.max(ymax, s.ok, s.broken, s.interrupted);
-  const step = niceStep(ymax / 4);
-  ymax = Math.ceil(ymax / step) * step;
+  for (const v of vips) for (const s of v.seconds) ymax = Math.max(ymax, s.ok, s.broken, s.interrupted, s.dns_failed || 0);
+  box.replaceChildren(...vips.map((v) => vipChart(ld, v, ymax)));
+}
+
+function vipChart(ld, vip, top) {
+  const svg = el('svg:svg', { class: 'vip-chart', 'data-vip': vip.name, 'data-target': vip.target });
+  const W = 560, H = 150, L = 34, R = 8, T = 16, B = 20;
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  const secs = vip.seconds;
+  svg.dataset.points = secs.length;
+  svg.append(el('svg:text', { class: 'vip-title', x: L, y: 11 }, vip.name === vip.target ? vip.name : `${vip.name} ${vip.target}`));
+  const n = Math.max(10, secs.length);
+  const step = niceStep(top / 3);
+  const ymax = Math.ceil(top / step) * step;
   const x = (i) => L + (i + 0.5) * (W - L - R) / n;
   const y = (v) => T + (H - T - B) * (1 - v / ymax);
   for (let v = 0; v <= ymax; v += step) {
@@ -333,14 +361,18 @@ function drawChart() {
       svg.append(el('svg:text', { class: 'inject-label', x: px + 3, y: T + 9 }, `${inj.node} ${inj.msg.split(/[: ]/)[0]}`));
     }
   }
-  for (const k of ['ok', 'interrupted', 'broken']) {
-    const pts = secs.map((s, i) => `${x(i).toFixed(1)},${y(s[k]).toFixed(1)}`).join(' ');
-    svg.append(el('svg:polyline', { class: k, points: pts }));
-    if (secs.length <= 300) {
-      secs.forEach((s, i) => svg.append(el('svg:circle', { class: 'point ' + k, cx: x(i), cy: y(s[k]), r: 2.2 },
-        el('svg:title', {}, `${i}s: ${k} ${s[k]}`))));
+  const kinds = ['ok', 'interrupted', 'broken'];
+  if (secs.some((s) => s.dns_failed)) kinds.push('dns_failed');
+  for (const k of kinds) {
+    const cls = k === 'dns_failed' ? 'dns' : k;
+    const pts = secs.map((s, i) => `${x(i).toFixed(1)},${y(s[k] || 0).toFixed(1)}`).join(' ');
+    svg.append(el('svg:polyline', { class: cls, points: pts }));
+    if (secs.length <= 300 && k !== 'dns_failed') {
+      secs.forEach((s, i) => svg.append(el('svg:circle', { class: 'point ' + k, cx: x(i), cy: y(s[k]), r: 2 },
+        el('svg:title', {}, `${vip.name} ${i}s: ${k} ${s[k]}`))));
     }
   }
+  return svg;
 }
 
 // niceStep rounds a raw step up to 1, 2 or 5 times a power of ten.
@@ -361,6 +393,7 @@ function connect() {
   es.addEventListener('status', (e) => applyStatus(JSON.parse(e.data)));
   es.addEventListener('events', (e) => applyEvents(JSON.parse(e.data)));
   es.addEventListener('load', (e) => applyLoad(JSON.parse(e.data)));
+  es.addEventListener('loads', (e) => applyLoads(JSON.parse(e.data)));
 }
 
 $('#load-start').addEventListener('click', () => {
@@ -368,6 +401,7 @@ $('#load-start').addEventListener('click', () => {
   post('api/load/start?workers=' + encodeURIComponent(w), 'start load');
 });
 $('#load-stop').addEventListener('click', () => post('api/load/stop', 'stop load'));
+$('#load-select').addEventListener('change', (e) => { page.chosen = e.target.value; drawCharts(); });
 drawLegend();
-drawChart();
+drawCharts();
 connect();
