@@ -99,7 +99,7 @@ func (c untilClosed) Read([]byte) (int, error) {
 // moment after ctx is done. It fails when tcpdump cannot run (no such
 // interface, a filter it rejects, tcpdump not installed) or when w fails.
 func (l *Lab) Capture(ctx context.Context, nodeName string, opts CaptureOptions, w io.Writer) (*CaptureResult, error) {
-	t, err := l.Topology()
+	t, err := l.topology()
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ func (l *Lab) goingDown(ctx context.Context) bool {
 // that names a segment or node of the lab that the node has no device
 // for is an error rather than a filter.
 func (l *Lab) CaptureArgs(nodeName string, args []string) (CaptureOptions, error) {
-	t, err := l.Topology()
+	t, err := l.topology()
 	if err != nil {
 		return CaptureOptions{}, err
 	}

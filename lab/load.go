@@ -15,14 +15,6 @@ import (
 	"github.com/lab-lb/lab/internal/traffic"
 )
 
-// Report is the result of a load: every connection with its outcome, and
-// the figures computed from them.
-type Report = traffic.Report
-
-// LoadProgress is a live view of a load. (Progress names the steps of a
-// bring-up.)
-type LoadProgress = traffic.Progress
-
 // LoadConfig describes a load; zero values take the defaults of the load
 // engine (200 workers downloading /10M, read timeout 3s, stall threshold
 // 1s, and so on).
@@ -103,7 +95,7 @@ type Load struct {
 // StartLoad resolves cfg against the lab's topology and starts the load
 // from cfg.From.
 func (l *Lab) StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
-	t, err := l.Topology()
+	t, err := l.topology()
 	if err != nil {
 		return nil, fmt.Errorf("start load: %w", err)
 	}
@@ -158,15 +150,23 @@ func (ld *Load) Progress(ctx context.Context) (*LoadProgress, error) {
 	if err := ld.lab.client.GetJSON(ctx, ld.path(""), &lp); err != nil {
 		return nil, fmt.Errorf("progress of load %s on %s: %w", ld.ID, ld.Node, err)
 	}
-	p := lp.Progress()
-	return &p, nil
+	return progressFrom(lp.Progress()), nil
 }
 
 // Stop stops the load and returns its report; the node forgets the load,
 // so a second Stop fails. Connections in progress are cut and count as ok.
 func (ld *Load) Stop(ctx context.Context) (*Report, error) {
+	rep, err := ld.stop(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return reportFrom(rep), nil
+}
+
+// stop is Stop with the load engine's report.
+func (ld *Load) stop(ctx context.Context) (*traffic.Report, error) {
 	ld.stopKeep()
-	var rep Report
+	var rep traffic.Report
 	if err := ld.lab.client.PostJSON(ctx, ld.path("/stop"), nil, &rep); err != nil {
 		return nil, fmt.Errorf("stop load %s on %s: %w", ld.ID, ld.Node, err)
 	}

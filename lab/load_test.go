@@ -287,7 +287,7 @@ func TestLoadClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &Lab{Info: Info{Name: "t", Endpoint: ep, Token: "secret", Topology: filepath.Join("..", "topologies", "minimal.yaml")}, client: c}
+	l := &Lab{Info: Info{Name: "t", Endpoint: string(ep), Token: "secret", Topology: filepath.Join("..", "topologies", "minimal.yaml")}, client: c}
 	t.Cleanup(l.Close)
 	ctx := context.Background()
 
@@ -303,7 +303,7 @@ func TestLoadClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("progress: %v", err)
 	}
-	wantP := &LoadProgress{Elapsed: 2 * time.Second, Started: 5, Active: 2, OK: 3, Seconds: []traffic.Second{{Started: 5, OK: 3}}}
+	wantP := &LoadProgress{Elapsed: 2 * time.Second, Started: 5, Active: 2, OK: 3, Seconds: []LoadSecond{{Started: 5, OK: 3}}}
 	if diff := cmp.Diff(p, wantP); diff != "" {
 		t.Errorf("progress (-got +want):\n%s", diff)
 	}
@@ -311,7 +311,7 @@ func TestLoadClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	if rep.Total != 3 || rep.ByOutcome[traffic.OutcomeOK] != 3 {
+	if rep.Total != 3 || rep.ByOutcome[OutcomeOK] != 3 {
 		t.Errorf("report %+v, want 3 connections ok", rep)
 	}
 	_, err = ld.Stop(ctx)

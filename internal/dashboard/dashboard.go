@@ -28,7 +28,7 @@ import (
 )
 
 // Lab is what the page needs of a running lab. *lab.Lab is one, through
-// FromLab, which adapts StartLoad.
+// FromLab, which adapts StartLoad and reads status and events itself.
 type Lab interface {
 	// Readiness returns every node with its agent's state and whether its
 	// tier has converged, without the tiers' own state.
@@ -51,10 +51,33 @@ type Load interface {
 	Stop(ctx context.Context) (*lab.Report, error)
 }
 
-// FromLab adapts l to Lab.
-func FromLab(l *lab.Lab) Lab { return labAPI{l} }
+// FromLab adapts l to Lab. The page reads the lab's status and events in
+// the control API's own types (the tiers' state, every field of an event),
+// through a client of its own.
+func FromLab(l *lab.Lab) (Lab, error) {
+	c, err := control.NewClient(control.Endpoint(l.Endpoint), l.Token)
+	if err != nil {
+		return nil, fmt.Errorf("connect to lab %s: %w", l.Name, err)
+	}
+	return labAPI{l, c}, nil
+}
 
-type labAPI struct{ *lab.Lab }
+type labAPI struct {
+	*lab.Lab
+	c *control.Client
+}
+
+func (a labAPI) Readiness(ctx context.Context) (*control.Status, error) { return a.c.Readiness(ctx) }
+
+func (a labAPI) StatusOf(ctx context.Context, roles ...topology.Role) (*control.Status, error) {
+	rs := make([]string, len(roles))
+	for i, r := range roles {
+		rs[i] = string(r)
+	}
+	return a.c.StatusOf(ctx, rs...)
+}
+
+func (a labAPI) Events(ctx context.Context) ([]control.Event, error) { return a.c.Events(ctx) }
 
 func (a labAPI) StartLoad(ctx context.Context, cfg lab.LoadConfig) (Load, error) {
 	ld, err := a.Lab.StartLoad(ctx, cfg)
@@ -136,7 +159,11 @@ func (s *Server) Run(ctx context.Context) { s.hub.run(ctx) }
 
 // Serve serves the page of l on ln until ctx is done.
 func Serve(ctx context.Context, l *lab.Lab, ln net.Listener, opts Options) error {
-	s := New(FromLab(l), opts)
+	api, err := FromLab(l)
+	if err != nil {
+		return err
+	}
+	s := New(api, opts)
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
 		s.listenIP = a.IP
 	}

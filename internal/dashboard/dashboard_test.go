@@ -22,7 +22,6 @@ import (
 	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/topology"
-	"github.com/lab-lb/lab/internal/traffic"
 	"github.com/lab-lb/lab/lab"
 )
 
@@ -144,7 +143,7 @@ type fakeLoad struct {
 func (l *fakeLoad) Progress(context.Context) (*lab.LoadProgress, error) {
 	return &lab.LoadProgress{
 		Elapsed: 3500 * time.Millisecond, Started: 30, Active: 20, OK: 9, Broken: 1,
-		Seconds: []traffic.Second{{Started: 20, OK: 3}, {Started: 5, OK: 4, Broken: 1}},
+		Seconds: []lab.LoadSecond{{Started: 20, OK: 3}, {Started: 5, OK: 4, Broken: 1}},
 	}, nil
 }
 
