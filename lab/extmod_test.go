@@ -3,10 +3,10 @@ package lab_test
 import (
 	"bytes"
 	"context"
+	"go/build"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +23,8 @@ var extmod = filepath.Join("..", "testdata", "extmod")
 // its output; it fails t when the command fails.
 func goInExtmod(t *testing.T, ctx context.Context, env []string, args ...string) string {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// The go command that builds this test, or the one on PATH.
+	goBin := filepath.Join(build.Default.GOROOT, "bin", "go")
 	if _, err := os.Stat(goBin); err != nil {
 		goBin = testenv.RequireBinary(t, "go")
 	}
