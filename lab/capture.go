@@ -52,14 +52,16 @@ const (
 
 // CaptureResult is what a capture wrote.
 type CaptureResult struct {
+	// Node is the node captured in.
 	Node      string `json:"node"`
 	Interface string `json:"interface"` // the device captured on: "any", "infra"...
 	// LinkType is the pcap link type: 1 (Ethernet) on one interface, 276
 	// or 113 (Linux cooked capture v2 or v1) on "any"; 0 when tcpdump
 	// wrote nothing.
 	LinkType uint32 `json:"link_type"`
-	Packets  int    `json:"packets"`
-	Bytes    int64  `json:"bytes"` // captured packet bytes, without pcap headers
+	// Packets counts the packets written.
+	Packets int   `json:"packets"`
+	Bytes   int64 `json:"bytes"` // captured packet bytes, without pcap headers
 	// Dropped is how many packets the kernel dropped because tcpdump
 	// did not read them in time, as tcpdump says when it stops (it says
 	// nothing when it is killed: after stopGrace, or when the lab goes

@@ -32,6 +32,8 @@ const (
 // KernelFeature is one kernel module a lab needs and what the host offers
 // of it.
 type KernelFeature struct {
+	// Module is the kernel module (ip_vs, ipip...), For what the lab uses
+	// it for, and State what the host offers of it.
 	Module string      `json:"module"`
 	For    string      `json:"for"`
 	State  ModuleState `json:"state"`

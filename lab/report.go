@@ -85,6 +85,7 @@ type Report struct {
 // StallBucket counts the connections whose longest stall d was
 // Min <= d < Max.
 type StallBucket struct {
+	// Min is the bucket's lower bound, Count its connections.
 	Min time.Duration `json:"min_ns"`
 	// Max is 0 for the last bucket, which has no upper bound.
 	Max   time.Duration `json:"max_ns,omitempty"`
@@ -274,6 +275,9 @@ type LoadProgress struct {
 
 // LoadSecond is one second of LoadProgress.Seconds.
 type LoadSecond struct {
+	// Started counts the connections started in the second; OK, Broken
+	// and Interrupted those that finished in it, by how; DNSFailed the
+	// lookups that failed in it.
 	Started, OK, Broken, Interrupted, DNSFailed int
 }
 

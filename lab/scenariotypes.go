@@ -165,6 +165,8 @@ type Failover struct {
 
 // VIPFailover is a Failover restricted to one VIP.
 type VIPFailover struct {
+	// VIP is the VIP's name (ScenarioVIP.Name); Failover and Broken are
+	// as in Failover, for its connections only.
 	VIP      string
 	Failover time.Duration
 	Broken   int

@@ -199,6 +199,8 @@ const (
 
 // Route is a route in a router's FIB: no next hop means no route.
 type Route struct {
+	// Prefix is the VIP's prefix (a /32 or /128), NextHops the LB4s the
+	// router spreads it over (ECMP).
 	Prefix   netip.Prefix `json:"prefix"`
 	NextHops []netip.Addr `json:"next_hops"`
 }

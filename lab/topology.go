@@ -33,7 +33,8 @@ type Topology struct {
 // VIP is a virtual service that the LB4s announce and balance: one
 // address, port and protocol.
 type VIP struct {
-	// Name is the VIP's name in the topology.
+	// Name is the VIP's name in the topology; Address and Port are
+	// where it listens.
 	Name    string
 	Address netip.Addr
 	Port    uint16
@@ -55,6 +56,7 @@ func (v VIP) AddrPort() netip.AddrPort { return netip.AddrPortFrom(v.Address, v.
 
 // Segment is an L2 segment (a bridge) and the nodes attached to it.
 type Segment struct {
+	// Name is the segment's name, and of its nodes' interfaces on it.
 	Name string
 	// Prefixes holds one prefix per family the segment carries, IPv4
 	// first.
@@ -68,12 +70,16 @@ type Segment struct {
 // Link is a point-to-point link between nodes A and B, with each end's
 // addresses (one per family, IPv4 first).
 type Link struct {
+	// A and B are the nodes; AAddrs and BAddrs their addresses on the
+	// link.
 	A, B           string
 	AAddrs, BAddrs []netip.Prefix
 }
 
 // Node is one node of the lab: a network namespace.
 type Node struct {
+	// Name is the node's name (a group's nodes are GROUP-1, GROUP-2...),
+	// Role what it does.
 	Name string
 	Role Role
 	// Group is the group entry of the file it comes from, "" for a node
@@ -104,6 +110,8 @@ type Interface struct {
 
 // StaticRoute is a static route of a node.
 type StaticRoute struct {
+	// To is the destination (0.0.0.0/0 or ::/0 for a default route), Via
+	// the next hop.
 	To  netip.Prefix
 	Via netip.Addr
 }

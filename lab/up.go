@@ -57,6 +57,8 @@ type Options struct {
 
 // Progress is one step of a bring-up.
 type Progress struct {
+	// Elapsed is the time since Up began; Step what was done ("kernel
+	// modules", "namespaces"...), and Attrs its figures (loaded=...).
 	Elapsed time.Duration
 	Step    string
 	Attrs   map[string]any
