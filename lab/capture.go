@@ -52,14 +52,16 @@ const (
 
 // CaptureResult is what a capture wrote.
 type CaptureResult struct {
+	// Node is the node captured in.
 	Node      string `json:"node"`
 	Interface string `json:"interface"` // the device captured on: "any", "infra"...
 	// LinkType is the pcap link type: 1 (Ethernet) on one interface, 276
 	// or 113 (Linux cooked capture v2 or v1) on "any"; 0 when tcpdump
 	// wrote nothing.
 	LinkType uint32 `json:"link_type"`
-	Packets  int    `json:"packets"`
-	Bytes    int64  `json:"bytes"` // captured packet bytes, without pcap headers
+	// Packets counts the packets written.
+	Packets int   `json:"packets"`
+	Bytes   int64 `json:"bytes"` // captured packet bytes, without pcap headers
 	// Dropped is how many packets the kernel dropped because tcpdump
 	// did not read them in time, as tcpdump says when it stops (it says
 	// nothing when it is killed: after stopGrace, or when the lab goes
@@ -99,7 +101,7 @@ func (c untilClosed) Read([]byte) (int, error) {
 // moment after ctx is done. It fails when tcpdump cannot run (no such
 // interface, a filter it rejects, tcpdump not installed) or when w fails.
 func (l *Lab) Capture(ctx context.Context, nodeName string, opts CaptureOptions, w io.Writer) (*CaptureResult, error) {
-	t, err := l.Topology()
+	t, err := l.topology()
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +247,7 @@ func (l *Lab) goingDown(ctx context.Context) bool {
 // that names a segment or node of the lab that the node has no device
 // for is an error rather than a filter.
 func (l *Lab) CaptureArgs(nodeName string, args []string) (CaptureOptions, error) {
-	t, err := l.Topology()
+	t, err := l.topology()
 	if err != nil {
 		return CaptureOptions{}, err
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/ipvs"
 	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/lab"
@@ -16,7 +15,7 @@ import (
 
 // destinations is an LB4's destination list for the first IPv4 VIP, in
 // kernel order, as "address wN".
-func destinations(t *testing.T, st *control.Status, lb4 string) []string {
+func destinations(t *testing.T, st *lab.Status, lb4 string) []string {
 	t.Helper()
 	var out []string
 	for _, d := range firstService4(t, st, lb4).Destinations {
@@ -26,7 +25,7 @@ func destinations(t *testing.T, st *control.Status, lb4 string) []string {
 }
 
 // firstService4 is an LB4's first IPv4 service, empty when it has none.
-func firstService4(t *testing.T, st *control.Status, lb4 string) ipvs.Desired {
+func firstService4(t *testing.T, st *lab.Status, lb4 string) ipvs.Desired {
 	t.Helper()
 	for _, svc := range tier[node.LB4Status](t, st, lb4).Services {
 		if svc.Service.Address.Is4() {
@@ -36,8 +35,8 @@ func firstService4(t *testing.T, st *control.Status, lb4 string) ipvs.Desired {
 	return ipvs.Desired{}
 }
 
-func hasNode(st *control.Status, name string) bool {
-	return slices.ContainsFunc(st.Nodes, func(n control.NodeStatus) bool { return n.Name == name })
+func hasNode(st *lab.Status, name string) bool {
+	return slices.ContainsFunc(st.Nodes, func(n lab.NodeStatus) bool { return n.Name == name })
 }
 
 // TestE2EAddRemove adds an LB7 and an LB4 to the running minimal lab and
@@ -54,7 +53,7 @@ func TestE2EAddRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"192.0.2.134 w1", "192.0.2.133 w1", "192.0.2.132 w1"}
-	waitStatus(t, l, 30*time.Second, "lb7-3 healthy on every LB4", func(st *control.Status) bool {
+	waitStatus(t, l, 30*time.Second, "lb7-3 healthy on every LB4", func(st *lab.Status) bool {
 		return slices.Equal(destinations(t, st, "lb4-1"), want) && slices.Equal(destinations(t, st, "lb4-2"), want)
 	})
 	evs, err := l.Events(ctx)
@@ -74,7 +73,7 @@ func TestE2EAddRemove(t *testing.T) {
 	if err := l.Add(ctx, "lb4-3", "lb4-1"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 30*time.Second, "r1 routes through lb4-3", func(st *control.Status) bool {
+	waitStatus(t, l, 30*time.Second, "r1 routes through lb4-3", func(st *lab.Status) bool {
 		return len(tier[node.RouterStatus](t, st, "r1").Routes["198.51.100.1/32"]) == 3 &&
 			slices.Equal(destinations(t, st, "lb4-3"), want)
 	})
@@ -113,7 +112,7 @@ func TestE2EAddRemove(t *testing.T) {
 		t.Errorf("the removed lb4-3's address %s still answers:\n%s", lb43, out)
 	}
 	want = want[1:]
-	waitStatus(t, l, 30*time.Second, "lb7-3 and lb4-3 gone", func(st *control.Status) bool {
+	waitStatus(t, l, 30*time.Second, "lb7-3 and lb4-3 gone", func(st *lab.Status) bool {
 		return !hasNode(st, "lb7-3") && !hasNode(st, "lb4-3") &&
 			len(tier[node.RouterStatus](t, st, "r1").Routes["198.51.100.1/32"]) == 2 &&
 			slices.Equal(destinations(t, st, "lb4-1"), want) && slices.Equal(destinations(t, st, "lb4-2"), want)

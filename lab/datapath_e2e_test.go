@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/lab"
@@ -20,7 +19,7 @@ import (
 
 // lb7Weight is the weight of the LB7 at address lb7 in the first IPv4
 // service of LB4 lb4, -1 when it has none.
-func lb7Weight(t *testing.T, st *control.Status, lb4, lb7 string) int {
+func lb7Weight(t *testing.T, st *lab.Status, lb4, lb7 string) int {
 	for _, d := range firstService4(t, st, lb4).Destinations {
 		if d.Address.String() == lb7 {
 			return d.Weight
@@ -30,7 +29,7 @@ func lb7Weight(t *testing.T, st *control.Status, lb4, lb7 string) int {
 }
 
 // addressOn is node's address on segment, without its prefix length.
-func addressOn(t *testing.T, st *control.Status, name, segment string) string {
+func addressOn(t *testing.T, st *lab.Status, name, segment string) string {
 	t.Helper()
 	for _, n := range st.Nodes {
 		for _, i := range n.Interfaces {
@@ -48,7 +47,7 @@ func addressOn(t *testing.T, st *control.Status, name, segment string) string {
 }
 
 // tier decodes a node's tier status from `lab status`.
-func tier[T any](t *testing.T, st *control.Status, name string) T {
+func tier[T any](t *testing.T, st *lab.Status, name string) T {
 	t.Helper()
 	var v T
 	for _, n := range st.Nodes {
@@ -146,8 +145,8 @@ func TestE2EDataPath(t *testing.T) {
 
 	// IPVS adds its per-CPU packet counters up on its estimator's tick
 	// (every 2 s): wait until the requests above show on the LB4s.
-	var st *control.Status
-	waitStatus(t, l, 15*time.Second, "IPVS counters updated", func(s *control.Status) bool {
+	var st *lab.Status
+	waitStatus(t, l, 15*time.Second, "IPVS counters updated", func(s *lab.Status) bool {
 		st = s
 		in := map[string]uint32{}
 		for _, lb4 := range []string{"lb4-1", "lb4-2"} {
@@ -303,14 +302,14 @@ func TestE2EDataPath(t *testing.T) {
 }
 
 // addrOn is node's IPv4 address on segment, from the lab's status.
-func addrOn(t *testing.T, st *control.Status, node, segment string) netip.Addr {
+func addrOn(t *testing.T, st *lab.Status, node, segment string) netip.Addr {
 	t.Helper()
 	return addrOfFamily(t, st, node, segment, lab.IPv4)
 }
 
 // addrOfFamily is node's address of family f on segment, from the lab's
 // status.
-func addrOfFamily(t *testing.T, st *control.Status, node, segment string, f lab.Family) netip.Addr {
+func addrOfFamily(t *testing.T, st *lab.Status, node, segment string, f lab.Family) netip.Addr {
 	t.Helper()
 	for _, n := range st.Nodes {
 		if n.Name != node {
@@ -337,7 +336,7 @@ func addrOfFamily(t *testing.T, st *control.Status, node, segment string, f lab.
 
 // waitEvent polls the lab's event log until an event matches, or fails
 // after d.
-func waitEvent(t *testing.T, l *lab.Lab, d time.Duration, what string, match func(control.Event) bool) {
+func waitEvent(t *testing.T, l *lab.Lab, d time.Duration, what string, match func(lab.Event) bool) {
 	t.Helper()
 	testenv.EventuallyEvery(t, d, 200*time.Millisecond, what, func() error {
 		evs, err := l.Events(context.Background())
@@ -353,7 +352,7 @@ func waitEvent(t *testing.T, l *lab.Lab, d time.Duration, what string, match fun
 
 // waitStatus polls the lab's status until cond holds, or fails after d;
 // it returns how long that took.
-func waitStatus(t *testing.T, l *lab.Lab, d time.Duration, what string, cond func(*control.Status) bool) time.Duration {
+func waitStatus(t *testing.T, l *lab.Lab, d time.Duration, what string, cond func(*lab.Status) bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	testenv.EventuallyEvery(t, d, 100*time.Millisecond, what, func() error {
@@ -378,25 +377,25 @@ func TestE2EMaintenance(t *testing.T) {
 	l := up(t, "../topologies/minimal.yaml", name)
 	ctx := context.Background()
 	vip := "198.51.100.1/32"
-	nextHops := func(st *control.Status) []netip.Addr { return tier[node.RouterStatus](t, st, "r1").Routes[vip] }
-	weight := func(st *control.Status, lb4, lb7 string) int { return lb7Weight(t, st, lb4, lb7) }
+	nextHops := func(st *lab.Status) []netip.Addr { return tier[node.RouterStatus](t, st, "r1").Routes[vip] }
+	weight := func(st *lab.Status, lb4, lb7 string) int { return lb7Weight(t, st, lb4, lb7) }
 
 	if err := l.Maint(ctx, "lb4-2", true); err != nil {
 		t.Fatal(err)
 	}
-	took := waitStatus(t, l, 10*time.Second, "lb4-2 withdrawn", func(st *control.Status) bool {
+	took := waitStatus(t, l, 10*time.Second, "lb4-2 withdrawn", func(st *lab.Status) bool {
 		return slices.Equal(nextHops(st), []netip.Addr{netip.MustParseAddr("192.0.2.130")})
 	})
 	t.Logf("/etc/lb/disable on lb4-2: out of r1's route in %s (status polled every 100ms)", took.Round(10*time.Millisecond))
 	if err := l.Maint(ctx, "lb4-2", false); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 10*time.Second, "lb4-2 back", func(st *control.Status) bool { return len(nextHops(st)) == 2 })
+	waitStatus(t, l, 10*time.Second, "lb4-2 back", func(st *lab.Status) bool { return len(nextHops(st)) == 2 })
 
 	if err := l.Maint(ctx, "lb7-2", true); err != nil {
 		t.Fatal(err)
 	}
-	took = waitStatus(t, l, 20*time.Second, "lb7-2 at weight 0 on every LB4", func(st *control.Status) bool {
+	took = waitStatus(t, l, 20*time.Second, "lb7-2 at weight 0 on every LB4", func(st *lab.Status) bool {
 		return weight(st, "lb4-1", "192.0.2.133") == 0 && weight(st, "lb4-2", "192.0.2.133") == 0
 	})
 	t.Logf("agent-check down on lb7-2: weight 0 on every LB4 in %s", took.Round(10*time.Millisecond))
@@ -408,7 +407,7 @@ func TestE2EMaintenance(t *testing.T) {
 	if err := l.Maint(ctx, "lb7-2", false); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 20*time.Second, "lb7-2 back", func(st *control.Status) bool {
+	waitStatus(t, l, 20*time.Second, "lb7-2 back", func(st *lab.Status) bool {
 		return weight(st, "lb4-1", "192.0.2.133") == 1 && weight(st, "lb4-2", "192.0.2.133") == 1
 	})
 	// Wrong role, unknown node, bad state: clear errors.
@@ -426,17 +425,17 @@ func TestE2EKillRevive(t *testing.T) {
 	const name = "e2e-kill"
 	l := up(t, "../topologies/minimal.yaml", name)
 	ctx := context.Background()
-	hops := func(st *control.Status) int {
+	hops := func(st *lab.Status) int {
 		return len(tier[node.RouterStatus](t, st, "r1").Routes["198.51.100.1/32"])
 	}
 
 	if err := l.Kill(ctx, "lb4-2"); err != nil {
 		t.Fatal(err)
 	}
-	took := waitStatus(t, l, 10*time.Second, "lb4-2 out of r1's route", func(st *control.Status) bool { return hops(st) == 1 })
+	took := waitStatus(t, l, 10*time.Second, "lb4-2 out of r1's route", func(st *lab.Status) bool { return hops(st) == 1 })
 	t.Logf("lab kill lb4-2: out of r1's route in %s (status polled every 100ms)", took.Round(10*time.Millisecond))
 	// The router logs the session's loss, as GoBGP pushes it.
-	waitEvent(t, l, 20*time.Second, "r1 logs its session with lb4-2 going down", func(e control.Event) bool {
+	waitEvent(t, l, 20*time.Second, "r1 logs its session with lb4-2 going down", func(e lab.Event) bool {
 		return e.Node == "r1" && e.Kind == "bgp" && strings.Contains(e.Msg, "session with") && !strings.HasSuffix(e.Msg, "established")
 	})
 	// Its event log outlives its agent.
@@ -444,7 +443,7 @@ func TestE2EKillRevive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(evs, func(e control.Event) bool { return e.Node == "lb4-2" && e.Kind == "ipvs" }) {
+	if !slices.ContainsFunc(evs, func(e lab.Event) bool { return e.Node == "lb4-2" && e.Kind == "ipvs" }) {
 		t.Error("lab events lost the killed lb4-2's IPVS events")
 	}
 	st := status(t, l)
@@ -463,7 +462,7 @@ func TestE2EKillRevive(t *testing.T) {
 	if err := l.Revive(ctx, "lb4-2"); err != nil {
 		t.Fatal(err)
 	}
-	took = waitStatus(t, l, 30*time.Second, "lb4-2 back in r1's route", func(st *control.Status) bool { return hops(st) == 2 })
+	took = waitStatus(t, l, 30*time.Second, "lb4-2 back in r1's route", func(st *lab.Status) bool { return hops(st) == 2 })
 	t.Logf("lab revive lb4-2: back in r1's route in %s", took.Round(10*time.Millisecond))
 	if err := l.Revive(ctx, "lb4-2"); err == nil {
 		t.Error("reviving a live node was accepted")
@@ -475,7 +474,7 @@ func TestE2EKillRevive(t *testing.T) {
 	if err := l.Freeze(ctx, "lb4-2"); err != nil {
 		t.Fatal(err)
 	}
-	took = waitStatus(t, l, 20*time.Second, "frozen lb4-2 out of r1's route", func(st *control.Status) bool { return hops(st) == 1 })
+	took = waitStatus(t, l, 20*time.Second, "frozen lb4-2 out of r1's route", func(st *lab.Status) bool { return hops(st) == 1 })
 	t.Logf("lab kill --freeze lb4-2: out of r1's route in %s (as the test polled)", took.Round(10*time.Millisecond))
 	if d, ok, err := l.Rerouted(ctx, "lb4-2", since); err != nil || !ok {
 		t.Errorf("lab.Rerouted lb4-2: %s %v %v, want a reroute", d, ok, err)
@@ -487,8 +486,8 @@ func TestE2EKillRevive(t *testing.T) {
 		t.Fatal(err)
 	}
 	lb42 := addressOn(t, st, "lb4-2", "infra")
-	if !slices.ContainsFunc(evs, func(e control.Event) bool {
-		return e.Node == "r1" && e.Kind == control.EventBFD && e.Time.After(since) &&
+	if !slices.ContainsFunc(evs, func(e lab.Event) bool {
+		return e.Node == "r1" && e.Kind == lab.EventBFD && e.Time.After(since) &&
 			strings.HasPrefix(e.Msg, "session with "+lb42+" down")
 	}) {
 		t.Errorf("no bfd event on r1 for %s going down after the freeze", lb42)
@@ -496,10 +495,10 @@ func TestE2EKillRevive(t *testing.T) {
 	if err := l.Revive(ctx, "lb4-2"); err != nil {
 		t.Fatal(err)
 	}
-	took = waitStatus(t, l, 30*time.Second, "thawed lb4-2 back in r1's route", func(st *control.Status) bool { return hops(st) == 2 })
+	took = waitStatus(t, l, 30*time.Second, "thawed lb4-2 back in r1's route", func(st *lab.Status) bool { return hops(st) == 2 })
 	t.Logf("lab revive (thaw) lb4-2: back in r1's route in %s", took.Round(10*time.Millisecond))
 
-	weight := func(st *control.Status, lb4, lb7 string) int { return lb7Weight(t, st, lb4, lb7) }
+	weight := func(st *lab.Status, lb4, lb7 string) int { return lb7Weight(t, st, lb4, lb7) }
 	// Backends, LB7s and hosts share one agent process (the pool): killing
 	// one is still a crash as the network sees it. A download from lb7-1
 	// off server-1 (10 GB: minutes at the VM's 100 MB/s) breaks when
@@ -535,7 +534,7 @@ func TestE2EKillRevive(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Error("a download from the killed server-1 still runs: its connection outlived the crash")
 	}
-	serversUp := func(st *control.Status, lb7 string) int {
+	serversUp := func(st *lab.Status, lb7 string) int {
 		n := 0
 		for _, s := range tier[node.LB7Status](t, st, lb7).Servers {
 			if s.Operational == "UP" {
@@ -544,7 +543,7 @@ func TestE2EKillRevive(t *testing.T) {
 		}
 		return n
 	}
-	waitStatus(t, l, 30*time.Second, "killed server-1 down in every LB7", func(st *control.Status) bool {
+	waitStatus(t, l, 30*time.Second, "killed server-1 down in every LB7", func(st *lab.Status) bool {
 		return serversUp(st, "lb7-1") == 1 && serversUp(st, "lb7-2") == 1
 	})
 	_, servers = curlFrom(t, l, "client1", "http://198.51.100.1/", sourceRange("203.0.113", 1, 6))
@@ -554,7 +553,7 @@ func TestE2EKillRevive(t *testing.T) {
 	if err := l.Revive(ctx, "server-1"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 30*time.Second, "revived server-1 up in every LB7", func(st *control.Status) bool {
+	waitStatus(t, l, 30*time.Second, "revived server-1 up in every LB7", func(st *lab.Status) bool {
 		return serversUp(st, "lb7-1") == 2 && serversUp(st, "lb7-2") == 2
 	})
 
@@ -563,7 +562,7 @@ func TestE2EKillRevive(t *testing.T) {
 	if err := l.Kill(ctx, "lb7-2"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 30*time.Second, "killed lb7-2 out of every LB4", func(st *control.Status) bool {
+	waitStatus(t, l, 30*time.Second, "killed lb7-2 out of every LB4", func(st *lab.Status) bool {
 		return weight(st, "lb4-1", "192.0.2.133") == 0 && weight(st, "lb4-2", "192.0.2.133") == 0
 	})
 	lb7s, _ := curlFrom(t, l, "client1", "http://198.51.100.1/", sourceRange("203.0.113", 1, 6))
@@ -573,7 +572,7 @@ func TestE2EKillRevive(t *testing.T) {
 	if err := l.Revive(ctx, "lb7-2"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 30*time.Second, "revived lb7-2 back in every LB4", func(st *control.Status) bool {
+	waitStatus(t, l, 30*time.Second, "revived lb7-2 back in every LB4", func(st *lab.Status) bool {
 		return weight(st, "lb4-1", "192.0.2.133") == 1 && weight(st, "lb4-2", "192.0.2.133") == 1
 	})
 	if err := l.Kill(ctx, "no-such-node"); err == nil {

@@ -49,7 +49,7 @@ func cleanup(ctx context.Context, name string, log *slog.Logger) error {
 		waitExit(in, 20*time.Second)
 	}
 	var errs []error
-	if err == nil && in.Mode == control.ModeVM && in.PID > 0 {
+	if err == nil && in.Mode == ModeVM && in.PID > 0 {
 		// A VM is several host processes; vm.Kill finds them all. Right
 		// after a power-off, processes on their way out may not look like
 		// UML any more: try again for a moment.
@@ -84,7 +84,7 @@ func cleanup(ctx context.Context, name string, log *slog.Logger) error {
 }
 
 func askDown(ctx context.Context, in *Info) error {
-	c, err := control.NewClient(in.Endpoint, in.Token)
+	c, err := control.NewClient(control.Endpoint(in.Endpoint), in.Token)
 	if err != nil {
 		return err
 	}

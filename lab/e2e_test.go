@@ -19,7 +19,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/vm"
 	"github.com/lab-lb/lab/internal/vm/vmtest"
 	"github.com/lab-lb/lab/lab"
@@ -47,7 +46,7 @@ func requireE2E(t testing.TB) {
 	case os.Geteuid() != 0:
 		reason = "end-to-end test needs root (network namespaces, mounts, netlink)"
 	default:
-		if h := lab.CheckHost(); h.Mode == control.ModeVM && h.UML == "" {
+		if h := lab.CheckHost(); h.Mode == lab.ModeVM && h.UML == "" {
 			reason = h.Reason + ", and " + vm.ErrNoKernel.Error()
 		}
 	}
@@ -199,7 +198,7 @@ func execOK(t *testing.T, l *lab.Lab, node string, argv ...string) {
 	}
 }
 
-func status(t *testing.T, l *lab.Lab) *control.Status {
+func status(t *testing.T, l *lab.Lab) *lab.Status {
 	t.Helper()
 	st, err := l.Status(context.Background())
 	if err != nil {
@@ -210,7 +209,7 @@ func status(t *testing.T, l *lab.Lab) *control.Status {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var back control.Status
+	var back lab.Status
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatalf("status JSON does not read back: %v", err)
 	}
@@ -308,7 +307,7 @@ func TestE2ECrashCleanup(t *testing.T) {
 	// cannot see it).
 	// The answer may be cut short: the command kills what relays it.
 	_, _ = l.Exec(context.Background(), "client1", []string{"kill", "-9", fmt.Sprint(st.SupervisorPID)}, nil, io.Discard, io.Discard)
-	if l.Mode == control.ModeVM {
+	if l.Mode == lab.ModeVM {
 		// A hard crash of the VM itself too.
 		_ = unix.Kill(l.PID, unix.SIGKILL)
 	}

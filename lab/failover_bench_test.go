@@ -8,9 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/testenv"
-	"github.com/lab-lb/lab/internal/traffic"
 	"github.com/lab-lb/lab/lab"
 )
 
@@ -31,7 +29,7 @@ func BenchmarkFailover(b *testing.B) {
 	l := benchLab(b, "../topologies/minimal.yaml", "bench-failover")
 	ctx := context.Background()
 	vip := netip.MustParsePrefix("198.51.100.1/32")
-	routeHops := func(e control.Event) int {
+	routeHops := func(e lab.Event) int {
 		if e.Node != "r1" || e.Route == nil || e.Route.Prefix != vip {
 			return -1
 		}
@@ -41,24 +39,24 @@ func BenchmarkFailover(b *testing.B) {
 		// Graceful withdraw.
 		t0 := mark(b, l)
 		must(b, l.Maint(ctx, "lb4-2", true))
-		d := reaction(b, l, t0, func(e control.Event) bool { return e.Node == "lb4-2" && e.Kind == "maintenance" },
-			func(e control.Event) bool { return routeHops(e) == 1 }, 1)
+		d := reaction(b, l, t0, func(e lab.Event) bool { return e.Node == "lb4-2" && e.Kind == "maintenance" },
+			func(e lab.Event) bool { return routeHops(e) == 1 }, 1)
 		b.ReportMetric(d.Seconds(), "s/disable-to-withdrawn")
 		must(b, l.Maint(ctx, "lb4-2", false))
-		reaction(b, l, t0, func(e control.Event) bool { return e.Node == "lb4-2" && e.Kind == "maintenance" },
-			func(e control.Event) bool { return routeHops(e) == 2 }, 1)
+		reaction(b, l, t0, func(e lab.Event) bool { return e.Node == "lb4-2" && e.Kind == "maintenance" },
+			func(e lab.Event) bool { return routeHops(e) == 2 }, 1)
 
 		// LB7 out of every LB4.
 		t0 = mark(b, l)
 		must(b, l.Maint(ctx, "lb7-2", true))
-		d = reaction(b, l, t0, func(e control.Event) bool { return e.Node == "lb7-2" && e.Kind == "maintenance" },
-			func(e control.Event) bool {
+		d = reaction(b, l, t0, func(e lab.Event) bool { return e.Node == "lb7-2" && e.Kind == "maintenance" },
+			func(e lab.Event) bool {
 				return e.Kind == "ipvs" && strings.Contains(e.Msg, "192.0.2.133 weight 0")
 			}, 2)
 		b.ReportMetric(d.Seconds(), "s/agent-down-to-weight0")
 		must(b, l.Maint(ctx, "lb7-2", false))
-		reaction(b, l, t0, func(e control.Event) bool { return e.Node == "lb7-2" && e.Kind == "maintenance" },
-			func(e control.Event) bool { return e.Kind == "ipvs" && strings.Contains(e.Msg, "192.0.2.133 weight 1") }, 2)
+		reaction(b, l, t0, func(e lab.Event) bool { return e.Node == "lb7-2" && e.Kind == "maintenance" },
+			func(e lab.Event) bool { return e.Kind == "ipvs" && strings.Contains(e.Msg, "192.0.2.133 weight 1") }, 2)
 
 		lb4Failures(b, l, "lb4-2", 40)
 	}
@@ -172,7 +170,7 @@ func mark(b *testing.B, l *lab.Lab) time.Time {
 // reaction waits until, among the events after mark, the
 // first matching cause is followed by n events matching effect, and
 // returns the time from the cause to the last of them.
-func reaction(b *testing.B, l *lab.Lab, mark time.Time, cause, effect func(control.Event) bool, n int) time.Duration {
+func reaction(b *testing.B, l *lab.Lab, mark time.Time, cause, effect func(lab.Event) bool, n int) time.Duration {
 	b.Helper()
 	var d time.Duration
 	testenv.EventuallyEvery(b, time.Minute, 100*time.Millisecond, "reaction", func() error {
@@ -207,7 +205,7 @@ func injectTime(b *testing.B, l *lab.Lab, mark time.Time) time.Time {
 	evs, err := l.Events(context.Background())
 	must(b, err)
 	for _, e := range evs {
-		if e.Kind == control.EventInject && e.Time.After(mark) {
+		if e.Kind == lab.EventInject && e.Time.After(mark) {
 			return e.Time
 		}
 	}
@@ -221,11 +219,11 @@ func injectTime(b *testing.B, l *lab.Lab, mark time.Time) time.Time {
 func lastFailure(rep *lab.Report, at time.Time) time.Duration {
 	var last time.Duration
 	for _, c := range rep.Conns {
-		if c.Outcome == traffic.OutcomeOK || c.End.Before(at) {
+		if c.Outcome == lab.OutcomeOK || c.End.Before(at) {
 			continue
 		}
 		moment := c.End
-		if c.Outcome == traffic.OutcomeTimeout {
+		if c.Outcome == lab.OutcomeTimeout {
 			moment = c.End.Add(-rep.ReadTimeout)
 		}
 		if d := moment.Sub(at); d > last {

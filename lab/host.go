@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/haproxy"
 	"github.com/lab-lb/lab/internal/kmod"
 	"github.com/lab-lb/lab/internal/topology"
@@ -24,15 +23,17 @@ type ModuleState string
 
 // The states of a module.
 const (
-	ModuleBuiltIn  ModuleState = ModuleState(kmod.BuiltIn)  // compiled into the kernel
-	ModuleLoaded   ModuleState = ModuleState(kmod.Loaded)   // loaded
-	ModuleLoadable ModuleState = ModuleState(kmod.Loadable) // in the kernel's module tree: lab up loads it
-	ModuleMissing  ModuleState = ModuleState(kmod.Missing)  // none of the above
+	ModuleBuiltIn  ModuleState = "built-in" // compiled into the kernel
+	ModuleLoaded   ModuleState = "loaded"   // loaded
+	ModuleLoadable ModuleState = "loadable" // in the kernel's module tree: lab up loads it
+	ModuleMissing  ModuleState = "missing"  // none of the above
 )
 
 // KernelFeature is one kernel module a lab needs and what the host offers
 // of it.
 type KernelFeature struct {
+	// Module is the kernel module (ip_vs, ipip...), For what the lab uses
+	// it for, and State what the host offers of it.
 	Module string      `json:"module"`
 	For    string      `json:"for"`
 	State  ModuleState `json:"state"`
@@ -48,7 +49,7 @@ type Host struct {
 	HAProxy    string          `json:"haproxy"`      // the haproxy program; "" when not installed
 	Root       bool            `json:"root"`         // effective user id 0
 	MissingCap []string        `json:"missing_caps"` // capabilities lab needs and lacks
-	Mode       control.Mode    `json:"mode"`         // what lab up --vm auto would choose
+	Mode       Mode            `json:"mode"`         // what lab up --vm auto would choose
 	Reason     string          `json:"reason"`       // why
 	Problems   []string        `json:"problems"`     // what stops lab up here, and what to do
 }
@@ -90,7 +91,7 @@ func CheckHost(schedulers ...string) Host {
 		h.Problems = append(h.Problems, "root without "+strings.Join(h.MissingCap, ", ")+" (a container?): run lab on the host or give it these capabilities")
 	}
 	h.Mode, h.Reason = autoMode(h.Kernel, h.Features)
-	if h.Mode == control.ModeVM && umlErr != nil {
+	if h.Mode == ModeVM && umlErr != nil {
 		h.Problems = append(h.Problems, umlErr.Error())
 	}
 	return h
@@ -110,9 +111,9 @@ func missing(fs []KernelFeature) []string {
 // autoMode is the decision of --vm auto: natively when the host kernel
 // offers every module the lab needs (built in, loaded or loadable),
 // otherwise in the VM.
-func autoMode(release string, fs []KernelFeature) (control.Mode, string) {
+func autoMode(release string, fs []KernelFeature) (Mode, string) {
 	if m := missing(fs); len(m) > 0 {
-		return control.ModeVM, fmt.Sprintf("host kernel %s lacks %s: running the lab in a user-mode Linux VM",
+		return ModeVM, fmt.Sprintf("host kernel %s lacks %s: running the lab in a user-mode Linux VM",
 			release, strings.Join(m, ", "))
 	}
 	var load []string
@@ -122,23 +123,23 @@ func autoMode(release string, fs []KernelFeature) (control.Mode, string) {
 		}
 	}
 	if len(load) > 0 {
-		return control.ModeNative, fmt.Sprintf("host kernel %s has every module the lab needs (%s to load)",
+		return ModeNative, fmt.Sprintf("host kernel %s has every module the lab needs (%s to load)",
 			release, strings.Join(load, ", "))
 	}
-	return control.ModeNative, fmt.Sprintf("host kernel %s has every module the lab needs", release)
+	return ModeNative, fmt.Sprintf("host kernel %s has every module the lab needs", release)
 }
 
 // ChooseMode decides how a lab whose VIPs use these schedulers runs, and
 // says why.
-func ChooseMode(m VMMode, schedulers ...string) (control.Mode, string, error) {
+func ChooseMode(m VMMode, schedulers ...string) (Mode, string, error) {
 	switch m {
 	case "", VMAuto:
 		h := CheckHost(schedulers...)
 		return h.Mode, h.Reason, nil
 	case VMAlways:
-		return control.ModeVM, "--vm always", nil
+		return ModeVM, "--vm always", nil
 	case VMNever:
-		return control.ModeNative, "--vm never", nil
+		return ModeNative, "--vm never", nil
 	}
 	return "", "", fmt.Errorf("--vm %q: want auto, always or never", m)
 }

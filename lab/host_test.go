@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/topology"
 )
 
@@ -23,25 +22,25 @@ func TestAutoMode(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		features   []KernelFeature
-		wantMode   control.Mode
+		wantMode   Mode
 		wantReason string
 	}{
 		{
 			name:       "stock kernel, nothing loaded",
 			features:   f(ModuleLoadable, ModuleLoadable, ModuleBuiltIn, ModuleLoaded),
-			wantMode:   control.ModeNative,
+			wantMode:   ModeNative,
 			wantReason: "host kernel 6.1.0-test has every module the lab needs (ip_vs, ip_vs_mh to load)",
 		},
 		{
 			name:       "everything there",
 			features:   f(ModuleLoaded, ModuleLoaded, ModuleBuiltIn, ModuleBuiltIn),
-			wantMode:   control.ModeNative,
+			wantMode:   ModeNative,
 			wantReason: "host kernel 6.1.0-test has every module the lab needs",
 		},
 		{
 			name:       "no IPVS, no netem",
 			features:   f(ModuleMissing, ModuleMissing, ModuleBuiltIn, ModuleMissing),
-			wantMode:   control.ModeVM,
+			wantMode:   ModeVM,
 			wantReason: "host kernel 6.1.0-test lacks ip_vs, ip_vs_mh, sch_netem: running the lab in a user-mode Linux VM",
 		},
 	} {
@@ -57,8 +56,8 @@ func TestAutoMode(t *testing.T) {
 func TestChooseModeForced(t *testing.T) {
 	for _, tc := range []struct {
 		m    VMMode
-		want control.Mode
-	}{{VMAlways, control.ModeVM}, {VMNever, control.ModeNative}} {
+		want Mode
+	}{{VMAlways, ModeVM}, {VMNever, ModeNative}} {
 		if got, _, err := ChooseMode(tc.m); got != tc.want || err != nil {
 			t.Errorf("ChooseMode(%s) = %s, %v; want %s", tc.m, got, err, tc.want)
 		}

@@ -31,7 +31,6 @@ import (
 
 	"github.com/lab-lb/lab/internal/agentcheck"
 	"github.com/lab-lb/lab/internal/control"
-	"github.com/lab-lb/lab/internal/fabric"
 	"github.com/lab-lb/lab/internal/journal"
 	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/supervisor"
@@ -43,18 +42,26 @@ const StateDir = "/run/lab"
 
 // Info is what the host keeps about a lab (StateDir/NAME/lab.json).
 type Info struct {
-	Name     string           `json:"name"`
-	Mode     control.Mode     `json:"mode"`
-	Reason   string           `json:"reason"` // why this mode
-	Topology string           `json:"topology"`
-	Created  time.Time        `json:"created"`
-	Endpoint control.Endpoint `json:"endpoint"`
-	Token    string           `json:"token,omitempty"`
+	// Name is the lab's name.
+	Name string `json:"name"`
+	// Mode is how it runs, and Reason why.
+	Mode   Mode   `json:"mode"`
+	Reason string `json:"reason"`
+	// Topology is the topology file it was brought up from.
+	Topology string `json:"topology"`
+	// Created is when it was brought up.
+	Created time.Time `json:"created"`
+	// Endpoint is where its control API listens ("unix:///run/lab/NAME/
+	// control.sock", "tcp://ADDR:PORT"), and Token the secret it wants
+	// there; only root may read them.
+	Endpoint string `json:"endpoint"`
+	Token    string `json:"token,omitempty"`
 	// PID and Start identify the supervisor process (native) or the VM's
 	// kernel process (vm) on the host.
 	PID   int    `json:"pid"`
 	Start uint64 `json:"start"`
-	TAP   string `json:"tap,omitempty"`
+	// TAP is the host's end of the VM's management link (VM mode).
+	TAP string `json:"tap,omitempty"`
 }
 
 // Lab is a running lab.
@@ -166,7 +173,7 @@ func Open(name string) (*Lab, error) {
 	if !in.Alive() {
 		return nil, fmt.Errorf("lab %s is not running (its process is gone): clean it with `lab down %s`", name, name)
 	}
-	c, err := control.NewClient(in.Endpoint, in.Token)
+	c, err := control.NewClient(control.Endpoint(in.Endpoint), in.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -176,33 +183,25 @@ func Open(name string) (*Lab, error) {
 // Close releases the connection to the lab; the lab keeps running.
 func (l *Lab) Close() { l.client.Close() }
 
-// Status returns the lab's status.
-func (l *Lab) Status(ctx context.Context) (*control.Status, error) {
-	return l.client.Status(ctx)
+// Status returns the lab's status: every node with its addresses, its
+// agent's state and its tier's, and the VIPs.
+func (l *Lab) Status(ctx context.Context) (*Status, error) {
+	st, err := l.client.Status(ctx)
+	return statusFrom(st), err
 }
 
 // Readiness returns the lab's status with only whether each node has
 // converged (Agent.Ready, Agent.Waiting), which is much cheaper to make
 // than Status in a busy lab.
-func (l *Lab) Readiness(ctx context.Context) (*control.Status, error) {
-	var st control.Status
-	if err := l.client.GetJSON(ctx, "/v1/status?ready=1", &st); err != nil {
-		return nil, err
-	}
-	return &st, nil
+func (l *Lab) Readiness(ctx context.Context) (*Status, error) {
+	st, err := l.client.Readiness(ctx)
+	return statusFrom(st), err
 }
 
 // StatusOf returns the status of the nodes of the given roles only.
-func (l *Lab) StatusOf(ctx context.Context, roles ...topology.Role) (*control.Status, error) {
-	q := neturl.Values{}
-	for _, r := range roles {
-		q.Add("role", string(r))
-	}
-	var st control.Status
-	if err := l.client.GetJSON(ctx, "/v1/status?"+q.Encode(), &st); err != nil {
-		return nil, err
-	}
-	return &st, nil
+func (l *Lab) StatusOf(ctx context.Context, roles ...Role) (*Status, error) {
+	st, err := l.client.StatusOf(ctx, convert(roles, func(r Role) string { return string(r) })...)
+	return statusFrom(st), err
 }
 
 // Exec runs argv inside node and returns its exit status. stdin may be nil.
@@ -224,7 +223,21 @@ func (l *Lab) Logs(ctx context.Context, node string, follow bool, w io.Writer) e
 }
 
 // HTTPResult is the answer to one HTTP request made from inside a node.
-type HTTPResult = node.HTTPResult
+type HTTPResult struct {
+	// URL is the URL asked for, and Source the address asked from ("" when
+	// the kernel chose).
+	URL    string `json:"url"`
+	Source string `json:"source,omitempty"`
+	// Status is the HTTP status code, 0 when the request failed.
+	Status int `json:"status"`
+	// Header and Body are the answer's (the body up to 1 MiB).
+	Header map[string][]string `json:"header,omitempty"`
+	Body   string              `json:"body"`
+	// Elapsed is how long the request took.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// Error says why the request failed.
+	Error string `json:"error,omitempty"`
+}
 
 // Get makes one HTTP GET of url from inside node (from source, one of the
 // node's addresses, when given) and returns the answer. A failed request
@@ -237,62 +250,55 @@ func (l *Lab) Get(ctx context.Context, nodeName, url, source string, timeout tim
 	if timeout > 0 {
 		q.Set("timeout", timeout.String())
 	}
-	var res HTTPResult
+	var res node.HTTPResult
 	if err := l.client.GetJSON(ctx, "/v1/nodes/"+nodeName+"/http?"+q.Encode(), &res); err != nil {
 		return nil, err
 	}
-	return &res, nil
+	return (*HTTPResult)(&res), nil
 }
 
-// Family is an IP address family: a VIP, a node address or a source
-// address is IPv4 or IPv6.
-type Family = topology.Family
-
-// The address families.
-const (
-	IPv4 = topology.IPv4
-	IPv6 = topology.IPv6
-)
-
-// FamilyOf returns the family of a.
-func FamilyOf(a netip.Addr) Family { return topology.FamilyOf(a) }
-
 // Events returns the lab's event log, oldest first.
-func (l *Lab) Events(ctx context.Context) ([]control.Event, error) {
-	var evs []control.Event
-	err := l.client.GetJSON(ctx, "/v1/events", &evs)
-	return evs, err
+func (l *Lab) Events(ctx context.Context) ([]Event, error) {
+	evs, err := l.client.Events(ctx, 0)
+	return eventsFrom(evs), err
 }
 
 // CPU reports where the lab kernel's CPU time goes, by kind of process
 // (each role's agents and HAProxies, the supervisor, the VM's init, the
 // rest): measured over interval, or since boot when interval is 0. In VM
 // mode that is the VM's one CPU, the lab's whole budget.
-func (l *Lab) CPU(ctx context.Context, interval time.Duration) (*control.CPUReport, error) {
-	path := control.PathCPU
-	if interval > 0 {
-		path += "?" + neturl.Values{control.CPUIntervalParam: {interval.String()}}.Encode()
-	}
-	var rep control.CPUReport
-	if err := l.client.GetJSON(ctx, path, &rep); err != nil {
-		return nil, err
-	}
-	return &rep, nil
+func (l *Lab) CPU(ctx context.Context, interval time.Duration) (*CPUReport, error) {
+	rep, err := l.client.CPU(ctx, interval)
+	return cpuReportFrom(rep), err
 }
 
-// Topology loads the lab's topology: the resolved one its supervisor saved
-// (at bring-up, and after lab add or lab remove), or the file it was
-// brought up with while there is none yet.
-func (l *Lab) Topology() (*topology.Topology, error) {
+// TopologyFile is the file of the lab's current topology: the resolved
+// one its supervisor saved (at bring-up, and after Add or Remove), or the
+// file it was brought up with while there is none yet.
+func (l *Lab) TopologyFile() string {
 	changed := filepath.Join(l.dir, supervisor.ConfigsDir, supervisor.TopologyFile)
 	if _, err := os.Stat(changed); err == nil {
-		return topology.Load(changed)
+		return changed
 	}
-	return topology.Load(l.Info.Topology)
+	return l.Info.Topology
 }
 
+// topology loads the lab's current topology (TopologyFile).
+func (l *Lab) topology() (*topology.Topology, error) { return topology.Load(l.TopologyFile()) }
+
 // BenchResult is a request-rate measurement.
-type BenchResult = node.BenchResult
+type BenchResult struct {
+	// URL is the URL asked for.
+	URL string `json:"url"`
+	// Requests counts the requests made, Errors those that failed.
+	Requests int `json:"requests"`
+	Errors   int `json:"errors"`
+	// Elapsed is how long they took, PerSec the rate.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	PerSec  float64       `json:"per_second"`
+	// FirstErr is the first failure's error.
+	FirstErr string `json:"first_error,omitempty"`
+}
 
 // Bench makes n HTTP requests (one TCP connection each, c at a time) from
 // inside node to addr, from sources in turn, and returns the rate.
@@ -301,11 +307,11 @@ func (l *Lab) Bench(ctx context.Context, nodeName string, addr netip.AddrPort, n
 	for _, s := range sources {
 		q.Add("source", s.String())
 	}
-	var res BenchResult
+	var res node.BenchResult
 	if err := l.client.GetJSON(ctx, "/v1/nodes/"+nodeName+"/bench?"+q.Encode(), &res); err != nil {
 		return nil, err
 	}
-	return &res, nil
+	return (*BenchResult)(&res), nil
 }
 
 // Maint puts a node in maintenance (on) or takes it out, through the
@@ -313,7 +319,7 @@ func (l *Lab) Bench(ctx context.Context, nodeName string, addr netip.AddrPort, n
 // withdrawn from BGP); on an LB7, "down" in /etc/lb/agent-check (its
 // /healthcheck fails and every LB4 takes it out).
 func (l *Lab) Maint(ctx context.Context, nodeName string, on bool) error {
-	t, err := l.Topology()
+	t, err := l.topology()
 	if err != nil {
 		return err
 	}
@@ -346,7 +352,7 @@ func (l *Lab) Maint(ctx context.Context, nodeName string, on bool) error {
 // route to it while the other VIPs stay. The lab's DNS then leaves it out
 // of its answers as its checks fail. vip is a VIP name of the topology.
 func (l *Lab) MaintVIP(ctx context.Context, vip string, on bool) error {
-	t, err := l.Topology()
+	t, err := l.topology()
 	if err != nil {
 		return err
 	}
@@ -373,7 +379,7 @@ func (l *Lab) Agent(ctx context.Context, nodeName, state string) error {
 	if _, err := agentcheck.Parse(state); err != nil {
 		return fmt.Errorf("agent state %q: %w", state, err)
 	}
-	t, err := l.Topology()
+	t, err := l.topology()
 	if err != nil {
 		return err
 	}
@@ -410,7 +416,12 @@ func (l *Lab) SetLink(ctx context.Context, nodeName, other string, up bool) erro
 }
 
 // Impairment is delay, jitter and loss applied to a link with netem.
-type Impairment = fabric.Impairment
+type Impairment struct {
+	// Delay is added to every packet, give or take Jitter.
+	Delay, Jitter time.Duration
+	// Loss is the share of packets dropped, in percent (1 for 1%).
+	Loss float64
+}
 
 // Impair applies im to both ends of node's link other; a zero im removes
 // the impairment.

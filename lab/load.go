@@ -16,14 +16,6 @@ import (
 	"github.com/lab-lb/lab/internal/traffic"
 )
 
-// Report is the result of a load: every connection with its outcome, and
-// the figures computed from them.
-type Report = traffic.Report
-
-// LoadProgress is a live view of a load. (Progress names the steps of a
-// bring-up.)
-type LoadProgress = traffic.Progress
-
 // LoadConfig describes a load; zero values take the defaults of the load
 // engine (200 workers downloading /10M, read timeout 3s, stall threshold
 // 1s, and so on).
@@ -146,7 +138,7 @@ type Load struct {
 // StartLoad resolves cfg against the lab's topology and starts the load
 // from cfg.From.
 func (l *Lab) StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
-	t, err := l.Topology()
+	t, err := l.topology()
 	if err != nil {
 		return nil, fmt.Errorf("start load: %w", err)
 	}
@@ -201,15 +193,35 @@ func (ld *Load) Progress(ctx context.Context) (*LoadProgress, error) {
 	if err := ld.lab.client.GetJSON(ctx, ld.path(""), &lp); err != nil {
 		return nil, fmt.Errorf("progress of load %s on %s: %w", ld.ID, ld.Node, err)
 	}
-	p := lp.Progress()
-	return &p, nil
+	return progressFrom(lp.Progress()), nil
+}
+
+// WatchLoad returns the live figures of the load id running on node,
+// whoever started it (Lab.Loads lists them), without renewing its lease:
+// watching a load does not keep alive one whose owner is gone.
+func (l *Lab) WatchLoad(ctx context.Context, nodeName, id string) (*LoadProgress, error) {
+	var lp node.LoadProgress
+	path := "/v1/nodes/" + url.PathEscape(nodeName) + "/load/" + url.PathEscape(id) + "?" + control.LoadWatchParam + "=1"
+	if err := l.client.GetJSON(ctx, path, &lp); err != nil {
+		return nil, fmt.Errorf("progress of load %s on %s: %w", id, nodeName, err)
+	}
+	return progressFrom(lp.Progress()), nil
 }
 
 // Stop stops the load and returns its report; the node forgets the load,
 // so a second Stop fails. Connections in progress are cut and count as ok.
 func (ld *Load) Stop(ctx context.Context) (*Report, error) {
+	rep, err := ld.stop(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return reportFrom(rep), nil
+}
+
+// stop is Stop with the load engine's report.
+func (ld *Load) stop(ctx context.Context) (*traffic.Report, error) {
 	ld.stopKeep()
-	var rep Report
+	var rep traffic.Report
 	if err := ld.lab.client.PostJSON(ctx, ld.path("/stop"), nil, &rep); err != nil {
 		return nil, fmt.Errorf("stop load %s on %s: %w", ld.ID, ld.Node, err)
 	}
@@ -359,11 +371,6 @@ func vipNames(t *topology.Topology) string {
 	return strings.Join(names, ", ")
 }
 
-// Repairs is how a request load fared after each failure injected during
-// it: the latency of the steady part, and per injection the errors, the
-// latency and the time to repair.
-type Repairs = traffic.Repairs
-
 // LoadRepairs computes the repairs of a request load's report after the
 // failures injected into the lab during it (kill, freeze, revive, link,
 // impair, add, remove: the lab's event log).
@@ -372,16 +379,15 @@ func (l *Lab) LoadRepairs(ctx context.Context, rep *Report) (*Repairs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("injections during the load: %w", err)
 	}
-	rs := rep.Repairs(injections(evs, rep.Start, rep.End))
-	return &rs, nil
+	return rep.Repairs(injections(evs, rep.Start, rep.End))
 }
 
 // injections returns the failures injected into the lab in [from, to), as
 // "kill lb4-2" or "link lb4-2 r1 down", from its event log.
-func injections(evs []control.Event, from, to time.Time) []traffic.Injection {
-	var out []traffic.Injection
+func injections(evs []Event, from, to time.Time) []Injection {
+	var out []Injection
 	for _, e := range evs {
-		if e.Kind != control.EventInject || e.Time.Before(from) || !e.Time.Before(to) {
+		if e.Kind != EventInject || e.Time.Before(from) || !e.Time.Before(to) {
 			continue
 		}
 		head, _, _ := strings.Cut(e.Msg, ":")
@@ -390,7 +396,7 @@ func injections(evs []control.Event, from, to time.Time) []traffic.Injection {
 		if rest != "" {
 			label += " " + rest
 		}
-		out = append(out, traffic.Injection{Label: label, At: e.Time})
+		out = append(out, Injection{Label: label, At: e.Time})
 	}
 	return out
 }

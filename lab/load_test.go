@@ -297,7 +297,7 @@ func TestLoadClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &Lab{Info: Info{Name: "t", Endpoint: ep, Token: "secret", Topology: filepath.Join("..", "topologies", "minimal.yaml")}, client: c}
+	l := &Lab{Info: Info{Name: "t", Endpoint: string(ep), Token: "secret", Topology: filepath.Join("..", "topologies", "minimal.yaml")}, client: c}
 	t.Cleanup(l.Close)
 	ctx := context.Background()
 
@@ -313,7 +313,7 @@ func TestLoadClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("progress: %v", err)
 	}
-	wantP := &LoadProgress{Elapsed: 2 * time.Second, Started: 5, Active: 2, OK: 3, Seconds: []traffic.Second{{Started: 5, OK: 3}}}
+	wantP := &LoadProgress{Elapsed: 2 * time.Second, Started: 5, Active: 2, OK: 3, Seconds: []LoadSecond{{Started: 5, OK: 3}}}
 	if diff := cmp.Diff(p, wantP); diff != "" {
 		t.Errorf("progress (-got +want):\n%s", diff)
 	}
@@ -321,7 +321,7 @@ func TestLoadClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	if rep.Total != 3 || rep.ByOutcome[traffic.OutcomeOK] != 3 {
+	if rep.Total != 3 || rep.ByOutcome[OutcomeOK] != 3 {
 		t.Errorf("report %+v, want 3 connections ok", rep)
 	}
 	_, err = ld.Stop(ctx)
@@ -352,21 +352,37 @@ func TestLoadClient(t *testing.T) {
 func TestInjections(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
-	evs := []control.Event{
-		{Time: at(1), Node: "lb4-1", Kind: control.EventInject, Msg: "kill: every process of the node killed, links up"},
-		{Time: at(5), Node: "lb7-1", Kind: control.EventInject, Msg: "freeze: processes stopped, every packet to and from the node dropped"},
-		{Time: at(6), Node: "r1", Kind: control.EventRoute, Msg: "198.51.100.1/32 via 10.0.0.1"},
-		{Time: at(7), Node: "lb4-2", Kind: control.EventInject, Msg: "link r1 down"},
-		{Time: at(9), Node: "lb7-1", Kind: control.EventInject, Msg: "revive: processes continued, packets flow again"},
-		{Time: at(12), Node: "lb7-2", Kind: control.EventInject, Msg: "kill: every process of the node killed, links up"},
+	evs := []Event{
+		{Time: at(1), Node: "lb4-1", Kind: EventInject, Msg: "kill: every process of the node killed, links up"},
+		{Time: at(5), Node: "lb7-1", Kind: EventInject, Msg: "freeze: processes stopped, every packet to and from the node dropped"},
+		{Time: at(6), Node: "r1", Kind: EventRoute, Msg: "198.51.100.1/32 via 10.0.0.1"},
+		{Time: at(7), Node: "lb4-2", Kind: EventInject, Msg: "link r1 down"},
+		{Time: at(9), Node: "lb7-1", Kind: EventInject, Msg: "revive: processes continued, packets flow again"},
+		{Time: at(12), Node: "lb7-2", Kind: EventInject, Msg: "kill: every process of the node killed, links up"},
 	}
 	got := injections(evs, at(2), at(12))
-	want := []traffic.Injection{
+	want := []Injection{
 		{Label: "freeze lb7-1", At: at(5)},
 		{Label: "link lb4-2 r1 down", At: at(7)},
 		{Label: "revive lb7-1", At: at(9)},
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("injections (-got +want):\n%s", diff)
+	}
+}
+
+// TestScenarioRequestLoad checks that a scenario's request load reaches
+// the public Scenario and back, as StartLoad gets it.
+func TestScenarioRequestLoad(t *testing.T) {
+	s, err := LoadScenario("../internal/scenario/testdata/example-requests.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Load.Mode != LoadRequests || s.Load.Rate != 100 || s.Load.Workers != 10 {
+		t.Errorf("load %+v, want requests at 100 a second over 10 workers", s.Load)
+	}
+	s.Load.KeepAlive = true
+	if raw := s.scenario().Load; raw.Mode != "requests" || raw.Rate != 100 || !raw.KeepAlive {
+		t.Errorf("scenario load %+v, want requests at 100 a second, keep-alive", raw)
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lab-lb/lab/internal/cli"
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/vm/vmtest"
 	"github.com/lab-lb/lab/lab"
@@ -57,7 +56,7 @@ func TestE2ENative(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &h); err != nil {
 		t.Fatalf("lab doctor -o json: %v\n%s", err, out)
 	}
-	if h.Mode != control.ModeNative {
+	if h.Mode != lab.ModeNative {
 		t.Errorf("lab doctor: mode %s (%s), want native", h.Mode, h.Reason)
 	}
 	for _, f := range h.Features {
@@ -83,7 +82,7 @@ func TestE2ENative(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if l.Mode != control.ModeNative {
+	if l.Mode != lab.ModeNative {
 		t.Fatalf("lab runs in mode %s, want native", l.Mode)
 	}
 
@@ -102,25 +101,25 @@ func TestE2ENative(t *testing.T) {
 	}
 
 	// Crash, silent failure and revival of an LB4.
-	hops := func(st *control.Status) int {
+	hops := func(st *lab.Status) int {
 		return len(tier[node.RouterStatus](t, st, "r1").Routes["198.51.100.1/32"])
 	}
 	if err := l.Kill(ctx, "lb4-2"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 20*time.Second, "killed lb4-2 out of r1's route", func(st *control.Status) bool { return hops(st) == 1 })
+	waitStatus(t, l, 20*time.Second, "killed lb4-2 out of r1's route", func(st *lab.Status) bool { return hops(st) == 1 })
 	if err := l.Revive(ctx, "lb4-2"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 60*time.Second, "revived lb4-2 back in r1's route", func(st *control.Status) bool { return hops(st) == 2 })
+	waitStatus(t, l, 60*time.Second, "revived lb4-2 back in r1's route", func(st *lab.Status) bool { return hops(st) == 2 })
 	if err := l.Freeze(ctx, "lb4-2"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 30*time.Second, "frozen lb4-2 out of r1's route", func(st *control.Status) bool { return hops(st) == 1 })
+	waitStatus(t, l, 30*time.Second, "frozen lb4-2 out of r1's route", func(st *lab.Status) bool { return hops(st) == 1 })
 	if err := l.Revive(ctx, "lb4-2"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 60*time.Second, "thawed lb4-2 back in r1's route", func(st *control.Status) bool { return hops(st) == 2 })
+	waitStatus(t, l, 60*time.Second, "thawed lb4-2 back in r1's route", func(st *lab.Status) bool { return hops(st) == 2 })
 
 	// netem on both ends of a link, then removed.
 	if err := l.Impair(ctx, "client1", "edge", lab.Impairment{Delay: 50 * time.Millisecond}); err != nil {
@@ -137,13 +136,13 @@ func TestE2ENative(t *testing.T) {
 	if err := l.Add(ctx, "lb7-3", "lb7-1"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 60*time.Second, "lb7-3 on every LB4", func(st *control.Status) bool {
+	waitStatus(t, l, 60*time.Second, "lb7-3 on every LB4", func(st *lab.Status) bool {
 		return len(destinations(t, st, "lb4-1")) == 3 && len(destinations(t, st, "lb4-2")) == 3
 	})
 	if err := l.Remove(ctx, "lb7-3"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, l, 60*time.Second, "lb7-3 gone from every LB4", func(st *control.Status) bool {
+	waitStatus(t, l, 60*time.Second, "lb7-3 gone from every LB4", func(st *lab.Status) bool {
 		return len(destinations(t, st, "lb4-1")) == 2 && len(destinations(t, st, "lb4-2")) == 2
 	})
 

@@ -26,7 +26,7 @@ func (s scenarioLab) Rerouted(ctx context.Context, node string, since time.Time)
 // then. ok is false when no injection into node came after since, no
 // router routed through it, or one still does.
 func (l *Lab) Rerouted(ctx context.Context, node string, since time.Time) (d time.Duration, ok bool, err error) {
-	t, err := l.Topology()
+	t, err := l.topology()
 	if err != nil {
 		return 0, false, err
 	}
@@ -34,7 +34,7 @@ func (l *Lab) Rerouted(ctx context.Context, node string, since time.Time) (d tim
 	if !ok {
 		return 0, false, nil // removed since
 	}
-	evs, err := l.Events(ctx)
+	evs, err := l.client.Events(ctx, 0)
 	if err != nil {
 		return 0, false, err
 	}

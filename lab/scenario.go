@@ -13,20 +13,18 @@ import (
 	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/scenario"
 	"github.com/lab-lb/lab/internal/topology"
+	"github.com/lab-lb/lab/internal/traffic"
 )
-
-// Scenario is a parsed scenario file (see `lab help test` and the README):
-// a load, steps that disturb the lab, and assertions on what broke.
-type Scenario = scenario.Scenario
-
-// ScenarioResult is what a scenario run measured and judged. It writes a
-// report (WriteText) and a timeline image (WritePNG, WriteSVG); WriteJUnit,
-// WriteClaims and WriteClaimsPNG take several.
-type ScenarioResult = scenario.Result
 
 // LoadScenario reads and validates a scenario file; the error lists every
 // problem as FILE:LINE: field: message.
-func LoadScenario(path string) (*Scenario, error) { return scenario.LoadFile(path) }
+func LoadScenario(path string) (*Scenario, error) {
+	s, err := scenario.LoadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return scenarioFrom(s), nil
+}
 
 // CheckScenario reads and validates a scenario file and checks it against
 // the topology it names (also read and validated): nodes, VIPs,
@@ -35,14 +33,20 @@ func LoadScenario(path string) (*Scenario, error) { return scenario.LoadFile(pat
 // lists every problem as FILE:LINE: field: message.
 func CheckScenario(path string) (*Scenario, error) {
 	s, err := scenario.LoadFile(path)
-	if err != nil || s.Topology == "" {
-		return s, err // a scenario for any lab has nothing to check against
+	if err != nil {
+		return nil, err
+	}
+	if s.Topology == "" {
+		return scenarioFrom(s), nil // a scenario for any lab has nothing to check against
 	}
 	t, err := topology.Load(s.Topology)
 	if err != nil {
 		return nil, fmt.Errorf("topology of %s: %w", path, err)
 	}
-	return scenario.CheckFile(path, scenarioTopology(t))
+	if s, err = scenario.CheckFile(path, scenarioTopology(t)); err != nil {
+		return nil, err
+	}
+	return scenarioFrom(s), nil
 }
 
 // scenarioTopology is what package scenario checks a scenario against.
@@ -66,32 +70,24 @@ func scenarioVIPs(t *topology.Topology) []scenario.VIP {
 	return out
 }
 
-// WriteJUnit writes results as JUnit XML, one test suite per scenario and
-// one test case per assertion.
-var WriteJUnit = scenario.WriteJUnit
-
-// WriteClaims writes the table of broken connections per scenario and VIP
-// (scheduler); WriteClaimsMarkdown the same as Markdown.
-var (
-	WriteClaims         = scenario.WriteClaims
-	WriteClaimsMarkdown = scenario.WriteClaimsMarkdown
-)
-
-// WriteClaimsPNG draws the claims table as grouped bars: broken connections
-// per scenario and scheduler; WriteClaimsSVG the same as SVG.
-var (
-	WriteClaimsPNG = scenario.WriteClaimsPNG
-	WriteClaimsSVG = scenario.WriteClaimsSVG
-)
-
 // RunScenario plays s on the lab: it starts the load, injects, waits for
 // conditions, stops the load and checks the assertions. A failed step or
 // assertion is in the result (Passed() is false); the error is for misuse.
+// The scenario runs with its Name, Claim and Load as they are now, and the
+// steps and assertions of its file.
 func (l *Lab) RunScenario(ctx context.Context, s *Scenario, log *slog.Logger) (*ScenarioResult, error) {
+	if s == nil || s.raw == nil {
+		return nil, errors.New("run scenario: no scenario read by LoadScenario or CheckScenario")
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return scenario.Run(ctx, scenarioLab{l}, s, log)
+	raw := s.scenario()
+	res, err := scenario.Run(ctx, scenarioLab{l: l, load: s.Load}, raw, log)
+	if err != nil {
+		return nil, err
+	}
+	return scenarioResultFrom(res), nil
 }
 
 // RunScenarioFresh brings up a lab of the scenario's topology (named
@@ -121,28 +117,39 @@ func RunScenarioFresh(ctx context.Context, s *Scenario, opts Options) (res *Scen
 	return l.RunScenario(ctx, s, opts.Log)
 }
 
-// scenarioLab is the lab as package scenario sees it.
-type scenarioLab struct{ l *Lab }
+// scenarioLab is the lab as package scenario sees it; load is the
+// scenario's load, which may say more than scenario.Load can.
+type scenarioLab struct {
+	l    *Lab
+	load LoadConfig
+}
 
 func (s scenarioLab) VIPs(context.Context) ([]scenario.VIP, error) {
-	t, err := s.l.Topology()
+	t, err := s.l.topology()
 	if err != nil {
 		return nil, err
 	}
 	return scenarioVIPs(t), nil
 }
 
-func (s scenarioLab) StartLoad(ctx context.Context, ld scenario.Load) (scenario.LoadRun, error) {
-	return s.l.StartLoad(ctx, LoadConfig{
-		Mode: LoadMode(ld.Mode), Rate: ld.Rate, KeepAlive: ld.KeepAlive,
-		From: ld.From, VIPs: ld.VIPs, Names: ld.Names, Workers: ld.Workers, Path: ld.Path, ReadSize: ld.ReadSize,
-		Pause: ld.Pause, ReadTimeout: ld.ReadTimeout, StallThreshold: ld.StallThreshold,
-		EarlyStop: ld.EarlyStop, Seed: ld.Seed,
-	})
+// StartLoad starts the scenario's load, as the public Scenario.Load says
+// (ld is its projection).
+func (s scenarioLab) StartLoad(ctx context.Context, _ scenario.Load) (scenario.LoadRun, error) {
+	ld, err := s.l.StartLoad(ctx, s.load)
+	if err != nil {
+		return nil, err
+	}
+	return scenarioLoad{ld}, nil
 }
 
+// scenarioLoad is a load as package scenario sees it.
+type scenarioLoad struct{ ld *Load }
+
+func (s scenarioLoad) Stop(ctx context.Context) (*traffic.Report, error) { return s.ld.stop(ctx) }
+
+// Nodes lists the lab's nodes of role, for the steps into a share of them.
 func (s scenarioLab) Nodes(_ context.Context, role string) ([]string, error) {
-	t, err := s.l.Topology()
+	t, err := s.l.topology()
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +208,7 @@ func (s scenarioLab) Do(ctx context.Context, a scenario.Action) error {
 // model picks the node an added node copies when the scenario names none:
 // the first node of the group its name belongs to (lb7-4: group lb7).
 func (s scenarioLab) model(name string) (string, error) {
-	t, err := s.l.Topology()
+	t, err := s.l.topology()
 	if err != nil {
 		return "", err
 	}
@@ -220,17 +227,17 @@ func (s scenarioLab) Check(ctx context.Context, c scenario.Condition) (bool, str
 	var err error
 	switch {
 	case c.Converged:
-		st, err = s.l.Readiness(ctx)
+		st, err = s.l.client.Readiness(ctx)
 	case c.NextHops != nil:
-		st, err = s.l.StatusOf(ctx, topology.RoleRouter)
+		st, err = s.l.client.StatusOf(ctx, string(topology.RoleRouter))
 	default:
-		st, err = s.l.StatusOf(ctx, topology.RoleLB4)
+		st, err = s.l.client.StatusOf(ctx, string(topology.RoleLB4))
 	}
 	if err != nil {
 		// A busy lab may answer late: not yet, rather than the end.
 		return false, err.Error(), nil
 	}
-	t, err := s.l.Topology()
+	t, err := s.l.topology()
 	if err != nil {
 		return false, "", err
 	}

@@ -57,6 +57,8 @@ type Options struct {
 
 // Progress is one step of a bring-up.
 type Progress struct {
+	// Elapsed is the time since Up began; Step what was done ("kernel
+	// modules", "namespaces"...), and Attrs its figures (loaded=...).
 	Elapsed time.Duration
 	Step    string
 	Attrs   map[string]any
@@ -105,7 +107,7 @@ func Up(ctx context.Context, path string, opts Options) (*Lab, error) {
 	if opts.Progress != nil {
 		opts.Progress(Progress{Step: "mode " + string(mode), Attrs: map[string]any{"why": reason}})
 	}
-	if mode == control.ModeNative {
+	if mode == ModeNative {
 		// Before anything of the lab exists: a module the kernel lacks
 		// leaves nothing to undo. Loaded modules stay loaded, as after
 		// any modprobe.
@@ -165,7 +167,7 @@ func start(ctx context.Context, in *Info, dir, exe string, opts Options) (*Lab, 
 	}
 	defer hj.Close()
 	logPath := filepath.Join(dir, logName)
-	if in.Mode == control.ModeVM {
+	if in.Mode == ModeVM {
 		err = startVM(ctx, in, dir, exe, hj, opts)
 	} else {
 		err = startNative(in, dir, exe, hj)
@@ -181,7 +183,7 @@ func start(ctx context.Context, in *Info, dir, exe string, opts Options) (*Lab, 
 	if err := waitReady(ctx, logPath, in, opts.Progress); err != nil {
 		return nil, err
 	}
-	c, err := control.NewClient(in.Endpoint, in.Token)
+	c, err := control.NewClient(control.Endpoint(in.Endpoint), in.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +195,7 @@ func start(ctx context.Context, in *Info, dir, exe string, opts Options) (*Lab, 
 
 // startNative starts the supervisor as a detached process on the host.
 func startNative(in *Info, dir, exe string, hj *journal.Journal) error {
-	in.Endpoint = control.Endpoint("unix://" + filepath.Join(dir, "control.sock"))
+	in.Endpoint = "unix://" + filepath.Join(dir, "control.sock")
 	logf, err := os.OpenFile(filepath.Join(dir, logName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -242,7 +244,7 @@ func startVM(ctx context.Context, in *Info, dir, exe string, hj *journal.Journal
 		return err
 	}
 	in.TAP = fmt.Sprintf("lab-tap%d", idx)
-	in.Endpoint = control.Endpoint(fmt.Sprintf("tcp://%s", netip.AddrPortFrom(guest.Addr(), guestPort)))
+	in.Endpoint = fmt.Sprintf("tcp://%s", netip.AddrPortFrom(guest.Addr(), guestPort))
 	if err := hj.Add(journal.Record{Kind: journal.KindLink, Name: in.TAP}); err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/lab"
 )
 
@@ -140,7 +139,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func printStatus(w io.Writer, st *control.Status) {
+func printStatus(w io.Writer, st *lab.Status) {
 	fmt.Fprintf(w, "lab %s: %s, mode %s (kernel %s), %d nodes, up in %.1fs\n", st.Name, st.Phase, st.Mode, st.Kernel, len(st.Nodes), st.UpTime.Seconds())
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tROLE\tSTATE\tADDRESSES\tTIER")

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/lab"
 )
 
@@ -38,7 +37,7 @@ which in VM mode is the cost of the bring-up.`,
 }
 
 // PrintCPU writes a CPU report as `lab cpu` prints it.
-func PrintCPU(w io.Writer, r *control.CPUReport) {
+func PrintCPU(w io.Writer, r *lab.CPUReport) {
 	over := "since boot"
 	if r.Interval > 0 {
 		over = "over " + r.Interval.Round(time.Millisecond).String()

@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/cpustat"
 	"github.com/lab-lb/lab/internal/testenv"
+	"github.com/lab-lb/lab/lab"
 )
 
 func TestPrintCPU(t *testing.T) {
-	rep := &control.CPUReport{Interval: 10 * time.Second, CPUs: 1, Busy: 0.73, Kinds: []cpustat.Kind{
+	rep := &lab.CPUReport{Interval: 10 * time.Second, CPUs: 1, Busy: 0.73, Kinds: []lab.CPUKind{
 		{Kind: "server agent", Processes: 10, CPU: 0.19},
 		{Kind: "lb4 agent", Processes: 7, CPU: 0.15},
 		{Kind: "lb7 haproxy", Processes: 26, CPU: 0.12},

@@ -22,7 +22,7 @@ import (
 // running.
 func (g *globals) withControl(fn func(cmd *cobra.Command, c *control.Client) error) func(*cobra.Command, []string) error {
 	return g.withLab(func(cmd *cobra.Command, l *lab.Lab, _ []string) error {
-		c, err := control.NewClient(l.Endpoint, l.Token)
+		c, err := control.NewClient(control.Endpoint(l.Endpoint), l.Token)
 		if err != nil {
 			return fmt.Errorf("control API of lab %s: %w", l.Name, err)
 		}

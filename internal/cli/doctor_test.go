@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/lab"
 )
@@ -27,7 +26,7 @@ func TestPrintHost(t *testing.T) {
 				{Module: "bridge", For: "segments with more than two nodes", State: lab.ModuleBuiltIn},
 			},
 			UML: "/usr/bin/linux.uml", HAProxy: "/usr/sbin/haproxy", Root: true,
-			Mode: control.ModeNative, Reason: "host kernel 6.1.0-28-amd64 has every module the lab needs (ip_vs, ip_vs_mh to load)",
+			Mode: lab.ModeNative, Reason: "host kernel 6.1.0-28-amd64 has every module the lab needs (ip_vs, ip_vs_mh to load)",
 		}},
 		{"no-ipvs-not-root", lab.Host{
 			Kernel: "6.18.44",
@@ -35,7 +34,7 @@ func TestPrintHost(t *testing.T) {
 				{Module: "ip_vs", For: "IPVS on the LB4s (tier 2)", State: lab.ModuleMissing},
 				{Module: "veth", For: "links between nodes", State: lab.ModuleBuiltIn},
 			},
-			Mode: control.ModeVM, Reason: "host kernel 6.18.44 lacks ip_vs: running the lab in a user-mode Linux VM",
+			Mode: lab.ModeVM, Reason: "host kernel 6.18.44 lacks ip_vs: running the lab in a user-mode Linux VM",
 			Problems: []string{"not root: lab needs root (network namespaces, mounts, netlink); run it with sudo",
 				"user-mode Linux kernel not found: apt-get install user-mode-linux"},
 		}},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/graph"
 	"github.com/lab-lb/lab/internal/topology"
 	"github.com/lab-lb/lab/lab"
@@ -114,11 +115,18 @@ func buildGraph(cmd *cobra.Command, g *globals, args []string) (*graph.Graph, er
 		return nil, err
 	}
 	defer l.Close()
-	t, err := l.Topology()
+	// The drawing shows the tiers' own state (ECMP next hops, healthy
+	// LB7s), which the control API's types carry.
+	t, err := topology.Load(l.TopologyFile())
 	if err != nil {
 		return nil, err
 	}
-	st, err := l.Status(cmd.Context())
+	c, err := control.NewClient(control.Endpoint(l.Endpoint), l.Token)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	st, err := c.Status(cmd.Context())
 	if err != nil {
 		return nil, err
 	}

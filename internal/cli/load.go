@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/lab-lb/lab/internal/chart"
 	"github.com/lab-lb/lab/lab"
 )
 
@@ -119,14 +118,14 @@ was back within twice the steady p99.`,
 					return fmt.Errorf("close %s: %w", jsonl, err)
 				}
 			}
-			tl := chart.ReportTimeline(fmt.Sprintf("load %s from %s: %s", ld.ID, ld.Node, loadSummary(cfg, ld)), rep)
+			title := fmt.Sprintf("load %s from %s: %s", ld.ID, ld.Node, loadSummary(cfg, ld))
 			if pngFile != "" {
-				if err := writeFile(pngFile, func(w io.Writer) error { return tl.Write(w, chart.PNG) }); err != nil {
+				if err := writeFile(pngFile, func(w io.Writer) error { return rep.WritePNG(w, title) }); err != nil {
 					return err
 				}
 			}
 			if svgFile != "" {
-				if err := writeFile(svgFile, func(w io.Writer) error { return tl.Write(w, chart.SVG) }); err != nil {
+				if err := writeFile(svgFile, func(w io.Writer) error { return rep.WriteSVG(w, title) }); err != nil {
 					return err
 				}
 			}

@@ -13,25 +13,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/testenv"
+	"github.com/lab-lb/lab/lab"
 )
 
 func TestPrintStatus(t *testing.T) {
-	st := &control.Status{
-		Name: "minimal", Mode: control.ModeVM, Kernel: "6.1.176", Phase: "ready", UpTime: 13900 * time.Millisecond,
-		Nodes: []control.NodeStatus{
+	st := &lab.Status{
+		Name: "minimal", Mode: lab.ModeVM, Kernel: "6.1.176", Phase: "ready", UpTime: 13900 * time.Millisecond,
+		Nodes: []lab.NodeStatus{
 			{Name: "client1", Role: "client", Loopback: 50,
-				Interfaces: []control.InterfaceStatus{{Name: "edge", Addresses: []string{"192.0.2.1/27"}}},
-				Agent:      control.AgentStatus{State: "running", Ready: true}},
+				Interfaces: []lab.InterfaceStatus{{Name: "edge", Addresses: []string{"192.0.2.1/27"}}},
+				Agent:      lab.AgentStatus{State: "running", Ready: true}},
 			{Name: "r1", Role: "router",
-				Interfaces: []control.InterfaceStatus{{Name: "edge", Addresses: []string{"192.0.2.2/27"}}, {Name: "infra", Addresses: []string{"192.0.2.129/25"}}},
-				Agent:      control.AgentStatus{State: "running", Ready: false, Waiting: "198.51.100.1/32 has 1 of 2 next hops", Summary: "bgp 2/2 up; 198.51.100.1/32 via 1"}},
+				Interfaces: []lab.InterfaceStatus{{Name: "edge", Addresses: []string{"192.0.2.2/27"}}, {Name: "infra", Addresses: []string{"192.0.2.129/25"}}},
+				Agent:      lab.AgentStatus{State: "running", Ready: false, Waiting: "198.51.100.1/32 has 1 of 2 next hops", Summary: "bgp 2/2 up; 198.51.100.1/32 via 1"}},
 			{Name: "lb4-2", Role: "lb4",
-				Interfaces: []control.InterfaceStatus{{Name: "infra", Addresses: []string{"192.0.2.131/25", "2001:db8:0:2::3/64"}}},
-				Agent:      control.AgentStatus{State: "frozen"}},
+				Interfaces: []lab.InterfaceStatus{{Name: "infra", Addresses: []string{"192.0.2.131/25", "2001:db8:0:2::3/64"}}},
+				Agent:      lab.AgentStatus{State: "frozen"}},
 		},
-		VIPs: []control.VIPStatus{
+		VIPs: []lab.VIPStatus{
 			{Name: "www1", Address: "198.51.100.1:80", Protocol: "tcp", Scheduler: "mh", Names: []string{"www1.example.org.", "www.example.org."}, Allocated: true},
 			{Name: "wlc-1", Address: "[2001:db8:100::5]:80", Protocol: "tcp", Scheduler: "wlc", Names: []string{"wlc-1.example.org."}},
 		},

@@ -150,6 +150,30 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	return &st, nil
 }
 
+// Readiness returns the lab's status with only whether each node has
+// converged (AgentStatus.Ready, Waiting), much cheaper to make than Status
+// in a busy lab.
+func (c *Client) Readiness(ctx context.Context) (*Status, error) {
+	var st Status
+	if err := c.GetJSON(ctx, "/v1/status?ready=1", &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// StatusOf returns the status of the nodes of the given roles only.
+func (c *Client) StatusOf(ctx context.Context, roles ...string) (*Status, error) {
+	q := url.Values{}
+	for _, r := range roles {
+		q.Add("role", r)
+	}
+	var st Status
+	if err := c.GetJSON(ctx, "/v1/status?"+q.Encode(), &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 // Events returns the lab's events numbered after since (Event.Seq),
 // oldest first; since 0 returns the whole log.
 func (c *Client) Events(ctx context.Context, since uint64) ([]Event, error) {
@@ -168,6 +192,20 @@ func (c *Client) Loads(ctx context.Context) ([]LoadInfo, error) {
 		return nil, fmt.Errorf("list the loads: %w", err)
 	}
 	return lds, nil
+}
+
+// CPU returns where the lab kernel's CPU time went over interval, or
+// since boot when interval is 0.
+func (c *Client) CPU(ctx context.Context, interval time.Duration) (*CPUReport, error) {
+	path := PathCPU
+	if interval > 0 {
+		path += "?" + url.Values{CPUIntervalParam: {interval.String()}}.Encode()
+	}
+	var rep CPUReport
+	if err := c.GetJSON(ctx, path, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
 }
 
 // Exec runs argv on node, streaming stdin to it and its output back, and

@@ -23,11 +23,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/lab-lb/lab/internal/control"
-	nodepkg "github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/topology"
 	"github.com/lab-lb/lab/lab"
 )
@@ -63,9 +61,11 @@ type Load interface {
 	Stop(ctx context.Context) (*lab.Report, error)
 }
 
-// FromLab adapts l to Lab; close the client it returns when done.
+// FromLab adapts l to Lab; close the client it returns when done. The
+// page reads the lab's status and events in the control API's own types
+// (the tiers' state, every field of an event), through that client.
 func FromLab(l *lab.Lab) (Lab, *control.Client, error) {
-	c, err := control.NewClient(l.Endpoint, l.Token)
+	c, err := control.NewClient(control.Endpoint(l.Endpoint), l.Token)
 	if err != nil {
 		return nil, nil, fmt.Errorf("control API of lab %s: %w", l.Name, err)
 	}
@@ -78,21 +78,21 @@ type labAPI struct {
 	c *control.Client
 }
 
+func (a labAPI) Readiness(ctx context.Context) (*control.Status, error) { return a.c.Readiness(ctx) }
+
+func (a labAPI) StatusOf(ctx context.Context, roles ...topology.Role) (*control.Status, error) {
+	rs := make([]string, len(roles))
+	for i, r := range roles {
+		rs[i] = string(r)
+	}
+	return a.c.StatusOf(ctx, rs...)
+}
+
 func (a labAPI) Events(ctx context.Context, since uint64) ([]control.Event, error) {
 	return a.c.Events(ctx, since)
 }
 
 func (a labAPI) Loads(ctx context.Context) ([]control.LoadInfo, error) { return a.c.Loads(ctx) }
-
-func (a labAPI) WatchLoad(ctx context.Context, node, id string) (*lab.LoadProgress, error) {
-	var lp nodepkg.LoadProgress
-	path := "/v1/nodes/" + url.PathEscape(node) + "/load/" + url.PathEscape(id) + "?" + control.LoadWatchParam + "=1"
-	if err := a.c.GetJSON(ctx, path, &lp); err != nil {
-		return nil, fmt.Errorf("progress of load %s on %s: %w", id, node, err)
-	}
-	p := lp.Progress()
-	return &p, nil
-}
 
 func (a labAPI) StartLoad(ctx context.Context, cfg lab.LoadConfig) (Load, error) {
 	ld, err := a.Lab.StartLoad(ctx, cfg)

@@ -22,7 +22,6 @@ import (
 	"github.com/lab-lb/lab/internal/node"
 	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/internal/topology"
-	"github.com/lab-lb/lab/internal/traffic"
 	"github.com/lab-lb/lab/lab"
 )
 
@@ -190,8 +189,8 @@ func (f *fakeLab) StartLoad(_ context.Context, cfg lab.LoadConfig) (Load, error)
 // the second with a broken connection in its second second.
 var ownProgress = &lab.LoadProgress{
 	Elapsed: 3500 * time.Millisecond, Started: 30, Active: 20, OK: 9, Broken: 1,
-	Seconds: []traffic.Second{{Started: 20, OK: 3}, {Started: 5, OK: 4, Broken: 1}},
-	ByTarget: map[string][]traffic.Second{
+	Seconds: []lab.LoadSecond{{Started: 20, OK: 3}, {Started: 5, OK: 4, Broken: 1}},
+	ByTarget: map[string][]lab.LoadSecond{
 		"198.51.100.1:80": {{OK: 2}, {OK: 2}},
 		"198.51.100.2:80": {{OK: 1}, {OK: 2, Broken: 1}},
 	},
@@ -754,7 +753,7 @@ func TestLoadsStartedElsewhere(t *testing.T) {
 	byName := control.LoadInfo{Node: "client1", ID: "3", Names: []string{"www.lab.example.:80"}, Workers: 200}
 	f.setLoad(byName, &lab.LoadProgress{
 		Elapsed: 2200 * time.Millisecond, Started: 12, Active: 8, OK: 3, DNSFailed: 1,
-		ByTarget: map[string][]traffic.Second{
+		ByTarget: map[string][]lab.LoadSecond{
 			"198.51.100.2:80":     {{OK: 1}, {OK: 1}},
 			"198.51.100.1:80":     {{OK: 1}},
 			"www.lab.example.:80": {{}, {DNSFailed: 1}},
@@ -763,7 +762,7 @@ func TestLoadsStartedElsewhere(t *testing.T) {
 	byVIP := control.LoadInfo{Node: "r1", ID: "1", Targets: []string{"198.51.100.2:80"}, Workers: 5}
 	f.setLoad(byVIP, &lab.LoadProgress{
 		Elapsed: 1100 * time.Millisecond, Started: 6, Active: 5, OK: 1, Interrupted: 1,
-		ByTarget: map[string][]traffic.Second{"198.51.100.2:80": {{OK: 1, Interrupted: 1}}},
+		ByTarget: map[string][]lab.LoadSecond{"198.51.100.2:80": {{OK: 1, Interrupted: 1}}},
 	})
 	m := waitFor(t, ch, msgLoads, func(m loadsMsg) bool {
 		return len(m.Loads) == 2 && m.Loads[0].Elapsed > 0 && m.Loads[1].Elapsed > 0

@@ -27,7 +27,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lab-lb/lab/internal/control"
 	"github.com/lab-lb/lab/internal/vm"
 	"github.com/lab-lb/lab/lab"
 )
@@ -137,7 +136,7 @@ func missing() string {
 	if os.Geteuid() != 0 {
 		return "not root (network namespaces, mounts, netlink)"
 	}
-	if h := lab.CheckHost(); h.Mode == control.ModeVM && h.UML == "" {
+	if h := lab.CheckHost(); h.Mode == lab.ModeVM && h.UML == "" {
 		return h.Reason + ", and " + vm.ErrNoKernel.Error()
 	}
 	return ""
