@@ -21,6 +21,7 @@ func newTestCmd(g *globals) *cobra.Command {
 		junit        string
 		png, svg     string
 		workers      int
+		rate         float64
 	)
 	c := &cobra.Command{
 		Use:   "test SCENARIO.yaml...",
@@ -29,9 +30,11 @@ func newTestCmd(g *globals) *cobra.Command {
 against a fresh lab of the scenario's own topology, brought up before it
 and taken down after. For each one, print what was measured: steps with
 their times, connections per VIP (started, ok, broken, interrupted),
-failover time per injection, and every assertion PASS or FAIL. With
-several scenarios, a table of broken connections per scenario and VIP
-(scheduler) follows: the design's claims, measured.
+failover time per injection, and every assertion PASS or FAIL; for a
+request load (load.mode: requests), the latency and time to repair after
+each injection. With several scenarios, a table of broken connections per
+scenario and VIP (scheduler) follows: the design's claims, measured; and
+one of the request loads' repairs.
 
 With --png DIR or --svg DIR (or both), each scenario's timeline is drawn
 to DIR/NAME.png or DIR/NAME.svg: per second and per VIP, the connections
@@ -61,6 +64,9 @@ The format of a scenario file is in the README ("Scenario tests").`,
 				}
 				if workers > 0 {
 					s.Load.Workers = workers
+				}
+				if rate > 0 && s.Load.Mode == lab.LoadRequests {
+					s.Load.Rate = rate
 				}
 				if up && s.Topology == "" {
 					errs = append(errs, fmt.Errorf("%s: --up needs the scenario's topology: field", path))
@@ -141,6 +147,7 @@ The format of a scenario file is in the README ("Scenario tests").`,
 	c.Flags().StringVar(&svg, "svg", "", "draw each scenario's timeline to `DIR`/NAME.svg, and with several scenarios the claims to DIR/claims.svg")
 	c.Flags().BoolVar(&markdown, "markdown", false, "print the claims table as Markdown")
 	c.Flags().IntVar(&workers, "workers", 0, "override every scenario's load workers (size the load to the machine: the steady scenario must break nothing)")
+	c.Flags().Float64Var(&rate, "rate", 0, "override the rate of every scenario's request load, in requests a second over all workers (in the VM, one CPU saturates near 100 new connections a second)")
 	return c
 }
 

@@ -76,7 +76,13 @@ func WriteClaimsSVG(w io.Writer, results []*Result) error {
 }
 
 // claimsChart returns the chart of WriteClaimsPNG.
-func claimsChart(results []*Result) *chart.Bars {
+func claimsChart(all []*Result) *chart.Bars {
+	var results []*Result // those of download loads: the chart counts broken connections
+	for _, r := range all {
+		if !r.requests() {
+			results = append(results, r)
+		}
+	}
 	b := &chart.Bars{
 		Title: "The claims: broken connections per scenario and scheduler",
 		Axis:  "broken connections (labels: broken/started)",

@@ -545,4 +545,9 @@ assert:
 		t.Fatal(err)
 	}
 	testenv.Golden(t, "testdata/requests-result.txt", []byte(b.String()))
+	b.Reset()
+	if err := WriteClaims(&b, []*Result{res}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Golden(t, "testdata/requests-claims.txt", []byte(b.String()))
 }

@@ -111,14 +111,22 @@ func (r *Result) WriteText(w io.Writer) error {
 // total" connections, the longest reroute (when the lab told it) and
 // failover, how busy the machine's CPU was
 // during the load (a busy VM makes stalls of its own) and the verdict.
+//
+// The results of request loads, which say how long service degraded
+// rather than what broke, get a table of their own after it (repairRows).
 func WriteClaims(w io.Writer, results []*Result) error {
 	bw := bufio.NewWriter(w)
-	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	for _, row := range claimRows(results) {
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
-	}
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("write claims table: %w", err)
+	for i, table := range claimTables(results) {
+		if i > 0 {
+			fmt.Fprintln(bw)
+		}
+		tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+		for _, row := range table {
+			fmt.Fprintln(tw, strings.Join(row, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return fmt.Errorf("write claims table: %w", err)
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write claims table: %w", err)
@@ -126,17 +134,92 @@ func WriteClaims(w io.Writer, results []*Result) error {
 	return nil
 }
 
+// claimTables returns the tables of WriteClaims: the connections a change
+// broke (download loads), and the repairs (request loads); each is left
+// out when no result has rows for it.
+func claimTables(results []*Result) [][][]string {
+	var downloads, requests []*Result
+	for _, r := range results {
+		if r.requests() {
+			requests = append(requests, r)
+		} else {
+			downloads = append(downloads, r)
+		}
+	}
+	var tables [][][]string
+	if len(downloads) > 0 || len(requests) == 0 {
+		tables = append(tables, claimRows(downloads))
+	}
+	if len(requests) > 0 {
+		tables = append(tables, repairRows(requests))
+	}
+	return tables
+}
+
+// requests reports whether r measured a request load.
+func (r *Result) requests() bool { return r.Report != nil && r.Report.Requests != nil }
+
+// repairRows returns the table of the request loads, header first: per
+// injection step, the requests that failed after it, the p99 latency of
+// the steady part and after it, and the time to repair.
+func repairRows(results []*Result) [][]string {
+	rows := [][]string{{"claim (requests)", "injection", "failed", "p99 steady", "p99 after", "time to repair", "cpu busy", "result"}}
+	for _, r := range results {
+		name := r.Claim
+		if name == "" {
+			name = r.Name
+		}
+		cpu := "-"
+		if r.Report.CPUBusy > 0 {
+			cpu = fmt.Sprintf("%.0f%%", 100*r.Report.CPUBusy)
+		}
+		windows := 0
+		if r.Repairs != nil {
+			for _, w := range r.Repairs.After {
+				if w.Latency.Count == 0 && w.Errors == 0 {
+					continue // after the load
+				}
+				windows++
+				repaired := formatDuration(w.Repaired)
+				if w.Unrepaired {
+					repaired = ">" + repaired
+				}
+				rows = append(rows, []string{name, w.Label, fmt.Sprintf("%d/%d", w.Errors, w.Errors+w.Latency.Count),
+					millis(r.Repairs.Steady.P99), millis(w.Latency.P99), repaired, cpu, verdict(r.Passed())})
+			}
+		}
+		if windows == 0 {
+			rows = append(rows, []string{name, "-", fmt.Sprintf("%d/%d", r.Report.Requests.Errors, r.Report.Requests.Requests),
+				"-", millis(r.Report.Requests.Latency.P99), "-", cpu, verdict(r.Passed())})
+		}
+	}
+	return rows
+}
+
+// millis writes d in milliseconds with a tenth, "-" for none.
+func millis(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+}
+
 // WriteClaimsMarkdown writes the claims table of WriteClaims as a Markdown
 // table, for the README.
 func WriteClaimsMarkdown(w io.Writer, results []*Result) error {
 	bw := bufio.NewWriter(w)
-	for i, row := range claimRows(results) {
-		for j := range row {
-			row[j] = strings.ReplaceAll(row[j], "|", `\|`)
+	for t, table := range claimTables(results) {
+		if t > 0 {
+			fmt.Fprintln(bw)
 		}
-		fmt.Fprintf(bw, "| %s |\n", strings.Join(row, " | "))
-		if i == 0 {
-			fmt.Fprintf(bw, "|%s\n", strings.Repeat("---|", len(row)))
+		for i, row := range table {
+			for j := range row {
+				row[j] = strings.ReplaceAll(row[j], "|", `\|`)
+			}
+			fmt.Fprintf(bw, "| %s |\n", strings.Join(row, " | "))
+			if i == 0 {
+				fmt.Fprintf(bw, "|%s\n", strings.Repeat("---|", len(row)))
+			}
 		}
 	}
 	if err := bw.Flush(); err != nil {

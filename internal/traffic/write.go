@@ -253,13 +253,19 @@ func (rs Repairs) WriteText(w io.Writer) error {
 	p("latency\tp50\tp90\tp99\tmax\tmean\tstddev\n")
 	p("%s\n", latencyRow("steady", rs.Steady))
 	for _, a := range rs.After {
-		p("%s\n", latencyRow("after "+a.Label, a.Latency))
+		if a.Latency.Count > 0 {
+			p("%s\n", latencyRow("after "+a.Label, a.Latency))
+		}
 	}
 	p("\ninjection\terrors\tp99\tp99 - steady\tstddev - steady\ttime to repair\n")
 	if len(rs.After) == 0 {
 		p("(none)\n")
 	}
 	for _, a := range rs.After {
+		if a.Latency.Count == 0 && a.Errors == 0 {
+			p("%s\t-\t-\t-\t-\t(no request after it)\n", a.Label)
+			continue
+		}
 		repaired := round(a.Repaired).String()
 		if a.Unrepaired {
 			repaired = ">" + repaired + " (not repaired)"
