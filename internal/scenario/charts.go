@@ -24,13 +24,25 @@ func (r *Result) WriteSVG(w io.Writer) error {
 
 // timeline returns the run's timeline: one panel per VIP of the lab, one
 // for connections to no known VIP when there are some, or a single panel
-// when the lab listed no VIP; a mark per step that ran.
+// when the lab listed no VIP; for a request load, a panel of every request
+// and one of their latency; a mark per step that ran.
 func (r *Result) timeline() *chart.Timeline {
 	title := fmt.Sprintf("%s: %s", r.Name, verdict(r.Passed()))
 	if r.Claim != "" {
 		title += " (" + r.Claim + ")"
 	}
 	t := &chart.Timeline{Title: title, Start: r.Start, End: r.End}
+	for _, s := range r.Steps {
+		if s.Ran {
+			t.Marks = append(t.Marks, chart.Mark{At: s.At, Label: s.Step.Label, Alert: s.Err != nil})
+		}
+	}
+	if r.requests() {
+		// A request load says how long service degraded: every request in
+		// one panel, and their latency.
+		t.Panels = []chart.Panel{{Title: "requests, every VIP", Conns: r.conns()}, {Title: "latency", Conns: r.conns(), Latency: true}}
+		return t
+	}
 	byVIP := make([][]traffic.Conn, len(r.VIPs))
 	var other []traffic.Conn
 	for _, c := range r.conns() {
@@ -48,14 +60,6 @@ func (r *Result) timeline() *chart.Timeline {
 		t.Panels = append(t.Panels, chart.Panel{Title: "all connections", Conns: other})
 	case len(other) > 0:
 		t.Panels = append(t.Panels, chart.Panel{Title: "other", Conns: other})
-	}
-	if r.Report != nil && r.Report.Requests != nil {
-		t.Panels = append(t.Panels, chart.Panel{Title: "latency, every VIP", Conns: r.conns(), Latency: true})
-	}
-	for _, s := range r.Steps {
-		if s.Ran {
-			t.Marks = append(t.Marks, chart.Mark{At: s.At, Label: s.Step.Label, Alert: s.Err != nil})
-		}
 	}
 	return t
 }
