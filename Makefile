@@ -63,9 +63,10 @@ claims: deps build ## the claims table: every scenario of testdata/scenarios on 
 	./$(BIN) --name claims test --workers $(CLAIMS_WORKERS) --markdown testdata/scenarios/*.yaml; status=$$?; ./$(BIN) down claims; exit $$status
 
 # The experiment's 100 new connections a second are more than the VM's one
-# CPU carries with the reference lab (30/s kept it 40 % busy); natively,
+# CPU carries with the reference lab (30/s kept it 40 % busy, 50/s 62 %
+# with a steady p99 of 230 ms: the latency was the VM's); natively,
 # run it with EXPERIMENT_RATE=100.
-EXPERIMENT_RATE ?= 50
+EXPERIMENT_RATE ?= 30
 experiment: deps build ## the failure experiment (testdata/experiments) on the reference lab: latency and time to repair
 	./$(BIN) test --up --rate $(EXPERIMENT_RATE) --png out/experiment testdata/experiments/*.yaml
 
