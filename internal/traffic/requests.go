@@ -57,7 +57,6 @@ func (w *worker) requestLoop(ctx context.Context) {
 	r := w.run
 	p := newPacer(r.start, r.cfg.Rate, w.randDuration(interval(r.cfg.Rate)))
 	var inflight sync.WaitGroup
-	defer inflight.Wait()
 	for {
 		due, wait := p.next(time.Now())
 		if !w.sleep(ctx, wait) {
@@ -74,6 +73,8 @@ func (w *worker) requestLoop(ctx context.Context) {
 			w.mu.Unlock()
 		}()
 	}
+	// The idle connections are closed once no request can add one.
+	inflight.Wait()
 	w.closeIdle()
 }
 
