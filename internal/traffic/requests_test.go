@@ -244,7 +244,10 @@ func TestRequestRun(t *testing.T) {
 			if !keep && (reused != 0 || conns < rep.Total-rep.Stopped) {
 				t.Errorf("%d TCP connections for %d requests, %d reused; want one each", conns, rep.Total, reused)
 			}
-			if keep && (reused == 0 || conns > rep.Total/2) {
+			// A request due while the worker's connections are all busy
+			// opens another one (open loop): how many depends on the
+			// machine's speed, but fewer than one per request.
+			if keep && (reused == 0 || conns+reused > rep.Total || conns >= rep.Total) {
 				t.Errorf("%d TCP connections for %d requests, %d reused; want them reused", conns, rep.Total, reused)
 			}
 			if rep.Requests.Latency.Count == 0 || rep.Requests.Latency.P99 <= 0 {
