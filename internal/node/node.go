@@ -257,6 +257,11 @@ func (a *agent) exec(w http.ResponseWriter, r *http.Request) {
 	}
 	rc := http.NewResponseController(w)
 	_ = rc.EnableFullDuplex()
+	// The connection serves this exec only. Ending a read of the body with
+	// a deadline (below) can also end the server's own read for the next
+	// request on the connection, which cancels the connection's context:
+	// a later exec on it would start cancelled.
+	w.Header().Set("Connection", "close")
 	fw := control.NewFrameWriter(w)
 	cmd := exec.CommandContext(r.Context(), argv[0], argv[1:]...)
 	// The request body feeds the command's standard input through a pipe
