@@ -169,6 +169,12 @@ const (
 	SteadyWarmup = time.Second
 )
 
+// minSlow is the fewest requests over the bound that make a second slow.
+// Below 100 requests a second the p99 of a second is its slowest request,
+// and one outlier (a scheduling hiccup) would count as degraded service;
+// from 100 on, a p99 over the bound already means two requests or more.
+const minSlow = 2
+
 // RepairBound returns the latency bound for a steady p99; 0 (no bound:
 // errors alone decide) when there is no steady p99.
 func RepairBound(steadyP99 time.Duration) time.Duration {
@@ -199,8 +205,8 @@ type RepairWindow struct {
 	Latency LatencyStats `json:"latency"`
 	// Repaired is the time to repair: from the injection to the end of the
 	// last request that failed, or that took longer than the bound in a
-	// second (counted from the injection) whose p99 exceeded it. 0 when
-	// service never degraded.
+	// second (counted from the injection) whose p99 exceeded it with two
+	// requests or more (see minSlow). 0 when service never degraded.
 	Repaired time.Duration `json:"repaired_ns"`
 	// Unrepaired is set when the window's last second was still degraded:
 	// service was not repaired before the next injection or the end.
@@ -246,8 +252,10 @@ func (r *Report) repairWindow(inj Injection, to time.Time, bound time.Duration) 
 		lat      []time.Duration
 		degraded bool
 		// lastBad is the end of the last failed request and lastSlow that
-		// of the last request slower than the bound.
+		// of the last request slower than the bound, of which there are
+		// slowCount.
 		lastBad, lastSlow time.Time
+		slowCount         int
 	}
 	secs := make([]second, n)
 	var all []time.Duration
@@ -267,13 +275,14 @@ func (r *Report) repairWindow(inj Injection, to time.Time, bound time.Duration) 
 			all = append(all, c.Latency)
 			if bound > 0 && c.Latency > bound {
 				s.lastSlow = later(s.lastSlow, c.End)
+				s.slowCount++
 			}
 		}
 	}
 	w.Latency = latencyStats(all)
 	for j := n - 1; j >= 0; j-- {
 		s := &secs[j]
-		slow := bound > 0 && latencyStats(s.lat).P99 > bound
+		slow := bound > 0 && s.slowCount >= minSlow && latencyStats(s.lat).P99 > bound
 		if !s.degraded && !slow {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -286,4 +287,34 @@ func TestRequestReportText(t *testing.T) {
 		t.Fatalf("decode: %v", err)
 	}
 	diff(t, "report after a round trip", &back, r, addrs)
+}
+
+// TestRepairsOutlier checks that one slow request in a second of fewer
+// than 100 (whose p99 is then that request) does not count as degraded
+// service, while two do.
+func TestRepairsOutlier(t *testing.T) {
+	ms := time.Millisecond
+	for _, tt := range []struct {
+		slow []int // requests (of 40 a second) that take 200 ms, 20 s in
+		want time.Duration
+	}{
+		{nil, 0},
+		{[]int{800}, 0},
+		{[]int{800, 805}, 20125*ms + 200*ms - 4*time.Second}, // request 805 ends last, at 20.325 s
+	} {
+		var cs []Conn
+		for i := range 1000 { // 25 s at 40 a second
+			c := Conn{ID: i + 1, Start: at(i * 25), Outcome: OutcomeOK, Latency: 10 * ms}
+			if slices.Contains(tt.slow, i) {
+				c.Latency = 200 * ms
+			}
+			c.End = c.Start.Add(c.Latency)
+			cs = append(cs, c)
+		}
+		r := newReport(t0, at(25000), settings{mode: ModeRequests, workers: 10, rate: 4}, cs)
+		got := r.Repairs([]Injection{{Label: "kill", At: at(4000)}}).After[0].Repaired
+		if got != tt.want {
+			t.Errorf("slow requests %v: repaired after %s, want %s", tt.slow, got, tt.want)
+		}
+	}
 }
