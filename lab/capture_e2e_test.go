@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/lab-lb/lab/internal/cli"
 	"github.com/lab-lb/lab/internal/pcapstream"
+	"github.com/lab-lb/lab/internal/testenv"
 	"github.com/lab-lb/lab/lab"
 )
 
@@ -340,14 +342,12 @@ func waitNoTcpdump(t *testing.T, l *lab.Lab, name string) {
 	script := `for f in $(grep -lx tcpdump /proc/[0-9]*/comm 2>/dev/null); do
 		p=${f%/comm}; grep -qzx "LAB_NAME=$1" $p/environ 2>/dev/null && echo "${p#/proc/}"
 	done; true`
-	var out string
 	start := time.Now()
-	for range 20 {
-		if out, _ = execOut(t, l, "lb7-1", "sh", "-c", script, "sh", name); out == "" {
-			t.Logf("no tcpdump left (checked for %s)", time.Since(start).Round(time.Millisecond))
-			return
+	testenv.EventuallyEvery(t, 10*time.Second, 500*time.Millisecond, "no tcpdump left after its capture stopped", func() error {
+		if out, _ := execOut(t, l, "lb7-1", "sh", "-c", script, "sh", name); out != "" {
+			return fmt.Errorf("tcpdump still runs: process %s", strings.TrimSpace(out))
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Errorf("tcpdump still runs after its capture stopped: process %s", strings.TrimSpace(out))
+		return nil
+	})
+	t.Logf("no tcpdump left (checked for %s)", time.Since(start).Round(time.Millisecond))
 }

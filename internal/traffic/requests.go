@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -84,37 +85,22 @@ func (w *worker) request(ctx context.Context, due time.Time, seed uint64) Conn {
 	r := w.run
 	c := Conn{ID: int(r.nextID.Add(1)), Start: time.Now()}
 	r.begin(c.Start)
-	pick := pickFrom(seed)
+	// Each request has its own random choices: requests run concurrently.
+	pick := rand.New(rand.NewPCG(seed, 0))
 	conn, req, c, err := w.requestConn(ctx, c, pick)
-	if err != nil {
+	switch {
+	case err != nil:
 		c = w.end(ctx, c, err)
-		c.Latency = c.End.Sub(due)
-		return c
+	default:
+		c = w.exchangeShort(ctx, c, conn, req)
+		if c.Outcome == OutcomeOK && !c.Stopped && r.cfg.KeepAlive && conn.reusable {
+			w.putIdle(conn)
+		} else {
+			_ = conn.Close()
+		}
 	}
-	c = w.exchangeShort(ctx, c, conn, req)
 	c.Latency = c.End.Sub(due)
-	if c.Outcome == OutcomeOK && !c.Stopped && r.cfg.KeepAlive && conn.reusable {
-		w.putIdle(conn)
-	} else {
-		_ = conn.Close()
-	}
 	return c
-}
-
-// picker makes a request's random choices; each request has its own, as
-// requests run concurrently.
-type picker struct{ x uint64 }
-
-// pickFrom returns the picker of seed.
-func pickFrom(seed uint64) *picker { return &picker{x: seed | 1} }
-
-// intN returns a number in [0, n), from a xorshift generator: cheap,
-// reproducible for a seed, and good enough to pick a target.
-func (p *picker) intN(n int) int {
-	p.x ^= p.x << 13
-	p.x ^= p.x >> 7
-	p.x ^= p.x << 17
-	return int(p.x % uint64(n))
 }
 
 // keptConn is a connection of a request load, with what its reuse needs.
@@ -132,14 +118,14 @@ type keptConn struct {
 
 // requestConn returns the connection of a request: a kept one (KeepAlive)
 // or a new one to a random target, recording target and source in c.
-func (w *worker) requestConn(ctx context.Context, c Conn, pick *picker) (*keptConn, []byte, Conn, error) {
+func (w *worker) requestConn(ctx context.Context, c Conn, pick *rand.Rand) (*keptConn, []byte, Conn, error) {
 	r := w.run
 	if kc := w.takeIdle(); kc != nil {
 		c.Target, c.Name = kc.target, kc.name
 		kc.reused = true
 		return kc, kc.req, c, nil
 	}
-	i := pick.intN(len(r.targets) + len(r.names))
+	i := pick.IntN(len(r.targets) + len(r.names))
 	if i < len(r.targets) {
 		t := &r.targets[i]
 		conn, err := w.dialPick(ctx, &c, t.addr, pick)
@@ -158,7 +144,7 @@ func (w *worker) requestConn(ctx context.Context, c Conn, pick *picker) (*keptCo
 		return nil, nil, c, dnsError{err}
 	}
 	var conn net.Conn
-	for _, a := range order(addrs, len(r.dialers4) > 0, len(r.dialers6) > 0, pick.intN(2) == 0) {
+	for _, a := range order(addrs, len(r.dialers4) > 0, len(r.dialers6) > 0, pick.IntN(2) == 0) {
 		if conn, err = w.dialPick(ctx, &c, netip.AddrPortFrom(a, n.port), pick); err == nil || ctx.Err() != nil {
 			break
 		}
@@ -187,13 +173,13 @@ func (w *worker) keep(conn net.Conn, c *Conn, req []byte) *keptConn {
 }
 
 // dialPick is dial with the request's own random choices.
-func (w *worker) dialPick(ctx context.Context, c *Conn, addr netip.AddrPort, pick *picker) (net.Conn, error) {
+func (w *worker) dialPick(ctx context.Context, c *Conn, addr netip.AddrPort, pick *rand.Rand) (net.Conn, error) {
 	r := w.run
 	network, dialers := "tcp4", r.dialers4
 	if !addr.Addr().Unmap().Is4() {
 		network, dialers = "tcp6", r.dialers6
 	}
-	return r.dialWith(ctx, c, &dialers[pick.intN(len(dialers))], network, addr)
+	return r.dialWith(ctx, c, &dialers[pick.IntN(len(dialers))], network, addr)
 }
 
 // exchangeShort sends req on conn and reads the whole response, bounded by
