@@ -41,6 +41,7 @@ func TestE2EClaims(t *testing.T) {
 	for i, topo := range topologies {
 		name := fmt.Sprintf("e2e-claims-%d", i+1)
 		l := up(t, topo, name)
+		failed := false
 		for _, s := range byTopology[topo] {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			res, err := l.RunScenario(ctx, s, nil)
@@ -53,7 +54,11 @@ func TestE2EClaims(t *testing.T) {
 			_ = res.WriteText(&out)
 			if !res.Passed() {
 				t.Errorf("scenario %s failed:\n%s", s.Name, out.String())
+				failed = true
 			}
+		}
+		if failed {
+			logEvents(t, l) // while the lab is up
 		}
 		// One VM at a time: the next lab comes up once this one is down.
 		if err := l.Down(context.Background()); err != nil {

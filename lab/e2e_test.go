@@ -159,23 +159,33 @@ func up(t *testing.T, topo, name string) *lab.Lab {
 		}
 	})
 	// Runs before the lab goes down: a failed test shows the lab's event
-	// log (health transitions, IPVS and route changes, injections).
+	// log, unless the test took the lab down itself (and logged it then).
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		evs, err := l.Events(ctx)
-		if err != nil {
-			t.Logf("events: %v", err)
+		if _, err := lab.Open(name); err != nil {
 			return
 		}
-		for _, e := range evs {
-			t.Logf("event %s %-8s %-12s %s", e.Time.Format("15:04:05.000"), e.Node, e.Kind, e.Msg)
-		}
+		logEvents(t, l)
 	})
 	return l
+}
+
+// logEvents logs the event log of l: health transitions, IPVS and route
+// changes, injections.
+func logEvents(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	evs, err := l.Events(ctx)
+	if err != nil {
+		t.Logf("events: %v", err)
+		return
+	}
+	for _, e := range evs {
+		t.Logf("event %s %-8s %-12s %s", e.Time.Format("15:04:05.000"), e.Node, e.Kind, e.Msg)
+	}
 }
 
 func execOut(t *testing.T, l *lab.Lab, node string, argv ...string) (string, int) {

@@ -88,10 +88,15 @@ type RepairWindow struct {
 	Latency LatencyStats `json:"latency"`
 	// Repaired is the time to repair: from the injection to the end of the
 	// last request that failed, or that was slower than Repairs.Bound in a
-	// second whose p99 was. 0 when service never degraded.
+	// second whose p99 was (with two such requests or more), before three
+	// clean seconds in a row settled service. 0 when service never
+	// degraded.
 	Repaired time.Duration `json:"repaired_ns"`
 	// Unrepaired is set when the window's last second was still degraded.
 	Unrepaired bool `json:"unrepaired,omitempty"`
+	// LateSlow counts the slow seconds after service had settled: a stall
+	// of the machine seconds later, which Repaired leaves out.
+	LateSlow int `json:"late_slow_seconds,omitempty"`
 }
 
 // Repairs computes the time to repair after each injection (in time
@@ -151,7 +156,7 @@ func repairsFrom(rs traffic.Repairs) *Repairs {
 		Steady: LatencyStats(rs.Steady), Bound: rs.Bound,
 		After: convert(rs.After, func(w traffic.RepairWindow) RepairWindow {
 			return RepairWindow{Injection: Injection(w.Injection), Errors: w.Errors, Latency: LatencyStats(w.Latency),
-				Repaired: w.Repaired, Unrepaired: w.Unrepaired}
+				Repaired: w.Repaired, Unrepaired: w.Unrepaired, LateSlow: w.LateSlow}
 		}),
 	}
 }

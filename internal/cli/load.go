@@ -47,7 +47,8 @@ reset, timeout, bad status, exhausted: no free local port) and latency
 p50/p90/p99/max; and, for each failure injected into the lab meanwhile
 (lab kill, freeze, link...: the lab's event log), the latency against the
 steady part and the time to repair: until the last request failed or p99
-was back within twice the steady p99.`,
+was back within twice the steady p99 (a slow second after three clean
+ones in a row is the machine's noise and left out).`,
 		Args: cobra.NoArgs,
 		// The mode's flags are checked before any lab is opened.
 		PreRunE: func(cmd *cobra.Command, _ []string) error { return loadMode(cmd, &cfg, requests) },

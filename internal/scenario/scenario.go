@@ -252,8 +252,8 @@ const (
 	MetricP99 Metric = "p99"
 	// MetricRepair is the time to repair after the scope's After step (a
 	// request load): until the last request failed, or was slower than
-	// twice the steady p99 in a second whose p99 was (see
-	// traffic.Report.Repairs). It fails when service was not repaired
+	// twice the steady p99 in a second whose p99 was, before service
+	// settled (see traffic.Report.Repairs). It fails when service was not repaired
 	// before the next injection or the end.
 	MetricRepair Metric = "repair"
 )

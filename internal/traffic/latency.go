@@ -175,6 +175,13 @@ const (
 // from 100 on, a p99 over the bound already means two requests or more.
 const minSlow = 2
 
+// RepairSettle is how many seconds in a row, with requests and neither a
+// failed nor a slow one, settle service after an injection. A slow second
+// after that is the machine's noise (a stall of the VM seconds later), not
+// the injection's doing, and does not move the time to repair; a failed
+// request always does.
+const RepairSettle = 3
+
 // RepairBound returns the latency bound for a steady p99; 0 (no bound:
 // errors alone decide) when there is no steady p99.
 func RepairBound(steadyP99 time.Duration) time.Duration {
@@ -205,12 +212,16 @@ type RepairWindow struct {
 	Latency LatencyStats `json:"latency"`
 	// Repaired is the time to repair: from the injection to the end of the
 	// last request that failed, or that took longer than the bound in a
-	// second (counted from the injection) whose p99 exceeded it with two
-	// requests or more (see minSlow). 0 when service never degraded.
+	// slow second (counted from the injection: its p99 exceeded the bound,
+	// with two requests or more over it, see minSlow) before service
+	// settled (RepairSettle). 0 when service never degraded.
 	Repaired time.Duration `json:"repaired_ns"`
 	// Unrepaired is set when the window's last second was still degraded:
 	// service was not repaired before the next injection or the end.
 	Unrepaired bool `json:"unrepaired,omitempty"`
+	// LateSlow counts the slow seconds after service had settled, which
+	// Repaired leaves out.
+	LateSlow int `json:"late_slow_seconds,omitempty"`
 }
 
 // Repairs computes the time to repair after each injection, which must be
@@ -280,19 +291,33 @@ func (r *Report) repairWindow(inj Injection, to time.Time, bound time.Duration) 
 		}
 	}
 	w.Latency = latencyStats(all)
-	for j := n - 1; j >= 0; j-- {
+	var end time.Time // of the degradation counted so far
+	good := 0         // seconds in a row that were neither failed nor slow
+	for j := range secs {
 		s := &secs[j]
 		slow := bound > 0 && s.slowCount >= minSlow && latencyStats(s.lat).P99 > bound
-		if !s.degraded && !slow {
+		switch {
+		case s.degraded:
+			end = later(end, s.lastBad)
+			if slow && good < RepairSettle {
+				end = later(end, s.lastSlow)
+			}
+		case slow && good >= RepairSettle:
+			w.LateSlow++
+			continue
+		case slow:
+			end = later(end, s.lastSlow)
+		default:
+			if len(s.lat) > 0 {
+				good++
+			}
 			continue
 		}
-		end := s.lastBad
-		if slow {
-			end = later(end, s.lastSlow)
-		}
-		w.Repaired = end.Sub(inj.At)
+		good = 0
 		w.Unrepaired = j == n-1
-		break
+	}
+	if !end.IsZero() {
+		w.Repaired = end.Sub(inj.At)
 	}
 	return w
 }

@@ -190,6 +190,35 @@ func TestRepairs(t *testing.T) {
 			}
 		})
 	}
+	// A slow second once service has settled (RepairSettle seconds in a
+	// row without a failed or slow request) is noise; before, it counts.
+	slowAt := func(ids ...int) *Report {
+		cs := requestConns()
+		for _, i := range ids {
+			cs[i].Latency = 300 * ms
+			cs[i].End = cs[i].Start.Add(cs[i].Latency)
+		}
+		return newReport(t0, at(10000), settings{mode: ModeRequests, workers: 1, rate: 10}, cs)
+	}
+	// From 3.5 s: failed requests in the first second, slow ones in the
+	// next two (until 6.1 s), then clean seconds from 6.5 s.
+	kill := []Injection{{Label: "kill lb7-1", At: at(3500)}}
+	for _, tt := range []struct {
+		name     string
+		slow     []int
+		repaired time.Duration
+		late     int
+	}{
+		{"slow after two clean seconds", []int{85, 86}, 5400 * ms, 0},      // 8.6 s + 300 ms
+		{"slow after three clean seconds", []int{95, 96}, 2600 * ms, 1},    // noise; 6.1 s
+		{"a lone slow request is no slow second", []int{85}, 2600 * ms, 0}, // minSlow
+	} {
+		w := slowAt(tt.slow...).Repairs(kill).After[0]
+		if w.Repaired != tt.repaired || w.LateSlow != tt.late || w.Unrepaired {
+			t.Errorf("%s: repaired %s, %d late slow seconds, unrepaired %v; want %s, %d, false",
+				tt.name, w.Repaired, w.LateSlow, w.Unrepaired, tt.repaired, tt.late)
+		}
+	}
 	if got := RepairBound(100 * ms); got != 200*ms {
 		t.Errorf("RepairBound(100ms) = %s, want twice the p99", got)
 	}
@@ -295,12 +324,12 @@ func TestRequestReportText(t *testing.T) {
 func TestRepairsOutlier(t *testing.T) {
 	ms := time.Millisecond
 	for _, tt := range []struct {
-		slow []int // requests (of 40 a second) that take 200 ms, 20 s in
+		slow []int // requests (of 40 a second) that take 200 ms, 1 s after the injection
 		want time.Duration
 	}{
 		{nil, 0},
 		{[]int{800}, 0},
-		{[]int{800, 805}, 20125*ms + 200*ms - 4*time.Second}, // request 805 ends last, at 20.325 s
+		{[]int{800, 805}, 20125*ms + 200*ms - 19*time.Second}, // request 805 ends last, at 20.325 s
 	} {
 		var cs []Conn
 		for i := range 1000 { // 25 s at 40 a second
@@ -312,7 +341,7 @@ func TestRepairsOutlier(t *testing.T) {
 			cs = append(cs, c)
 		}
 		r := newReport(t0, at(25000), settings{mode: ModeRequests, workers: 10, rate: 4}, cs)
-		got := r.Repairs([]Injection{{Label: "kill", At: at(4000)}}).After[0].Repaired
+		got := r.Repairs([]Injection{{Label: "kill", At: at(19000)}}).After[0].Repaired
 		if got != tt.want {
 			t.Errorf("slow requests %v: repaired after %s, want %s", tt.slow, got, tt.want)
 		}

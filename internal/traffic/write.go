@@ -273,8 +273,13 @@ func (rs Repairs) WriteText(w io.Writer) error {
 		p("%s\t%d\t%s\t%+dms\t%+dms\t%s\n", a.Label, a.Errors, ms(a.Latency.P99),
 			(a.Latency.P99 - rs.Steady.P99).Milliseconds(), (a.Latency.StdDev - rs.Steady.StdDev).Milliseconds(), repaired)
 	}
-	p("(repaired: the last request failed, or took over %s (twice the steady p99, %s above it at least) in a second whose p99 did, with %d such requests or more)\n",
-		ms(rs.Bound), RepairSlack, minSlow)
+	p("(repaired: the last request failed, or took over %s (twice the steady p99, %s above it at least) in a second whose p99 did, with %d such requests or more, before %d clean seconds in a row)\n",
+		ms(rs.Bound), RepairSlack, minSlow, RepairSettle)
+	for _, a := range rs.After {
+		if a.LateSlow > 0 {
+			p("(%s: %d slow seconds after service had settled, left out as the machine's noise)\n", a.Label, a.LateSlow)
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write repairs: %w", err)
 	}
