@@ -54,6 +54,8 @@ type Server struct {
 	sessions map[netip.Addr]*session
 	started  bool
 
+	echo4, echo6 *echoConn // nil without the echo function; the owner's
+
 	wake    chan struct{} // SetPeers to the owner: sessions changed
 	rx      chan received // readers to the owner
 	readers atomic.Int32  // readers running, for tests
@@ -175,12 +177,29 @@ func (s *Server) Start(ctx context.Context) error {
 		f4.close()
 		return err
 	}
+	if s.cfg.Echo > 0 {
+		id := uint16(rand.IntN(1<<16-1) + 1)
+		if s.echo4, err = openEcho(s.listen, "ip4:icmp", id); err == nil {
+			if s.echo6, err = openEcho(s.listen, "ip6:ipv6-icmp", id); err != nil {
+				s.echo4.close()
+			}
+		}
+		if err != nil {
+			f4.close()
+			f6.close()
+			return err
+		}
+	}
 	s.started = true
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer f4.close()
 		defer f6.close()
+		if s.echo4 != nil {
+			defer s.echo4.close()
+			defer s.echo6.close()
+		}
 		s.run(ctx, f4.send, f6.send)
 	})
 	for _, f := range []*family{f4, f6} {
@@ -367,12 +386,26 @@ func (s *Server) run(ctx context.Context, send4, send6 net.PacketConn) {
 	}
 }
 
-// step applies the packets rx, then sends the packets due and runs the
-// detection timers. It returns the earliest session deadline.
+// step applies the packets rx and the echo replies queued, then runs the
+// detection timers and sends the packets and echoes due. It returns the
+// earliest session deadline.
 func (s *Server) step(now time.Time, rx []received, send4, send6 net.PacketConn) time.Time {
 	var changes []Session
 	var next time.Time
 	s.mu.Lock()
+	for _, e := range []*echoConn{s.echo4, s.echo6} {
+		if e == nil {
+			continue
+		}
+		err := e.drain(func(src netip.Addr, seq uint16) {
+			if ss := s.sessions[src]; ss != nil {
+				ss.echoReply(seq)
+			}
+		})
+		if err != nil {
+			s.log.Warn("read bfd echo replies", "err", err)
+		}
+	}
 	send := func(ss *session, p Packet) {
 		c := send4
 		if ss.peer.Is6() {
@@ -398,11 +431,14 @@ func (s *Server) step(now time.Time, rx []received, send4, send6 net.PacketConn)
 		}
 	}
 	for _, ss := range s.sessions {
-		if ss.expired(now) {
+		if ss.expired(now) || ss.echoExpired(now) {
 			changes = append(changes, ss.snapshot())
 		}
 		if ss.due(now) {
 			send(ss, ss.packet(now))
+		}
+		if seq, ok := ss.echoDue(now); ok {
+			s.sendEcho(ss, seq)
 		}
 		if d := ss.deadline(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
 			next = d
@@ -415,6 +451,23 @@ func (s *Server) step(now time.Time, rx []received, send4, send6 net.PacketConn)
 		s.onChange(c)
 	}
 	return next
+}
+
+// sendEcho sends echo request seq of session ss, and records it sent as of
+// when the send returned. s.mu must be held.
+func (s *Server) sendEcho(ss *session, seq uint16) {
+	e := s.echo4
+	if ss.peer.Is6() {
+		e = s.echo6
+	}
+	if e == nil {
+		return
+	}
+	if err := e.send(ss.peer, seq); err != nil {
+		s.log.Debug("send bfd echo", "peer", ss.peer, "err", err)
+		return // no answer is owed
+	}
+	ss.echoSent(seq, time.Now())
 }
 
 // demux finds the session of a packet (RFC 5880 §6.8.6): by source address,

@@ -9,10 +9,18 @@ import (
 // Config is a session's local parameters.
 type Config struct {
 	// Interval is bfd.DesiredMinTxInterval once Up and always
-	// bfd.RequiredMinRxInterval; zero means 300 ms.
+	// bfd.RequiredMinRxInterval (one second at least with Echo); zero
+	// means 300 ms.
 	Interval time.Duration
-	// Multiplier is bfd.DetectMult, 1 to 255; zero means 3.
+	// Multiplier is bfd.DetectMult, 1 to 255; zero means 3. It counts
+	// echoes too.
 	Multiplier int
+	// Echo is the interval of the echo function (see echo.go), zero for
+	// none: while the session is Up, an ICMP echo request goes to the peer
+	// every Echo, and the session goes Down (DiagEchoFailed) once
+	// Multiplier of them, the oldest sent Multiplier x Echo ago, are
+	// unanswered.
+	Echo time.Duration
 }
 
 // withDefaults fills the zero fields of c and clamps the others to what the
@@ -29,6 +37,16 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// controlInterval is the interval of control packets: Interval, and at
+// least one second with the echo function, which then detects failures
+// (RFC 5880 §6.8.3: control traffic at a negligible level).
+func (c Config) controlInterval() time.Duration {
+	if c.Echo > 0 {
+		return max(c.Interval, slowTx)
+	}
+	return c.Interval
+}
+
 // slowTx is bfd.DesiredMinTxInterval while a session is not Up (RFC 5880
 // §6.8.3 asks for at least one second).
 const slowTx = time.Second
@@ -42,6 +60,7 @@ type Session struct {
 	Downs       int           `json:"downs"`          // times it left Up
 	TxInterval  time.Duration `json:"tx_interval"`    // before jitter
 	DetectTime  time.Duration `json:"detect_time"`    // 0 until the peer is heard
+	Echo        time.Duration `json:"echo,omitempty"` // echo interval, 0 without
 	LocalDiscr  uint32        `json:"local_discr"`
 	RemoteDiscr uint32        `json:"remote_discr"`
 }
@@ -78,6 +97,13 @@ type session struct {
 	downs      int
 	sendFailed bool // a send error was logged in this state
 
+	// The echo function, while Up: the next echo is due at nextEcho
+	// (zero: none) with sequence number echoSeq; unanswered holds the
+	// echoes sent and not answered, oldest first.
+	nextEcho   time.Time
+	echoSeq    uint16
+	unanswered []pendingEcho
+
 	rand func() float64 // in [0, 1), for the jitter
 }
 
@@ -91,7 +117,7 @@ func newSession(peer netip.Addr, discr uint32, cfg Config, now time.Time) *sessi
 		remoteState:   Down,
 		desiredMinTx:  slowTx,
 		activeMinTx:   slowTx,
-		requiredMinRx: cfg.Interval,
+		requiredMinRx: cfg.controlInterval(),
 		remoteMinRx:   time.Microsecond, // RFC 5880 §6.8.1
 		nextTx:        now,
 		since:         now,
@@ -150,9 +176,9 @@ func (s *session) receive(p Packet, now time.Time) (changed, reply bool) {
 }
 
 // setState moves to st, sending at once; diag, unless DiagNone, replaces the
-// diagnostic. Entering Up lowers the transmission interval to cfg.Interval
-// and starts a poll sequence; leaving it goes back to one second, which needs
-// no poll (RFC 5880 §6.8.3).
+// diagnostic. Entering Up lowers the transmission interval to the control
+// interval and starts a poll sequence, and the echo function; leaving it
+// goes back to one second, which needs no poll (RFC 5880 §6.8.3).
 func (s *session) setState(st State, diag Diag, now time.Time) {
 	if s.state == Up {
 		s.downs++
@@ -160,12 +186,16 @@ func (s *session) setState(st State, diag Diag, now time.Time) {
 		s.polling = false
 	}
 	if st == Up {
-		s.desiredMinTx = s.cfg.Interval
+		s.desiredMinTx = s.cfg.controlInterval()
 		s.activeMinTx = min(s.activeMinTx, s.desiredMinTx) // an increase waits for the final
 		s.polling = true
 	}
 	if diag != DiagNone {
 		s.diag = diag
+	}
+	s.unanswered, s.nextEcho = s.unanswered[:0], time.Time{}
+	if st == Up && s.cfg.Echo > 0 {
+		s.nextEcho = now
 	}
 	s.state = st
 	s.since = now
@@ -206,16 +236,84 @@ func (s *session) due(now time.Time) bool {
 	return !s.nextTx.IsZero() && !now.Before(s.nextTx)
 }
 
-// deadline is when the session next needs due or expired checked: the
-// earlier of the next transmission and the detection timer, zero for never.
+// deadline is when the session next needs due, expired, echoDue or
+// echoExpired checked: the earliest of the next transmission, the
+// detection timer, the next echo and the echo detection time, zero for
+// never.
 func (s *session) deadline() time.Time {
 	d := s.nextTx
-	if s.remoteDiscr != 0 {
-		if e := s.lastRx.Add(s.detectTime()); d.IsZero() || e.Before(d) {
+	earlier := func(e time.Time) {
+		if !e.IsZero() && (d.IsZero() || e.Before(d)) {
 			d = e
 		}
 	}
+	if s.remoteDiscr != 0 {
+		earlier(s.lastRx.Add(s.detectTime()))
+	}
+	earlier(s.nextEcho)
+	if len(s.unanswered) >= s.cfg.Multiplier { // fewer: the next echo comes first
+		earlier(s.unanswered[0].at.Add(s.echoDetectTime()))
+	}
 	return d
+}
+
+// pendingEcho is an echo request sent and not answered yet.
+type pendingEcho struct {
+	seq uint16
+	at  time.Time
+}
+
+// echoDetectTime is how long the oldest unanswered echo may wait.
+func (s *session) echoDetectTime() time.Duration {
+	return time.Duration(s.cfg.Multiplier) * s.cfg.Echo
+}
+
+// echoDue returns the sequence number of the echo request to send now, if
+// one is due, and schedules the next one at the next multiple of Echo (in
+// absolute time: the echoes of every session go together, and their
+// sender wakes once for all). The caller sends it and then calls echoSent
+// with the time the send returned.
+func (s *session) echoDue(now time.Time) (seq uint16, due bool) {
+	if s.nextEcho.IsZero() || now.Before(s.nextEcho) {
+		return 0, false
+	}
+	s.echoSeq++
+	s.nextEcho = now.Truncate(s.cfg.Echo).Add(s.cfg.Echo)
+	return s.echoSeq, true
+}
+
+// echoSent records that echo seq left at at.
+func (s *session) echoSent(seq uint16, at time.Time) {
+	if s.state == Up && s.cfg.Echo > 0 {
+		s.unanswered = append(s.unanswered, pendingEcho{seq, at})
+	}
+}
+
+// echoReply applies the reply to echo seq: it and every older echo are
+// answered (the peer's kernel is there; replies overtaking each other do
+// not matter).
+func (s *session) echoReply(seq uint16) {
+	for i, e := range s.unanswered {
+		if e.seq == seq {
+			s.unanswered = append(s.unanswered[:0], s.unanswered[i+1:]...)
+			return
+		}
+	}
+}
+
+// echoExpired applies the echo detection: Multiplier echoes unanswered,
+// the oldest sent the echo detection time ago, take the session Down. The
+// caller must first have applied every reply it has received (see
+// Server.step): it judges by what came back, not by when it looked, so
+// that a caller held up (a busy machine) fails no session that answered.
+// It reports whether the state changed.
+func (s *session) echoExpired(now time.Time) bool {
+	if s.state != Up || len(s.unanswered) < s.cfg.Multiplier ||
+		now.Before(s.unanswered[0].at.Add(s.echoDetectTime())) {
+		return false
+	}
+	s.setState(Down, DiagEchoFailed, now)
+	return true
 }
 
 // control is the packet describing the session.
@@ -271,6 +369,7 @@ func (s *session) snapshot() Session {
 		Downs:       s.downs,
 		TxInterval:  s.txInterval(),
 		DetectTime:  s.detectTime(),
+		Echo:        s.cfg.Echo,
 		LocalDiscr:  s.localDiscr,
 		RemoteDiscr: s.remoteDiscr,
 	}

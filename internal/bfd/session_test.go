@@ -300,3 +300,94 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("clamped %+v, want 1µs × 255", c)
 	}
 }
+
+// TestEcho checks the echo function: echoes go out once Up, every Echo; a
+// reply answers its echo and the older ones; the session fails once
+// Multiplier echoes are unanswered, the oldest Multiplier x Echo ago, and
+// not when the caller itself was held up and sent nothing.
+func TestEcho(t *testing.T) {
+	ms := time.Millisecond
+	cfg := Config{Interval: time.Second, Multiplier: 3, Echo: 100 * ms}
+	up := func() (*session, *session) {
+		a := testSession(addrB, 1, cfg)
+		b := testSession(addrA, 2, Config{Interval: time.Second, Multiplier: 3})
+		if _, due := a.echoDue(t0); due {
+			t.Fatal("echo due before the session is up")
+		}
+		handshake(t, a, b, t0)
+		return a, b
+	}
+	// tick sends the echo due at now, if any, and returns its number.
+	tick := func(a *session, now time.Time) (uint16, bool) {
+		seq, due := a.echoDue(now)
+		if due {
+			a.echoSent(seq, now)
+		}
+		return seq, due
+	}
+
+	t.Run("answered", func(t *testing.T) {
+		a, _ := up()
+		for i := range 50 { // 5 s, every echo answered
+			now := t0.Add(time.Duration(i) * 100 * ms)
+			seq, due := tick(a, now)
+			if !due {
+				t.Fatalf("no echo due at %s", now.Sub(t0))
+			}
+			if a.echoExpired(now) {
+				t.Fatalf("session failed at %s with every echo answered", now.Sub(t0))
+			}
+			a.echoReply(seq)
+		}
+		if d := a.deadline(); d.IsZero() || d.After(t0.Add(5*time.Second)) {
+			t.Errorf("deadline %s, want the next echo at 5s", d.Sub(t0))
+		}
+	})
+
+	t.Run("silent peer", func(t *testing.T) {
+		a, _ := up()
+		var failedAt time.Duration
+		for i := range 10 {
+			now := t0.Add(time.Duration(i) * 100 * ms)
+			tick(a, now)
+			if a.echoExpired(now) {
+				failedAt = now.Sub(t0)
+				break
+			}
+		}
+		if failedAt != 300*ms || a.state != Down || a.diag != DiagEchoFailed || a.downs != 1 {
+			t.Errorf("failed at %s in %s (%s), want at 300ms in down (echo failed)", failedAt, a.state, a.diag)
+		}
+		if _, due := a.echoDue(t0.Add(time.Second)); due || len(a.unanswered) != 0 {
+			t.Error("echoes continue after the session went down")
+		}
+	})
+
+	t.Run("a late reply answers the older echoes", func(t *testing.T) {
+		a, _ := up()
+		tick(a, t0)
+		tick(a, t0.Add(100*ms))
+		seq, _ := tick(a, t0.Add(200*ms))
+		a.echoReply(seq) // the first two were lost, or overtaken
+		if len(a.unanswered) != 0 || a.echoExpired(t0.Add(300*ms)) {
+			t.Errorf("%d unanswered after the newest was answered", len(a.unanswered))
+		}
+	})
+
+	t.Run("held up caller", func(t *testing.T) {
+		a, _ := up()
+		seq, _ := tick(a, t0)
+		// Held up for 2 s: the reply came in time and is applied first,
+		// as Server.step drains the socket before it judges.
+		a.echoReply(seq)
+		now := t0.Add(2 * time.Second)
+		if a.echoExpired(now) {
+			t.Fatal("session failed after its caller was held up")
+		}
+		// One echo sent since, unanswered: too few to fail.
+		tick(a, now)
+		if a.echoExpired(now.Add(time.Second)) {
+			t.Error("session failed on one unanswered echo")
+		}
+	})
+}

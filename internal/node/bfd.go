@@ -15,8 +15,9 @@ import (
 
 // BFD runs between routers and LB4s: a router has a session with every
 // LB4 address facing it, an LB4 with every router address facing it, in
-// each family they share. The router acts on it (see [usableNextHops]);
-// the LB4 only answers, and shows its sessions.
+// each family they share. The router acts on it (see [usableNextHops])
+// and runs the echo function when its settings ask (the LB4's kernel
+// answers); the LB4 only answers, and shows its sessions.
 
 // bfdPeers are the addresses, facing this node, of every node of role.
 func (a *agent) bfdPeers(role topology.Role) []netip.Addr {
@@ -33,13 +34,19 @@ func (a *agent) bfdPeers(role topology.Role) []netip.Addr {
 }
 
 // startBFD starts the node's BFD sessions with peers when its settings
-// enable BFD, and returns nil otherwise; see bfdChanged for onChange.
-func (a *agent) startBFD(ctx context.Context, peers []netip.Addr, onChange func(bfd.Session)) (*bfd.Server, error) {
+// enable BFD, and returns nil otherwise; see bfdChanged for onChange. The
+// sessions echo when echo is set (a router) and the settings give an
+// echo interval.
+func (a *agent) startBFD(ctx context.Context, peers []netip.Addr, echo bool, onChange func(bfd.Session)) (*bfd.Server, error) {
 	set := a.node.Settings.BFD
 	if !set.Enabled {
 		return nil, nil
 	}
-	s := bfd.NewServer(bfd.Config{Interval: set.Interval, Multiplier: set.Multiplier}, a.at.listenPacket, a.log, a.bfdChanged(onChange))
+	cfg := bfd.Config{Interval: set.Interval, Multiplier: set.Multiplier}
+	if echo {
+		cfg.Echo = set.Echo
+	}
+	s := bfd.NewServer(cfg, a.at.listenPacket, a.log, a.bfdChanged(onChange))
 	s.SetPeers(peers)
 	if err := s.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start bfd: %w", err)

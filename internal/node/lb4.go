@@ -124,7 +124,7 @@ func (l *lb4) Start(ctx context.Context) error {
 		return fmt.Errorf("start bgp: %w", err)
 	}
 	// BFD only answers the routers, which act on it.
-	if l.bfd, err = l.a.startBFD(ctx, l.a.bfdPeers(topology.RoleRouter), nil); err != nil {
+	if l.bfd, err = l.a.startBFD(ctx, l.a.bfdPeers(topology.RoleRouter), false, nil); err != nil {
 		l.speaker.Stop()
 		return err
 	}

@@ -94,7 +94,7 @@ func (r *router) Start(ctx context.Context) error {
 		return err
 	}
 	r.fib = fib
-	if r.bfd, err = r.a.startBFD(ctx, r.a.bfdPeers(topology.RoleLB4), r.onBFD); err != nil {
+	if r.bfd, err = r.a.startBFD(ctx, r.a.bfdPeers(topology.RoleLB4), true, r.onBFD); err != nil {
 		fib.Close()
 		return err
 	}
@@ -134,8 +134,9 @@ func (r *router) onBest(p netip.Prefix, nhs []netip.Addr) {
 }
 
 // onBFD follows a BFD session: when it fails, the LB4 leaves the routes
-// through it as soon as its kernel is found silent too (confirm); when it
-// comes back up, it returns to them at once.
+// through it as soon as its kernel is found silent too (at once when the
+// echo function failed it, after confirm otherwise); when it comes back
+// up, it returns to them at once.
 func (r *router) onBFD(s bfd.Session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -145,6 +146,10 @@ func (r *router) onBFD(s bfd.Session) {
 	if s.Failed() {
 		r.downs++
 		r.bfdDown[s.Peer] = r.downs
+		if s.Diag == bfd.DiagEchoFailed {
+			r.setFailed(s.Peer, true) // its kernel answered no echo: asked already
+			return
+		}
 		go r.confirm(s.Peer, r.downs)
 		return
 	}

@@ -168,6 +168,23 @@ func TestRouterBFD(t *testing.T) {
 	want("bfd down, lb4-2 answers", map[netip.Prefix][]netip.Addr{vip1: {lb41, lb42}, vip2: {lb42}})
 	onBFD(session(lb42, bfd.Up, 2))
 
+	// The echo function failing is the kernel's silence already: out at
+	// once, without asking again.
+	probe.mu.Lock()
+	asked := probe.asked[lb42]
+	probe.mu.Unlock()
+	echoFailed := session(lb42, bfd.Down, 3)
+	echoFailed.Diag = bfd.DiagEchoFailed
+	onBFD(echoFailed)
+	want("echo failed", map[netip.Prefix][]netip.Addr{vip1: {lb41}})
+	probe.mu.Lock()
+	if probe.asked[lb42] != asked {
+		t.Errorf("lb4-2 pinged after its echo function failed")
+	}
+	probe.mu.Unlock()
+	onBFD(session(lb42, bfd.Up, 3))
+	want("bfd up after echo failed", map[netip.Prefix][]netip.Addr{vip1: {lb41, lb42}, vip2: {lb42}})
+
 	// The event log says why, before the route changes.
 	down := slices.IndexFunc(r.a.events, func(e control.Event) bool {
 		return e.Kind == "bfd" && e.Msg == "session with 192.0.2.4 down: control detection time expired"

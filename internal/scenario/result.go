@@ -431,6 +431,7 @@ func (r *Result) scope(sc Scope) (conns []traffic.Conn, from time.Time, note str
 		case sc.After != "" && c.End.Before(from):
 		case sc.Settled > 0 && c.Start.Before(from.Add(sc.Settled)):
 		case sc.Before != "" && !c.Start.Before(before):
+		case sc.Before != "" && c.Outcome != traffic.OutcomeOK && !failureMoment(c, r.Report.ReadTimeout).Before(before):
 		case sc.ExceptLB7 != "" && (c.LB7 == sc.ExceptLB7 || c.LB7 == "" && c.Outcome == traffic.OutcomeRefused):
 		default:
 			conns = append(conns, c)

@@ -97,7 +97,9 @@ func TestAssertions(t *testing.T) {
 		{name: "settled after a step", a: Assertion{Metric: MetricBroken, Scope: Scope{After: "kill lb4-2", Settled: 2 * time.Second}},
 			conns: 4, value: 2},
 		{name: "between two steps", a: Assertion{Metric: MetricBroken, Scope: Scope{After: "kill lb4-2", Before: "revive lb4-2"}},
-			conns: 6, value: 4},
+			conns: 5, value: 3}, // 9 failed after the revive
+		{name: "before a step, without what it broke", a: Assertion{Metric: MetricBroken, Limit: 1, Scope: Scope{Before: "kill lb4-2"}},
+			conns: 3, value: 1, passed: true}, // 1, 5 and 8; 2, 3 and 4 failed after the kill
 		{name: "ratio except an lb7", a: Assertion{Metric: MetricBrokenRatio, Limit: 0.01, Scope: Scope{After: "kill lb4-2", ExceptLB7: "lb7-2"}},
 			conns: 5, value: 0.4},
 		{name: "ratio within its limit", a: Assertion{Metric: MetricBrokenRatio, Limit: 0.6, Scope: Scope{VIP: "www"}},
@@ -106,7 +108,7 @@ func TestAssertions(t *testing.T) {
 			conns: 8, value: float64(7500 * time.Millisecond)},
 		{name: "failover before the next step", a: Assertion{Metric: MetricFailover, Limit: float64(6 * time.Second),
 			Scope: Scope{VIP: "api", After: "kill lb4-2", Before: "revive lb4-2"}},
-			conns: 3, value: float64(6 * time.Second), passed: true},
+			conns: 2, value: float64(2500 * time.Millisecond), passed: true},
 		{name: "failover of a timeout counts from when data stopped", a: Assertion{Metric: MetricFailover,
 			Limit: float64(time.Second), Scope: Scope{VIP: "www", After: "kill lb4-2", Before: "revive lb4-2"}},
 			conns: 3, value: float64(time.Second), passed: true},

@@ -316,7 +316,8 @@ type Scope struct {
 	// that long after the step.
 	Settled time.Duration `json:",omitzero"`
 	// Before keeps the connections that started before the start of the
-	// step with that label.
+	// step with that label, except those that failed at or after it: in
+	// flight when the step began, they failed by its doing.
 	Before string `json:",omitzero"`
 	// ExceptLB7 leaves out the connections that LB7 served (by their
 	// X-Lab-LB7 header) and the ones refused at connect, which carry no

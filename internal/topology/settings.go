@@ -184,6 +184,7 @@ func decodeSettings(c *collector, n *yaml.Node, whole bool) Settings {
 			Enabled:    v.boolean(raw.BFD.Enabled),
 			Interval:   v.bfdInterval(raw.BFD.Interval),
 			Multiplier: v.integer(raw.BFD.Multiplier, 1, 255),
+			Echo:       v.bfdEcho(raw.BFD.Echo),
 		},
 	}
 	for _, e := range raw.Sysctls {
@@ -266,16 +267,29 @@ func (v conv) holdTime(x value) time.Duration {
 
 // bfdInterval is a BFD interval: whole microseconds on the wire, and no
 // shorter than 10ms, below which a Go timer in a busy VM is noise.
-func (v conv) bfdInterval(x value) time.Duration {
+func (v conv) bfdInterval(x value) time.Duration { return v.bfdDuration(x, "10ms to 1m") }
+
+// bfdDuration is bfdInterval, want saying what is in range.
+func (v conv) bfdDuration(x value, want string) time.Duration {
 	d := v.duration(x)
 	switch {
 	case d <= 0:
 	case d < 10*time.Millisecond || d > time.Minute:
-		v.c.at(x.Node, "%q is out of range (want 10ms to 1m)", d)
+		v.c.at(x.Node, "%q is out of range (want %s)", d, want)
 	case d%time.Microsecond != 0:
 		v.c.at(x.Node, "%q is not a whole number of microseconds", d)
 	}
 	return d
+}
+
+// bfdEcho is an echo interval: 0 (or 0s) for none, else as bfdInterval.
+func (v conv) bfdEcho(x value) time.Duration {
+	if s, ok := x.str(); ok {
+		if d, err := time.ParseDuration(s); err == nil && d == 0 {
+			return 0
+		}
+	}
+	return v.bfdDuration(x, "10ms to 1m, or 0 for none")
 }
 
 func (v conv) integer(x value, lo, hi int) int {

@@ -92,6 +92,7 @@ type rawBFD struct {
 	Enabled    value `yaml:"enabled"`
 	Interval   value `yaml:"interval"`
 	Multiplier value `yaml:"multiplier"`
+	Echo       value `yaml:"echo"`
 }
 
 type rawBGPTimers struct {

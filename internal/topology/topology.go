@@ -210,7 +210,11 @@ type Settings struct {
 type BFD struct {
 	Enabled    bool
 	Interval   time.Duration // desired transmit and required receive interval
-	Multiplier int           // packets missed before the session goes down
+	Multiplier int           // packets (or echoes) missed before the session goes down
+	// Echo is the interval of a router's echo function, 0 for none: ICMP
+	// echo requests that the LB4's kernel answers, which detect a silent
+	// LB4 while the control packets go slowly (see internal/bfd).
+	Echo time.Duration
 }
 
 // BGPTimers are the BGP session timers.

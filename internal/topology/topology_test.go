@@ -214,7 +214,7 @@ nodes:
 			}
 			got := n.Settings
 			got.Health, got.HAProxy = Health{}, HAProxy{}
-			if want := (BFD{Enabled: false, Interval: 50 * time.Millisecond, Multiplier: 3}); got.BFD != want {
+			if want := (BFD{Enabled: false, Interval: 50 * time.Millisecond, Multiplier: 3, Echo: 100 * time.Millisecond}); got.BFD != want {
 				t.Errorf("bfd %+v, want %+v", got.BFD, want)
 			}
 			got.BFD = BFD{}
@@ -269,7 +269,7 @@ func TestShippedDefaults(t *testing.T) {
 			Maxconn: 4096, TimeoutConnect: 2 * time.Second, TimeoutClient: time.Minute, TimeoutServer: time.Minute,
 			CheckInterval: time.Second, Rise: 2, Fall: 2, AgentPort: 5555, AgentInterval: 500 * time.Millisecond,
 		},
-		BFD: BFD{Enabled: true, Interval: 200 * time.Millisecond, Multiplier: 3},
+		BFD: BFD{Enabled: true, Interval: 200 * time.Millisecond, Multiplier: 3, Echo: 100 * time.Millisecond},
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.role), func(t *testing.T) {
