@@ -3,7 +3,9 @@ package lab_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,8 +112,8 @@ func lb4Failures(b *testing.B, l *lab.Lab, lb4 string, workers int) {
 		at := injectTime(b, l, since.Add(-time.Second))
 		b.ReportMetric(lastFailure(rep, at).Seconds(), "s/"+f.name+"-to-all-requests-ok")
 		b.ReportMetric(float64(rep.Broken), "broken/"+f.name)
-		b.Logf("%s %s under load: out of every route in %s; %d connections, %d broken, %d interrupted",
-			f.name, lb4, d.Round(time.Millisecond), rep.Total, rep.Broken, rep.Interrupted)
+		b.Logf("%s %s under load: out of every route in %s; %d connections, %d broken (%s), %d interrupted",
+			f.name, lb4, d.Round(time.Millisecond), rep.Total, rep.Broken, brokenByScheduler(b, l, rep), rep.Interrupted)
 		must(b, f.restore())
 		waitAllLB4s(b, l)
 	}
@@ -245,4 +247,29 @@ func waitStarted(b *testing.B, ld *lab.Load, n int) {
 		}
 		return nil
 	})
+}
+
+// brokenByScheduler says how many of rep's connections broke, and of how
+// many, per IPVS scheduler of their VIP: "mh 0/160, sh 2/150".
+func brokenByScheduler(b *testing.B, l *lab.Lab, rep *lab.Report) string {
+	b.Helper()
+	topo, err := l.Topology()
+	must(b, err)
+	sched := map[netip.AddrPort]string{}
+	for _, v := range topo.VIPs {
+		sched[netip.AddrPortFrom(v.Address, v.Port)] = v.Scheduler
+	}
+	total, broken := map[string]int{}, map[string]int{}
+	for _, c := range rep.Conns {
+		s := sched[c.Target]
+		total[s]++
+		if c.Outcome.Broken() {
+			broken[s]++
+		}
+	}
+	var parts []string
+	for _, s := range slices.Sorted(maps.Keys(total)) {
+		parts = append(parts, fmt.Sprintf("%s %d/%d", s, broken[s], total[s]))
+	}
+	return strings.Join(parts, ", ")
 }

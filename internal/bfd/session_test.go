@@ -391,3 +391,27 @@ func TestEcho(t *testing.T) {
 		}
 	})
 }
+
+// TestControlInterval checks that control packets slow to one second while
+// the echo function detects failures (RFC 5880 §6.8.3), and keep the
+// configured interval without it.
+func TestControlInterval(t *testing.T) {
+	ms := time.Millisecond
+	for _, tt := range []struct {
+		cfg  Config
+		want time.Duration
+	}{
+		{Config{Interval: 200 * ms, Multiplier: 3}, 200 * ms},
+		{Config{Interval: 200 * ms, Multiplier: 3, Echo: 100 * ms}, time.Second},
+		{Config{Interval: 2 * time.Second, Multiplier: 3, Echo: 100 * ms}, 2 * time.Second},
+	} {
+		s := testSession(addrB, 1, tt.cfg)
+		if s.requiredMinRx != tt.want {
+			t.Errorf("%+v: required min rx %s, want %s", tt.cfg, s.requiredMinRx, tt.want)
+		}
+		s.setState(Up, DiagNone, t0)
+		if s.desiredMinTx != tt.want {
+			t.Errorf("%+v: desired min tx once up %s, want %s", tt.cfg, s.desiredMinTx, tt.want)
+		}
+	}
+}

@@ -16,8 +16,9 @@ import (
 // (every packet dropped) or a dark link answers nothing, and goes at
 // once. (A session whose echo function failed has asked already.)
 
-// confirmWithin bounds the confirmation: with 3 x 200ms of detection, a
-// silent LB4 leaves the routes within 0.8 s.
+// confirmWithin bounds the confirmation: with control packets at
+// 3 x 200ms (no echo function), a silent LB4 leaves the routes within
+// 0.8 s.
 const confirmWithin = 200 * time.Millisecond
 
 // prober asks whether addr's kernel answers within d.
