@@ -1,6 +1,7 @@
 // Package bfd implements Bidirectional Forwarding Detection in asynchronous
-// mode (RFC 5880) over single-hop UDP (RFC 5881), for IPv4 and IPv6, without
-// echo, authentication or demand mode.
+// mode (RFC 5880) over single-hop UDP (RFC 5881), for IPv4 and IPv6, with
+// an echo function made of ICMP echo requests that the peer's kernel
+// answers (see echo.go), without authentication or demand mode.
 //
 // A [Server] runs one session per configured peer. Routers use it to notice
 // within a fraction of a second that a load balancer went silent; the load
