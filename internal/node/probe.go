@@ -30,7 +30,7 @@ type prober interface {
 // of its own in its namespace).
 type icmpProber struct{}
 
-// Answers pings addr for d (bfd.Answers). An error opening the socket
+// Answers pings addr for d (bfd.Answers). An error of the socket
 // counts as an answer: the router then trusts BFD alone less than it
 // trusts the LB4.
 func (icmpProber) Answers(ctx context.Context, addr netip.Addr, d time.Duration) bool {
