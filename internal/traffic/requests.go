@@ -185,40 +185,25 @@ func (w *worker) dialPick(ctx context.Context, c *Conn, addr netip.AddrPort, pic
 // exchangeShort sends req on conn and reads the whole response, bounded by
 // ReadTimeout, completing c.
 func (w *worker) exchangeShort(ctx context.Context, c Conn, conn *keptConn, req []byte) Conn {
-	cfg := &w.run.cfg
-	if la, ok := conn.LocalAddr().(*net.TCPAddr); ok {
-		ap := la.AddrPort()
-		c.Source, c.SourcePort = ap.Addr().Unmap(), ap.Port()
-	}
 	c.Reused = conn.reused
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	sent, stop, err := w.send(ctx, &c, conn, req)
 	defer stop()
-	sent := time.Now()
-	if err := conn.SetDeadline(sent.Add(cfg.ReadTimeout)); err != nil {
-		return w.end(ctx, c, fmt.Errorf("set deadline: %w", err))
-	}
-	if err := ctx.Err(); err != nil {
+	if err != nil {
 		return w.end(ctx, c, err)
-	}
-	if _, err := conn.Write(req); err != nil {
-		return w.end(ctx, c, fmt.Errorf("send request: %w", err))
 	}
 	resp, err := http.ReadResponse(conn.br, nil)
 	if err != nil {
 		return w.end(ctx, c, fmt.Errorf("read response header: %w", err))
 	}
 	c.LongestStall = time.Since(sent)
-	c.Status = resp.StatusCode
-	c.LB7 = resp.Header.Get("X-Lab-LB7")
-	c.Server = resp.Header.Get("X-Lab-Server")
+	c.answered(resp)
 	n, err := io.Copy(io.Discard, resp.Body)
 	c.Bytes = n
 	if err != nil {
 		return w.end(ctx, c, fmt.Errorf("read body: %w", err))
 	}
 	conn.reusable = !resp.Close
-	if resp.StatusCode != http.StatusOK {
-		c.Outcome, c.Err, c.End = OutcomeBadStatus, fmt.Sprintf("status %d", resp.StatusCode), time.Now()
+	if c.badStatus(time.Now()) {
 		return c
 	}
 	return w.end(ctx, c, nil)

@@ -574,9 +574,10 @@ func (r *Run) dialWith(ctx context.Context, c *Conn, d *sourceDialer, network st
 	return conn, err
 }
 
-// exchange sends request on conn and reads the answer, completing c.
-func (w *worker) exchange(ctx context.Context, c Conn, conn net.Conn, request []byte) Conn {
-	cfg := &w.run.cfg
+// send records conn's source in c, makes the end of the run interrupt
+// conn, bounds the exchange by ReadTimeout and sends request. It returns
+// when it sent, and stop, to be deferred whatever the error.
+func (w *worker) send(ctx context.Context, c *Conn, conn net.Conn, request []byte) (sent time.Time, stop func() bool, err error) {
 	if la, ok := conn.LocalAddr().(*net.TCPAddr); ok {
 		ap := la.AddrPort()
 		c.Source, c.SourcePort = ap.Addr().Unmap(), ap.Port()
@@ -584,18 +585,45 @@ func (w *worker) exchange(ctx context.Context, c Conn, conn net.Conn, request []
 	// The end of the run interrupts whatever the connection is blocked in,
 	// with a deadline in the past. A deadline set afterwards would override
 	// it: every deadline is followed by a check of ctx.
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-
-	connected := time.Now()
-	if err := conn.SetDeadline(connected.Add(cfg.ReadTimeout)); err != nil {
-		return w.end(ctx, c, fmt.Errorf("set deadline: %w", err))
+	stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	sent = time.Now()
+	if err := conn.SetDeadline(sent.Add(w.run.cfg.ReadTimeout)); err != nil {
+		return sent, stop, fmt.Errorf("set deadline: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return w.end(ctx, c, err)
+		return sent, stop, err
 	}
 	if _, err := conn.Write(request); err != nil {
-		return w.end(ctx, c, fmt.Errorf("send request: %w", err))
+		return sent, stop, fmt.Errorf("send request: %w", err)
+	}
+	return sent, stop, nil
+}
+
+// answered records the response header in c: status, and the LB7 and
+// backend that served it.
+func (c *Conn) answered(resp *http.Response) {
+	c.Status = resp.StatusCode
+	c.LB7 = resp.Header.Get("X-Lab-LB7")
+	c.Server = resp.Header.Get("X-Lab-Server")
+}
+
+// badStatus ends c as bad-status at now when its status is not 200, and
+// reports whether it did.
+func (c *Conn) badStatus(now time.Time) bool {
+	if c.Status == http.StatusOK {
+		return false
+	}
+	c.Outcome, c.Err, c.End = OutcomeBadStatus, "status "+strconv.Itoa(c.Status), now
+	return true
+}
+
+// exchange sends request on conn and reads the answer, completing c.
+func (w *worker) exchange(ctx context.Context, c Conn, conn net.Conn, request []byte) Conn {
+	cfg := &w.run.cfg
+	connected, stop, err := w.send(ctx, &c, conn, request)
+	defer stop()
+	if err != nil {
+		return w.end(ctx, c, err)
 	}
 	w.br.Reset(conn)
 	defer w.br.Reset(nil)
@@ -605,11 +633,8 @@ func (w *worker) exchange(ctx context.Context, c Conn, conn net.Conn, request []
 		return w.end(ctx, c, fmt.Errorf("read response header: %w", err))
 	}
 	c.LongestStall = now.Sub(connected)
-	c.Status = resp.StatusCode
-	c.LB7 = resp.Header.Get("X-Lab-LB7")
-	c.Server = resp.Header.Get("X-Lab-Server")
-	if resp.StatusCode != http.StatusOK {
-		c.Outcome, c.Err, c.End = OutcomeBadStatus, "status "+strconv.Itoa(resp.StatusCode), now
+	c.answered(resp)
+	if c.badStatus(now) {
 		return c
 	}
 	// The body is never closed: http's Close could read it to its end.
